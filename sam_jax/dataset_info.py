@@ -1,0 +1,10 @@
+"""What the train loop needs to know about a dataset before reading it."""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+  num_classes: int
+  num_train_examples: int
+  eval_num_examples: int

@@ -1,0 +1,91 @@
+"""The offline default dataset: scikit-learn's bundled handwritten digits.
+
+1,797 real 8x8 grey images of the digits 0-9 (no download). A fixed random split
+gives 1,437 training and 360 test images. Pixels (0..16) are mapped to [-1, 1],
+upsampled by pixel replication to ``config.image_size`` and repeated to 3
+channels, so every model sees NHWC float32 images as from the TFDS pipeline.
+
+Batches are a pure function of (seed, step): step s of epoch e takes a slice of
+the permutation drawn from (seed, e). Each process takes its own contiguous part
+of each global batch, so the global batch is the same for any number of
+processes, and a run resumed at ``start_step`` continues exactly.
+"""
+
+import functools
+from typing import Iterator
+
+import jax
+import ml_collections
+import numpy as np
+
+from sam_jax.dataset_info import DatasetInfo
+
+NUM_CLASSES = 10
+NUM_TRAIN = 1437
+SPLITS = ("train", "test")
+_SPLIT_SEED = 0
+
+
+@functools.cache
+def _load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+  if split not in SPLITS:
+    raise ValueError(f"digits: split {split!r} is not one of {SPLITS}.")
+  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  data = load_digits()
+  order = np.random.RandomState(_SPLIT_SEED).permutation(len(data.target))
+  order = order[:NUM_TRAIN] if split == "train" else order[NUM_TRAIN:]
+  images = data.images[order].astype(np.float32) / 8.0 - 1.0
+  return images, data.target[order].astype(np.int32)
+
+
+def _to_model_input(images: np.ndarray, image_size: int) -> np.ndarray:
+  """[N, 8, 8] in [-1, 1] -> [N, S, S, 3] by pixel replication."""
+  if image_size % 8:
+    raise ValueError(f"digits: config.image_size={image_size} must be a multiple of 8.")
+  k = image_size // 8
+  images = images.repeat(k, axis=1).repeat(k, axis=2)
+  return np.repeat(images[..., None], 3, axis=-1)
+
+
+def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
+  eval_split = config.get("eval_split", "test")
+  return DatasetInfo(num_classes=NUM_CLASSES, num_train_examples=len(_load_split("train")[1]),
+                     eval_num_examples=len(_load_split(eval_split)[1]))
+
+
+def _process_slice(local_batch_size: int) -> slice:
+  start = jax.process_index() * local_batch_size
+  return slice(start, start + local_batch_size)
+
+
+def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
+                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Infinite shuffled training batches, starting at ``start_step``."""
+  images, labels = _load_split(config.get("train_split", "train"))
+  global_batch = local_batch_size * jax.process_count()
+  steps_per_epoch = len(labels) // global_batch
+  if steps_per_epoch == 0:
+    raise ValueError(f"digits: global batch {global_batch} exceeds the {len(labels)} "
+                     "training examples.")
+  local = _process_slice(local_batch_size)
+  step = start_step
+  while True:
+    epoch, index = divmod(step, steps_per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(len(labels))
+    idx = perm[index * global_batch:(index + 1) * global_batch][local]
+    yield {"image": _to_model_input(images[idx], config.image_size), "label": labels[idx]}
+    step += 1
+
+
+def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
+                  split: str | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over the split; the last batch is padded, with ``mask`` 0 on padding."""
+  images, labels = _load_split(split or config.get("eval_split", "test"))
+  global_batch = local_batch_size * jax.process_count()
+  local = _process_slice(local_batch_size)
+  for start in range(0, len(labels), global_batch):
+    idx = np.arange(start, start + global_batch)[local]
+    mask = (idx < len(labels)).astype(np.float32)
+    idx = np.minimum(idx, len(labels) - 1)
+    yield {"image": _to_model_input(images[idx], config.image_size), "label": labels[idx],
+           "mask": mask}

@@ -1,0 +1,65 @@
+"""Builds the full optimizer from a config: SAM -> clipping -> base optimizer.
+
+    optax.chain(sam(rho), clip_by_global_norm(c), base)
+
+SAM comes first, so clipping and the base optimizer see the final, device-averaged
+SAM gradient, and weight decay and momentum act at the clean parameters.
+"""
+
+import jax
+import ml_collections
+import optax
+
+from sam_jax.optim import sam as sam_lib
+
+OPTIMIZERS = ("adamw", "sgd")
+DECAYS = ("linear", "cosine", "constant")
+
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
+  """Linear warm-up from 0 to ``opt.learning_rate``, then ``opt.decay`` to ``opt.end_learning_rate``."""
+  if opt.decay not in DECAYS:
+    raise ValueError(f"optimizer.decay={opt.decay!r} is not one of {DECAYS}.")
+  if not 0 <= opt.warmup_steps < num_train_steps:
+    raise ValueError(f"optimizer.warmup_steps={opt.warmup_steps} must be in "
+                     f"[0, num_train_steps={num_train_steps}).")
+  peak, end = opt.learning_rate, opt.get("end_learning_rate", 0.0)
+  decay_steps = num_train_steps - opt.warmup_steps
+  decay = {
+      "linear": optax.linear_schedule(peak, end, decay_steps),
+      "cosine": optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak if peak else 0.0),
+      "constant": optax.constant_schedule(peak),
+  }[opt.decay]
+  if opt.warmup_steps == 0:
+    return decay
+  warmup = optax.linear_schedule(0.0, peak, opt.warmup_steps)
+  return optax.join_schedules([warmup, decay], [opt.warmup_steps])
+
+
+def _decay_mask(params: optax.Params):
+  """Weight decay on kernels and embeddings (ndim > 1), not on biases or norm scales."""
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """AdamW (decoupled decay, multiplied by the learning rate) or SGD with momentum and L2 decay."""
+  if opt.name == "adamw":
+    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
+                       mask=_decay_mask)
+  if opt.name == "sgd":
+    return optax.chain(
+        optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+        optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
+  raise ValueError(f"optimizer.name={opt.name!r} is not one of {OPTIMIZERS}.")
+
+
+def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: str | None = None
+                     ) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
+  """The optimizer a config asks for, and its learning-rate schedule (for logging)."""
+  schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
+  parts = [sam_lib.sam(config.sam.rho, sync=config.sam.sync, axis_name=axis_name,
+                       eps=config.sam.eps)]
+  if config.optimizer.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
+  parts.append(base_optimizer(config.optimizer, schedule))
+  return optax.chain(*parts), schedule

@@ -1,0 +1,36 @@
+"""sam_jax: Sharpness-Aware Minimization for ViT, MLP-Mixer and ResNet in JAX/Flax/Optax."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "jax>=0.7,<0.11",
+    "flax>=0.11,<0.13",
+    "optax>=0.2.5,<0.3",
+    "tensorflow-cpu>=2.18,<2.22",
+    "tensorflow-datasets>=4.9.7,<4.10",
+    "ml_collections>=1.0,<2",
+    "clu>=0.0.12,<0.1",
+    "tensorboard>=2.18,<2.22",
+    "orbax-checkpoint>=0.11,<0.13",
+    "absl-py>=2.1",
+    "numpy>=1.26",
+    "scikit-learn>=1.4",   # The offline default job's digits.
+    "matplotlib>=3.8",     # PNG plots of the analyses.
+]
+
+setuptools.setup(
+    name="sam_jax",
+    version="0.1.0",
+    description="Sharpness-Aware Minimization for ViT, MLP-Mixer and ResNet (JAX/Flax/Optax).",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["sam_jax", "sam_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "gpu": ["jax[cuda12]>=0.7,<0.11"],
+        "tpu": ["jax[tpu]>=0.7,<0.11"],
+    },
+    license="Apache-2.0",
+)
