@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 16         # 8x8 digits upsampled by pixel replication.
+  config.pp = ml_collections.ConfigDict(dict(max_shift=0))  # Random translation (8x8 pixels): off.
   config.batch_size = 128        # Global, split over all devices.
   config.eval_batch_size = 120
 

@@ -3,8 +3,8 @@
 import ml_collections
 
 from sam_jax.optim import optimizer as optimizer_lib
-from sam_jax.optim import sam as sam_lib
 
+SYNC_MODES = ("device", "global")
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -31,8 +31,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                        f"devices ({num_devices}).")
   if not config.sam.rho >= 0:
     raise ValueError(f"config.sam.rho={config.sam.rho!r} must be >= 0 (0 trains without SAM).")
-  if config.sam.sync not in sam_lib.SYNC_MODES:
-    raise ValueError(f"config.sam.sync={config.sam.sync!r} must be one of {sam_lib.SYNC_MODES}.")
+  if config.sam.sync not in SYNC_MODES:
+    raise ValueError(f"config.sam.sync={config.sam.sync!r} must be one of {SYNC_MODES}.")
+  if config.sam.get("kind", "sam") not in optimizer_lib.SAM_KINDS:
+    raise ValueError(f"config.sam.kind={config.sam.kind!r} must be one of "
+                     f"{optimizer_lib.SAM_KINDS}.")
   if config.optimizer.name not in optimizer_lib.OPTIMIZERS:
     raise ValueError(f"config.optimizer.name={config.optimizer.name!r} must be one of "
                      f"{optimizer_lib.OPTIMIZERS}.")

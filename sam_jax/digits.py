@@ -8,7 +8,9 @@ channels, so every model sees NHWC float32 images as from the TFDS pipeline.
 Batches are a pure function of (seed, step): step s of epoch e takes a slice of
 the permutation drawn from (seed, e). Each process takes its own contiguous part
 of each global batch, so the global batch is the same for any number of
-processes, and a run resumed at ``start_step`` continues exactly.
+processes, and a run resumed at ``start_step`` continues exactly. The only
+augmentation is an optional random translation by up to ``config.pp.max_shift``
+pixels (of the 8x8 grid).
 """
 
 import functools
@@ -36,6 +38,16 @@ def _load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
   order = order[:NUM_TRAIN] if split == "train" else order[NUM_TRAIN:]
   images = data.images[order].astype(np.float32) / 8.0 - 1.0
   return images, data.target[order].astype(np.int32)
+
+
+def _random_shift(images: np.ndarray, rng: np.random.Generator, max_shift: int) -> np.ndarray:
+  """Translates each image by up to ``max_shift`` pixels per axis, filling with background."""
+  n, h, w = images.shape
+  padded = np.pad(images, ((0, 0), (max_shift,) * 2, (max_shift,) * 2), constant_values=-1.0)
+  dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
+  rows = dy[:, None] + np.arange(h)[None]
+  cols = dx[:, None] + np.arange(w)[None]
+  return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def _to_model_input(images: np.ndarray, image_size: int) -> np.ndarray:
@@ -68,12 +80,17 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
     raise ValueError(f"digits: global batch {global_batch} exceeds the {len(labels)} "
                      "training examples.")
   local = _process_slice(local_batch_size)
+  max_shift = config.get("pp", {}).get("max_shift", 0)
   step = start_step
   while True:
     epoch, index = divmod(step, steps_per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(len(labels))
     idx = perm[index * global_batch:(index + 1) * global_batch][local]
-    yield {"image": _to_model_input(images[idx], config.image_size), "label": labels[idx]}
+    batch_images = images[idx]
+    if max_shift:
+      shift_rng = np.random.default_rng([seed, epoch, index, jax.process_index()])
+      batch_images = _random_shift(batch_images, shift_rng, max_shift)
+    yield {"image": _to_model_input(batch_images, config.image_size), "label": labels[idx]}
     step += 1
 
 

@@ -45,6 +45,14 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int):
                              **overrides)
 
 
+def sam_groups(config: ml_collections.ConfigDict) -> train_step.SamGroups:
+  """m examples per SAM perturbation: ``config.sam.m``, else by ``config.sam.sync``."""
+  m = config.sam.get("m")
+  if m is None and config.sam.sync == "global":
+    m = config.batch_size
+  return train_step.sam_groups(m, config.batch_size, jax.device_count())
+
+
 def evaluate(eval_step, state: train_step.TrainState, batches: Iterator[dict[str, np.ndarray]],
              mesh) -> dict[str, float]:
   """Loss and accuracy over one pass of ``batches`` (padding masked out)."""
@@ -83,9 +91,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   local_batch = config.batch_size // jax.process_count()
   local_eval_batch = config.eval_batch_size // jax.process_count()
 
-  mesh = train_step.create_mesh()
+  groups = sam_groups(config)
+  mesh = train_step.create_mesh(groups=groups)
   model = create_model(config, info.num_classes)
-  tx, schedule = optim.create_optimizer(config, axis_name=train_step.AXIS)
+  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
+                                        sync_axis_name=groups.sync_axis_name)
   image_shape = (config.image_size, config.image_size, 3)
   state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, image_shape))(
       jax.random.PRNGKey(config.seed))
@@ -100,7 +110,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  p_train_step = train_step.make_train_step(model, tx, mesh, schedule)
+  p_train_step = train_step.make_train_step(model, tx, mesh, schedule, groups)
   p_eval_step = train_step.make_eval_step(model, mesh)
   train_iter = source.train_iterator(config, local_batch_size=local_batch, seed=config.seed,
                                      start_step=start_step)
@@ -109,9 +119,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     hooks.append(periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                                  writer=writer, every_steps=config.log_every_steps))
 
-  logging.info("Training %s/%s (SAM rho=%s, sync=%s) for steps %d..%d on %d devices.",
-               config.model.name, config.model.variant, config.sam.rho, config.sam.sync,
-               start_step, config.num_train_steps, jax.device_count())
+  logging.info("Training %s/%s (%s rho=%s, %s) for steps %d..%d on %d devices.",
+               config.model.name, config.model.variant, config.sam.get("kind", "sam"),
+               config.sam.rho, groups, start_step, config.num_train_steps, jax.device_count())
   train_metrics = None
   for step in range(start_step + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):

@@ -1,13 +1,14 @@
 """The data-parallel train and eval steps: per-device code under ``jax.shard_map``.
 
 Every config uses these steps unchanged. The state is replicated, the batch is
-split along the 1-D mesh axis ``"batch"``; inside, the code is written for one
+split over the data-parallel mesh (see ``create_mesh``); inside, the code is written for one
 device (pmap semantics: ``check_vma=False``, so a gradient is the local one and
 nothing is summed implicitly) and averages with ``pmean`` over the named axis. The
 optimizer (``sam_jax.optim``) receives the local clean gradient and a ``grad_fn``
 for the second SAM pass, and returns the device-averaged update.
 """
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -15,11 +16,52 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXIS = "batch"
+GROUP = "group"                  # vmapped SAM groups inside one device.
+DATA = ("replica", "member")     # Mesh axes; the batch is split over both.
 Batch = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class SamGroups:
+  """How the global batch is cut into SAM perturbation groups of m examples.
+
+  Each group ascends along its own gradient (m-sharpness). A group is either a
+  part of one device's batch (``groups_per_device`` > 1, run with ``jax.vmap`` over
+  the named axis ``"group"``, as if each were a device holding m examples) or
+  ``devices_per_group`` whole devices (the mesh axis ``"member"``), so the same m
+  means the same algorithm on any number of devices.
+  """
+  groups_per_device: int = 1
+  devices_per_group: int = 1
+
+  @property
+  def axis_name(self) -> tuple:
+    """Axes the final gradient is averaged over: every group of every device."""
+    return (GROUP, DATA)
+
+  @property
+  def sync_axis_name(self) -> str | None:
+    """Axes a group's clean gradient is averaged over before its ascent."""
+    return "member" if self.devices_per_group > 1 else None
+
+
+def sam_groups(m: int | None, global_batch: int, num_devices: int) -> SamGroups:
+  """The grouping for m examples per perturbation (None: one group per device)."""
+  local = global_batch // num_devices
+  if m is None or m == local:
+    return SamGroups()
+  if m <= 0 or (local % m if m < local else m % local or num_devices % (m // local)):
+    raise ValueError(
+        f"config.sam.m={m} must divide the per-device batch ({local}) or be the per-device "
+        f"batch times a divisor of the device count ({num_devices}), e.g. "
+        f"{sorted({d for d in range(1, local + 1) if local % d == 0} | {local * k for k in range(1, num_devices + 1) if num_devices % k == 0})}.")
+  if m < local:
+    return SamGroups(groups_per_device=local // m)
+  return SamGroups(devices_per_group=m // local)
 
 
 @flax.struct.dataclass
@@ -29,13 +71,20 @@ class TrainState:
   params: Any
   opt_state: Any
   model_state: Any  # Non-parameter collections, e.g. {"batch_stats": ...}; {} if none.
-  rng: jax.Array    # Base key; each step folds in the step and the device index.
+  rng: jax.Array    # Base key; each step folds in the step and the SAM group index.
 
 
-def create_mesh(devices=None) -> Mesh:
-  """A 1-D data-parallel mesh over all (or the given) devices."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(devices, (AXIS,))
+def create_mesh(devices=None, groups: SamGroups = SamGroups()) -> Mesh:
+  """The data-parallel mesh over all (or the given) devices.
+
+  Its two axes ("replica", "member") split the batch together; "member" holds the
+  devices of one SAM group (size 1 unless m spans devices).
+  """
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  if devices.size % groups.devices_per_group:
+    raise ValueError(f"{groups.devices_per_group} devices per SAM group do not divide "
+                     f"{devices.size} devices.")
+  return Mesh(devices.reshape(-1, groups.devices_per_group), DATA)
 
 
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
@@ -56,44 +105,60 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
-                learning_rate_fn: Callable[[jax.Array], jax.Array]) -> tuple[TrainState, dict]:
-  """One step on this device's shard of the batch."""
-  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), jax.lax.axis_index(AXIS))
+                learning_rate_fn: Callable[[jax.Array], jax.Array],
+                groups_per_device: int) -> tuple[TrainState, dict]:
+  """One step on this device's shard of the batch, vmapped over its SAM groups."""
+  device_index = jax.lax.axis_index(DATA)
+  grouped = jax.tree.map(lambda x: x.reshape(groups_per_device, -1, *x.shape[1:]), batch)
   mutable = list(state.model_state) or False
 
-  def loss_fn(params):
-    variables = {"params": params, **state.model_state}
-    out = model.apply(variables, batch["image"], train=True, rngs={"dropout": rng},
-                      mutable=mutable)
-    logits, new_model_state = out if mutable else (out, {})
-    return cross_entropy(logits, batch["label"]), (logits, new_model_state)
+  def group_step(group_batch):
+    # One dropout key per group, folded from its global position in the batch.
+    group_index = device_index * groups_per_device + jax.lax.axis_index(GROUP)
+    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
 
-  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+    def loss_fn(params):
+      variables = {"params": params, **state.model_state}
+      out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
+                        mutable=mutable)
+      logits, new_model_state = out if mutable else (out, {})
+      return cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
 
-  # The second (perturbed) pass: same batch, same dropout key, and the model
-  # state of the incoming step; its own state updates are discarded.
-  def grad_fn(params):
-    return jax.grad(lambda p: loss_fn(p)[0])(params)
+    (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params)
 
-  updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
-  params = optax.apply_updates(state.params, updates)
-  metrics = {
-      "loss": loss,  # The clean-pass loss (at w, not at w + e).
-      "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "learning_rate": learning_rate_fn(state.step),
-      "update_norm": optax.tree.norm(updates),
-  }
-  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            model_state=jax.lax.pmean(new_model_state, AXIS))
-  return new_state, jax.lax.pmean(metrics, AXIS)
+    # The second (perturbed) pass: same batch, same dropout key, and the model
+    # state of the incoming step; its own state updates are discarded.
+    def grad_fn(params):
+      return jax.grad(lambda p: loss_fn(p)[0])(params)
+
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn)
+    metrics = {
+        "loss": loss,  # The clean-pass loss (at w, not at w + e).
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == group_batch["label"]),
+    }
+    means = jax.lax.pmean(jax.lax.pmean((metrics, new_model_state), GROUP), DATA)
+    return updates, opt_state, means
+
+  updates, opt_state, (metrics, new_model_state) = jax.vmap(
+      group_step, axis_name=GROUP, out_axes=None)(grouped)
+  metrics["learning_rate"] = learning_rate_fn(state.step)
+  metrics["update_norm"] = optax.tree.norm(updates)
+  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                            opt_state=opt_state, model_state=new_model_state)
+  return new_state, metrics
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
-                    mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array]):
-  """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state."""
-  step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn)
-  sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()),
+                    mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
+                    groups: SamGroups = SamGroups()):
+  """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
+
+  ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``).
+  """
+  step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
+                           groups_per_device=groups.groups_per_device)
+  sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=(0,))
 
@@ -110,13 +175,13 @@ def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str
       "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
       "count": jnp.sum(mask),
   }
-  return jax.lax.psum(sums, AXIS)
+  return jax.lax.psum(sums, DATA)
 
 
 def make_eval_step(model: nn.Module, mesh: Mesh):
   """``eval_step(state, batch) -> sums``, jit-compiled."""
   sharded = jax.shard_map(functools.partial(_eval_step, model=model), mesh=mesh,
-                          in_specs=(P(), P(AXIS)), out_specs=P(), check_vma=False)
+                          in_specs=(P(), P(DATA)), out_specs=P(), check_vma=False)
   return jax.jit(sharded)
 
 
@@ -126,6 +191,6 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_batch(batch: dict[str, Any], mesh: Mesh) -> Batch:
-  """Assembles this process's part of the global batch into arrays split along ``"batch"``."""
-  sharding = NamedSharding(mesh, P(AXIS))
+  """Assembles this process's part of the global batch into arrays split over the mesh."""
+  sharding = NamedSharding(mesh, P(DATA))
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

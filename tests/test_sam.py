@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from sam_jax.optim import sam
-from sam_jax.optim.sam import ascent_point, global_norm_f32
+from sam_jax.optim.sam import add_f32, global_norm_f32, sam_perturbation
 
 RHO = 0.05
 
@@ -112,19 +112,22 @@ def test_rho_zero_is_exactly_the_base_optimizer():
   assert not grad_fn_calls  # No second pass at rho = 0.
 
 
-def test_ascent_norm_is_rho_and_computed_in_float32():
+def test_perturbation_norm_is_rho_and_computed_in_float32():
   params = {"w": jnp.array([1.0, 2.0], jnp.bfloat16)}
   grads = {"w": jnp.array([300.0, 400.0], jnp.bfloat16)}
-
   assert global_norm_f32(grads).dtype == jnp.float32
   np.testing.assert_allclose(global_norm_f32(grads), 500.0)
-  moved = ascent_point(params, grads, 0.5, 1e-12)
+  e = sam_perturbation(1e-12)(grads, params, 0.5)
+  assert e["w"].dtype == jnp.float32
+  np.testing.assert_allclose(global_norm_f32(e), 0.5, rtol=1e-6)
+  moved = add_f32(params, e)
   assert moved["w"].dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(moved["w"], np.float32), [1.3, 2.4], rtol=1e-2)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"rho": -0.1}, "rho"), ({"rho": 0.1, "sync": "host"}, "sync"), ({"rho": 0.1, "eps": 0.0}, "eps")])
+    ({"rho": -0.1}, "rho"), ({"rho": 0.1, "every_k_steps": 0}, "every_k_steps"),
+    ({"rho": 0.1, "eps": 0.0}, "eps")])
 def test_bad_arguments_are_named(kwargs, match):
   with pytest.raises(ValueError, match=match):
     sam(**kwargs)

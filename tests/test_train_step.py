@@ -1,4 +1,4 @@
-"""The shard_map train step on 8 emulated devices against 1 device and hand-computed SAM."""
+"""The shard_map train step: device counts, m-sharpness groups, BatchNorm and dropout in SAM."""
 
 import flax.linen as nn
 import jax
@@ -10,68 +10,138 @@ import pytest
 from sam_jax import train_step
 from sam_jax.optim import sam
 
-RHO, LR = 0.1, 0.5
+RHO, LR, BATCH = 0.1, 0.5, 16
 
 
 class TinyNet(nn.Module):
+  """Dense-GELU-(BatchNorm)-(Dropout)-Dense on flattened images."""
+  batch_norm: bool = False
+  dropout: float = 0.0
+
   @nn.compact
   def __call__(self, x, *, train: bool):
-    del train
-    x = x.reshape((x.shape[0], -1))
-    return nn.Dense(4)(nn.gelu(nn.Dense(8)(x)))
+    x = nn.gelu(nn.Dense(8)(x.reshape((x.shape[0], -1))))
+    if self.batch_norm:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(4)(x)
 
 
-def _setup(rho, sync, devices):
-  model = TinyNet()
-  mesh = train_step.create_mesh(devices)
-  tx = optax.chain(sam(rho, sync=sync, axis_name=train_step.AXIS), optax.sgd(LR))
-  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3))
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR))
-  return model, mesh, train_step.replicate(state, mesh), step
-
-
-def _batch(n=16, seed=1):
+def _batch(n=BATCH, seed=1):
   rng = np.random.default_rng(seed)
   return {"image": rng.normal(size=(n, 4, 4, 3)).astype(np.float32),
           "label": rng.integers(0, 4, size=n).astype(np.int32)}
 
 
-def _run(rho, sync, devices, batch):
-  _, mesh, state, step = _setup(rho, sync, devices)
-  params0 = jax.device_get(state.params)
+def _run(rho, m, num_devices, batch, model=TinyNet()):
+  """One SGD(LR)+SAM step with m examples per perturbation on ``num_devices`` devices."""
+  groups = train_step.sam_groups(m, len(batch["label"]), num_devices)
+  mesh = train_step.create_mesh(jax.devices()[:num_devices], groups)
+  tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
+                   optax.sgd(LR))
+  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3))
+  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
+  state = train_step.replicate(state, mesh)
+  init = jax.device_get(state)
   state, metrics = step(state, train_step.shard_batch(batch, mesh))
-  return params0, jax.device_get(state.params), jax.device_get(metrics)
+  return init, jax.device_get(state), jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("rho, sync", [(RHO, "global"), (0.0, "device"), (0.0, "global")])
-def test_eight_devices_equal_one_device_on_the_global_batch(rho, sync):
+def _loss(model, params, x, y, variables=None, rng=None):
+  out = model.apply({"params": params, **(variables or {})}, x, train=True,
+                    rngs={"dropout": rng} if rng is not None else None,
+                    mutable=list(variables or {}) or False)
+  logits = out[0] if variables else out
+  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def _hand_sam_step(params, batch, m, model=TinyNet()):
+  """SGD step on the mean over groups of m examples of ∇L_k(w + rho g_k/||g_k||)."""
+  grads = []
+  for start in range(0, len(batch["label"]), m):
+    x, y = batch["image"][start:start + m], batch["label"][start:start + m]
+    g = jax.grad(lambda p: _loss(model, p, x, y))(params)
+    norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
+    w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, params, g)
+    grads.append(jax.grad(lambda p: _loss(model, p, x, y))(w_adv))
+  mean = jax.tree.map(lambda *gs: np.mean(gs, axis=0), *grads)
+  return jax.tree.map(lambda w, g: w - LR * g, params, mean)
+
+
+def _assert_close(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6), a, b)
+
+
+@pytest.mark.parametrize("rho, m", [(RHO, BATCH), (0.0, None), (0.0, BATCH)])
+def test_eight_devices_equal_one_device_on_the_global_batch(rho, m):
+  """Global normalisation (m = global batch) and rho = 0 do not depend on the device count."""
   assert jax.device_count() == 8
   batch = _batch()
-  _, p1, m1 = _run(rho, sync, jax.devices()[:1], batch)
-  _, p8, m8 = _run(rho, sync, jax.devices(), batch)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p1, p8)
+  _, s1, m1 = _run(rho, m, 1, batch)
+  _, s8, m8 = _run(rho, m, 8, batch)
+  _assert_close(s1.params, s8.params)
   np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-6)
 
 
-def test_per_device_sync_averages_per_shard_sam_gradients():
+def test_per_device_normalisation_averages_per_shard_sam_gradients():
   batch = _batch()
-  params0, p8, _ = _run(RHO, "device", jax.devices(), batch)
-  model = TinyNet()
+  init, s8, _ = _run(RHO, None, 8, batch)
+  _assert_close(s8.params, _hand_sam_step(init.params, batch, m=BATCH // 8))
+  _, s_global, _ = _run(RHO, BATCH, 8, batch)  # And global normalisation really differs.
+  assert not np.allclose(s8.params["Dense_0"]["kernel"], s_global.params["Dense_0"]["kernel"],
+                         atol=1e-6)
 
-  def loss(p, x, y):
-    logits = model.apply({"params": p}, x, train=True)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-  shard_grads = []
-  for i in range(8):
-    x, y = batch["image"][2 * i:2 * i + 2], batch["label"][2 * i:2 * i + 2]
-    g = jax.grad(loss)(params0, x, y)
+@pytest.mark.parametrize("m", [1, 4, 8])
+def test_same_m_gives_the_same_update_on_1_2_4_8_devices(m):
+  batch = _batch()
+  init, _, _ = _run(RHO, m, 1, batch)
+  expected = _hand_sam_step(init.params, batch, m)
+  for n in (1, 2, 4, 8):
+    _, state, _ = _run(RHO, m, n, batch)
+    _assert_close(state.params, expected)
+
+
+def test_bad_m_is_named_with_valid_values():
+  with pytest.raises(ValueError, match=r"config.sam.m=3 .*\[1, 2, 4, 8, 16\]"):
+    train_step.sam_groups(3, BATCH, 4)
+
+
+def test_batchnorm_statistics_come_from_the_clean_pass_only():
+  model = TinyNet(batch_norm=True)
+  batch = _batch()
+  init, state, _ = _run(RHO, None, 1, batch, model)
+  x, y = batch["image"], batch["label"]
+
+  def new_stats(params):
+    _, upd = model.apply({"params": params, **init.model_state}, x, train=True,
+                         mutable=["batch_stats"])
+    return upd["batch_stats"]
+
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6),
+               state.model_state["batch_stats"], new_stats(init.params))
+  # Statistics at the perturbed point would differ: the test can tell them apart.
+  g = jax.grad(lambda p: _loss(model, p, x, y, init.model_state))(init.params)
+  norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
+  perturbed = new_stats(jax.tree.map(lambda w, gi: w + RHO * gi / norm, init.params, g))
+  assert not np.allclose(perturbed["BatchNorm_0"]["mean"],
+                         state.model_state["batch_stats"]["BatchNorm_0"]["mean"], atol=1e-6)
+
+
+def test_dropout_masks_are_identical_in_both_passes():
+  model = TinyNet(dropout=0.5)
+  batch = _batch()
+  init, state, _ = _run(RHO, None, 1, batch, model)
+  x, y = batch["image"], batch["label"]
+  key = jax.random.fold_in(jax.random.fold_in(init.rng, 0), 0)  # step 0, group 0.
+
+  def hand_step(key_clean, key_perturbed):
+    g = jax.grad(lambda p: _loss(model, p, x, y, rng=key_clean))(init.params)
     norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
-    w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, params0, g)
-    shard_grads.append(jax.grad(loss)(w_adv, x, y))
-  mean_grad = jax.tree.map(lambda *gs: np.mean(gs, axis=0), *shard_grads)
-  expected = jax.tree.map(lambda w, g: w - LR * g, params0, mean_grad)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p8, expected)
-  # Per-device and global normalisation really differ here.
-  _, p_global, _ = _run(RHO, "global", jax.devices(), batch)
-  assert not np.allclose(p8["Dense_0"]["kernel"], p_global["Dense_0"]["kernel"], atol=1e-6)
+    w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, init.params, g)
+    gp = jax.grad(lambda p: _loss(model, p, x, y, rng=key_perturbed))(w_adv)
+    return jax.tree.map(lambda w, gi: w - LR * gi, init.params, gp)
+
+  _assert_close(state.params, hand_step(key, key))
+  other = hand_step(key, jax.random.fold_in(key, 1))  # A fresh mask would give another step.
+  assert not np.allclose(other["Dense_1"]["kernel"], state.params["Dense_1"]["kernel"], atol=1e-5)

@@ -1,8 +1,8 @@
 """Builds the full optimizer from a config: SAM -> clipping -> base optimizer.
 
-    optax.chain(sam(rho), clip_by_global_norm(c), base)
+    optax.chain(sam | asam | gsam, clip_by_global_norm(c), base)
 
-SAM comes first, so clipping and the base optimizer see the final, device-averaged
+The SAM-family transformation comes first, so clipping and the base optimizer see the final, device-averaged
 SAM gradient, and weight decay and momentum act at the clean parameters.
 """
 
@@ -10,10 +10,13 @@ import jax
 import ml_collections
 import optax
 
+from sam_jax.optim import asam as asam_lib
+from sam_jax.optim import gsam as gsam_lib
 from sam_jax.optim import sam as sam_lib
 
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
+SAM_KINDS = ("sam", "asam", "gsam")
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
@@ -53,12 +56,35 @@ def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> 
   raise ValueError(f"optimizer.name={opt.name!r} is not one of {OPTIMIZERS}.")
 
 
-def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: str | None = None
+def sharpness_aware(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                    axis_name: sam_lib.AxisNames, sync_axis_name: sam_lib.AxisNames
+                    ) -> optax.GradientTransformationExtraArgs:
+  """The SAM-family transformation ``config.sam.kind`` asks for."""
+  cfg = config.sam
+  common = dict(axis_name=axis_name, sync_axis_name=sync_axis_name, eps=cfg.eps,
+                every_k_steps=cfg.get("every_k_steps", 1))
+  kind = cfg.get("kind", "sam")
+  if kind == "sam":
+    return sam_lib.sam(cfg.rho, **common)
+  if kind == "asam":
+    return asam_lib.asam(cfg.rho, eta=cfg.get("eta", 0.01), **common)
+  if kind == "gsam":
+    return gsam_lib.gsam(schedule, rho_max=cfg.rho, rho_min=cfg.get("rho_min", cfg.rho),
+                         lr_max=config.optimizer.learning_rate,
+                         lr_min=config.optimizer.get("end_learning_rate", 0.0),
+                         alpha=cfg.get("alpha", 0.4), **common)
+  raise ValueError(f"config.sam.kind={kind!r} is not one of {SAM_KINDS}.")
+
+
+def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: sam_lib.AxisNames = None,
+                     sync_axis_name: sam_lib.AxisNames = None
                      ) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
-  """The optimizer a config asks for, and its learning-rate schedule (for logging)."""
+  """The optimizer a config asks for, and its learning-rate schedule (for logging).
+
+  ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam.sharpness_aware``.
+  """
   schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
-  parts = [sam_lib.sam(config.sam.rho, sync=config.sam.sync, axis_name=axis_name,
-                       eps=config.sam.eps)]
+  parts = [sharpness_aware(config, schedule, axis_name, sync_axis_name)]
   if config.optimizer.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
   parts.append(base_optimizer(config.optimizer, schedule))

@@ -1,4 +1,4 @@
-"""Sharpness-Aware Minimisation as an Optax gradient transformation.
+"""Sharpness-Aware Minimisation as Optax gradient transformations.
 
 SAM (Foret et al., 2021) replaces the gradient g = ∇L(w) by the gradient at the
 worst-case point of an L2 ball of radius rho around w, to first order:
@@ -6,93 +6,156 @@ worst-case point of an L2 ball of radius rho around w, to first order:
     e     = rho * g / (||g||_2 + eps)
     g_sam = ∇L(w + e)
 
-The transformation only turns a gradient into the SAM gradient; it composes with
-clipping and any base optimizer through ``optax.chain``, which then acts on the
-clean parameters ``w`` (the perturbed point is never materialised as parameters).
-Because ``g_sam`` needs a second gradient evaluation, ``update`` takes the extra
+A transformation here only turns a gradient into a SAM-family gradient; it
+composes with clipping and any base optimizer through ``optax.chain``, which then
+acts at the clean parameters ``w`` (the perturbed point is never written back, so
+nothing has to be restored). The second gradient evaluation comes from the extra
 argument ``grad_fn(params) -> grads``: the gradient of the same loss, on the same
 batch, with the same dropout key, and with mutable model state (BatchNorm
 statistics) taken from the clean pass.
 
-Data parallelism (per-device code with a named batch axis, as under
-``jax.shard_map``): where ``||g||`` is taken decides the algorithm.
-
-* ``sync="device"`` (m-sharpness with m = per-device batch; the paper's and the
-  original JAX code's default): each device ascends along its own local gradient.
-* ``sync="global"``: the clean gradient is averaged over devices first, so every
-  device ascends along the same direction (SAM on the global batch).
-
-In both cases the returned gradient is averaged over ``axis_name``.
+Data parallelism (per-device code with named axes, as under ``jax.shard_map`` or
+``jax.vmap(axis_name=...)``): ``axis_name`` lists the axes the final gradient is
+averaged over; ``sync_axis_name`` lists those the clean gradient is averaged over
+*before* the ascent. ``None`` gives m-sharpness with m = the per-device batch (the
+paper's and the original JAX code's default); ``sync_axis_name = axis_name`` gives
+SAM on the global batch; a sub-axis gives groups of devices. Each entry of either
+list is a name or a tuple of mesh axis names, reduced one entry after another.
 """
 
-from typing import Callable, Literal
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
 GradFn = Callable[[optax.Params], optax.Updates]
-Sync = Literal["device", "global"]
-SYNC_MODES = ("device", "global")
+AxisName = str | tuple[str, ...]
+AxisNames = AxisName | Sequence[AxisName] | None
+# (grads, params, rho) -> perturbation e with the structure of params.
+Perturbation = Callable[[optax.Updates, optax.Params, jax.Array], optax.Updates]
+# (perturbed gradient, clean gradient), both averaged -> final gradient.
+Combine = Callable[[optax.Updates, optax.Updates], optax.Updates]
+
+
+class SharpnessAwareState(NamedTuple):
+  count: jax.Array  # Steps taken; drives rho schedules and every-k-th-step SAM.
+
+
+def _axis_list(axis_name: AxisNames) -> list[AxisName]:
+  if axis_name is None:
+    return []
+  if isinstance(axis_name, str):
+    return [axis_name]
+  return list(axis_name)
+
+
+def mean_over(tree, axis_name: AxisNames):
+  """pmean over each named axis in turn (equal-sized axes: the mean over all)."""
+  for name in _axis_list(axis_name):
+    tree = jax.lax.pmean(tree, name)
+  return tree
 
 
 def global_norm_f32(tree: optax.Updates) -> jax.Array:
   """||tree||_2 accumulated in float32, whatever the leaves' dtype."""
-  leaves = jax.tree.leaves(tree)
-  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+  return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)))
 
 
-def ascent_point(params: optax.Params, grads: optax.Updates, rho: float | jax.Array,
-                 eps: float) -> optax.Params:
-  """w + rho * g / (||g|| + eps), computed in float32 and cast back.
-
-  A zero gradient gives ``w`` exactly (no NaN): the scale is rho / eps times 0.
-  """
-  scale = rho / (global_norm_f32(grads) + eps)
-  return jax.tree.map(
-      lambda w, g: (w.astype(jnp.float32) + scale * g.astype(jnp.float32)).astype(w.dtype),
-      params, grads)
+def add_f32(params: optax.Params, delta: optax.Updates) -> optax.Params:
+  """params + delta, added in float32 and cast back to each parameter's dtype."""
+  return jax.tree.map(lambda w, d: (w.astype(jnp.float32) + d).astype(w.dtype), params, delta)
 
 
-def sam(rho: float, *, sync: Sync = "device", axis_name: str | None = None,
-        eps: float = 1e-12) -> optax.GradientTransformationExtraArgs:
-  """Turns the clean gradient into the SAM gradient ∇L(w + rho g/(||g|| + eps)).
+def sam_perturbation(eps: float) -> Perturbation:
+  """e = rho * g / (||g|| + eps) in float32; a zero gradient gives e = 0 (no NaN)."""
+
+  def perturbation(grads, params, rho):
+    del params
+    scale = rho / (global_norm_f32(grads) + eps)
+    return jax.tree.map(lambda g: scale * g.astype(jnp.float32), grads)
+
+  return perturbation
+
+
+def check_rho(name: str, rho: float) -> None:
+  if not rho >= 0:
+    raise ValueError(f"{name}: rho must be >= 0, got {rho!r}.")
+
+
+def check_eps(name: str, eps: float) -> None:
+  if not eps > 0:
+    raise ValueError(f"{name}: eps must be > 0, got {eps!r}.")
+
+
+def sharpness_aware(perturbation: Perturbation,
+                    rho: float | optax.Schedule,
+                    *,
+                    combine: Combine | None = None,
+                    axis_name: AxisNames = None,
+                    sync_axis_name: AxisNames = None,
+                    every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
+  """The SAM family's common skeleton.
+
+  g  <- mean of the clean gradient over ``sync_axis_name``
+  gp <- grad_fn(w + perturbation(g, w, rho_t))
+  out = combine(mean(gp), mean(g)) (default: mean(gp)), means over ``axis_name``.
 
   Args:
-    rho: radius of the ascent step. ``rho == 0`` skips the second pass and gives
-      exactly the (device-averaged) clean gradient, i.e. the base optimizer.
-    sync: ``"device"`` normalises each device's own gradient, ``"global"`` the
-      device-averaged one (see the module docstring). Ignored without ``axis_name``.
-    axis_name: the named data-parallel axis to average over, or None on one device.
-    eps: added to ||g|| so that a zero gradient gives a zero perturbation.
-
-  Returns:
-    A transformation whose ``update(grads, state, params, *, grad_fn)`` returns
-    the SAM gradient averaged over ``axis_name``.
+    perturbation: the ascent step e(g, w, rho).
+    rho: radius, or a schedule of the step count. A constant 0 never calls
+      ``grad_fn`` and returns the averaged clean gradient: the base optimizer.
+    combine: how the averaged perturbed and clean gradients give the result.
+    axis_name: axes the final gradient is averaged over.
+    sync_axis_name: axes the clean gradient is averaged over before the ascent.
+    every_k_steps: take the SAM step on steps 0, k, 2k, ... only and the plain
+      (averaged) gradient otherwise: about (k+1)/k instead of 2 passes per step.
   """
-  if sync not in SYNC_MODES:
-    raise ValueError(f"sam: sync={sync!r} is not one of {SYNC_MODES}.")
-  if not rho >= 0:
-    raise ValueError(f"sam: rho must be >= 0, got {rho!r}.")
-  if not eps > 0:
-    raise ValueError(f"sam: eps must be > 0, got {eps!r}.")
-
-  def mean(tree):
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+  if every_k_steps < 1:
+    raise ValueError(f"every_k_steps must be >= 1, got {every_k_steps!r}.")
+  rho_fn = rho if callable(rho) else (lambda count: jnp.asarray(rho, jnp.float32))
+  plain = not callable(rho) and rho == 0
 
   def init_fn(params):
     del params
-    return optax.EmptyState()
+    return SharpnessAwareState(count=jnp.zeros((), jnp.int32))
+
+  def sam_gradient(grads, params, grad_fn, count):
+    synced = mean_over(grads, sync_axis_name)
+    perturbed = grad_fn(add_f32(params, perturbation(synced, params, rho_fn(count))))
+    perturbed = mean_over(perturbed, axis_name)
+    if combine is None:
+      return perturbed
+    return combine(perturbed, mean_over(grads, axis_name))
 
   def update_fn(updates, state, params=None, *, grad_fn: GradFn | None = None, **extra):
     del extra
-    if sync == "global":
-      updates = mean(updates)
-    if rho == 0:
-      return (updates if sync == "global" else mean(updates)), state
+    new_state = SharpnessAwareState(count=optax.safe_increment(state.count))
+    if plain:
+      return mean_over(updates, axis_name), new_state
     if params is None or grad_fn is None:
-      raise ValueError("sam: update() needs params and grad_fn (the gradient at given "
-                       "parameters on the same batch) when rho > 0.")
-    return mean(grad_fn(ascent_point(params, updates, rho, eps))), state
+      raise ValueError("sharpness-aware update() needs params and grad_fn (the gradient at "
+                       "given parameters on the same batch) when rho > 0.")
+    if every_k_steps == 1:
+      return sam_gradient(updates, params, grad_fn, state.count), new_state
+    out = jax.lax.cond(state.count % every_k_steps == 0,
+                       lambda g: sam_gradient(g, params, grad_fn, state.count),
+                       lambda g: mean_over(g, axis_name), updates)
+    return out, new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def sam(rho: float | optax.Schedule, *, axis_name: AxisNames = None,
+        sync_axis_name: AxisNames = None, eps: float = 1e-12,
+        every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
+  """SAM: g_sam = ∇L(w + rho g / (||g|| + eps)), averaged over ``axis_name``.
+
+  ``rho == 0`` skips the second pass and gives exactly the base optimizer. See
+  :func:`sharpness_aware` for the data-parallel and every-k-step arguments.
+  """
+  if not callable(rho):
+    check_rho("sam", rho)
+  check_eps("sam", eps)
+  return sharpness_aware(sam_perturbation(eps), rho, axis_name=axis_name,
+                         sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)

@@ -1,0 +1,127 @@
+r"""Training input pipeline throughput, next to the cost of decode-and-crop alone.
+
+  PYTHONPATH=. python benchmarks/input_pipeline.py --cifar_dir=/tmp/cifar10
+
+``--cifar_dir`` is CIFAR-10 as an image folder (``tar -xzf cifar10_jpeg.tar.gz -C
+/tmp/cifar10``). ImageNet-sized JPEGs (``--num_images`` of 500 x 375, smooth
+random scenes, quality 90) are generated into a temporary folder. For each
+dataset and core count, a child process pinned to that many cores (so tf.data's
+AUTOTUNE sees them) measures, on the same files:
+
+  decode_and_crop: read the file, sample the Inception window,
+    tf.image.decode_and_crop_jpeg; nothing else (the floor of any such pipeline);
+  pipeline: sam_jax.input_pipeline.train_iterator, i.e. the above plus resize,
+    flip, [-1, 1], per-epoch shuffle, batching and numpy batches.
+
+It prints a markdown table of images/s per core and the ratio pipeline / floor.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def make_jpegs(root: str, num_images: int, size=(375, 500)) -> None:
+  """``root/train/<class>/<i>.jpg``: smooth random scenes with mild noise."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  for i in range(num_images):
+    low = rng.uniform(0, 255, (6, 8, 3)).astype(np.uint8)
+    image = np.asarray(Image.fromarray(low).resize(size[::-1], Image.BICUBIC), np.float32)
+    image += rng.normal(0, 6, image.shape)
+    class_dir = os.path.join(root, "train", f"class_{i % 10}")
+    os.makedirs(class_dir, exist_ok=True)
+    Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(
+        os.path.join(class_dir, f"{i:05d}.jpg"), quality=90)
+
+
+def _measure(batches, batch_size: int, warmup: int, seconds: float) -> float:
+  for _ in range(warmup):
+    next(batches)
+  count, start = 0, time.perf_counter()
+  while time.perf_counter() - start < seconds:
+    next(batches)
+    count += batch_size
+  return count / (time.perf_counter() - start)
+
+
+def child(args: argparse.Namespace) -> None:
+  """Runs in a process pinned to ``args.cores`` cores; prints one JSON line."""
+  os.sched_setaffinity(0, range(args.cores))
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from sam_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from sam_jax.data import image_folder, preprocessing  # pylint: disable=g-import-not-at-top
+
+  config = ml_collections.ConfigDict(dict(
+      dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size,
+      pp=dict()))
+  options = preprocessing.PreprocessOptions.from_config(config)
+  paths = tf.constant(image_folder.ImageFolder(args.root, class_split="train").files("train")[0])
+
+  def decode_and_crop(position):
+    image_bytes = tf.io.read_file(paths[position % len(paths)])
+    offset, size = preprocessing.inception_crop_window(
+        tf.image.extract_jpeg_shape(image_bytes), tf.stack([tf.constant(0, tf.int64), position]),
+        options)
+    crop = tf.image.decode_and_crop_jpeg(image_bytes, tf.concat([offset, size], 0), channels=3)
+    return tf.shape(crop)
+
+  floor = (tf.data.Dataset.range(2**62).map(decode_and_crop, num_parallel_calls=tf.data.AUTOTUNE)
+           .batch(args.batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+  pipeline = input_pipeline.train_iterator(config, local_batch_size=args.batch_size, seed=0,
+                                           process_index=0, process_count=1)
+  results = {"decode_and_crop": [], "pipeline": []}
+  for _ in range(args.repeats):  # Interleaved, so both see the same machine load.
+    results["decode_and_crop"].append(_measure(floor, args.batch_size, 3, args.seconds))
+    results["pipeline"].append(_measure(pipeline, args.batch_size, 3, args.seconds))
+  print(json.dumps({k: float(np.median(v)) for k, v in results.items()}))
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--cifar_dir", required=True, help="CIFAR-10 image folder root.")
+  parser.add_argument("--num_images", type=int, default=300)
+  parser.add_argument("--cores", default="1,2", help="Comma-separated core counts.")
+  parser.add_argument("--seconds", type=float, default=8.0, help="Per measurement.")
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+  parser.add_argument("--root", help=argparse.SUPPRESS)
+  parser.add_argument("--image_size", type=int, help=argparse.SUPPRESS)
+  parser.add_argument("--batch_size", type=int, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child:
+    args.cores = int(args.cores)
+    child(args)
+    return
+
+  with tempfile.TemporaryDirectory() as tmp:
+    make_jpegs(tmp, args.num_images)
+    datasets = [(f"ImageNet-sized JPEGs ({args.num_images}, 500x375 -> 224)", tmp, 224, 128),
+                ("CIFAR-10 folder (50,000 train, 32x32 -> 32)", args.cifar_dir, 32, 256)]
+    print("| data | cores | decode-and-crop alone (img/s/core) | pipeline (img/s/core) | "
+          "pipeline / decode-and-crop |")
+    print("|---|---|---|---|---|")
+    for name, root, image_size, batch_size in datasets:
+      for cores in [int(c) for c in args.cores.split(",")]:
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", f"--cifar_dir={args.cifar_dir}",
+             f"--root={root}", f"--cores={cores}", f"--image_size={image_size}",
+             f"--batch_size={batch_size}", f"--seconds={args.seconds}",
+             f"--repeats={args.repeats}"],
+            capture_output=True, text=True, check=True, env=dict(os.environ,
+                                                                 TF_CPP_MIN_LOG_LEVEL="2"))
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"| {name} | {cores} | {r['decode_and_crop'] / cores:,.0f} | "
+              f"{r['pipeline'] / cores:,.0f} | {r['pipeline'] / r['decode_and_crop']:.2f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,193 @@
+"""Image folders ``root/<split>/<class>/<image>`` as per-process streams of records.
+
+The classes are the sorted subfolder names of the class split (the training
+split; labels 0..C-1 in that order), so every split gets the same labels; a
+split with a class folder the class split lacks is an error, never a silent
+relabelling. Files are read in sorted order; JPEG, PNG, GIF and BMP are decoded
+by content. Hidden files are ignored; other files are skipped with a warning.
+
+A record is ``{"path": file path, "label": int32}``. Each process takes the
+contiguous part [i N / P, (i + 1) N / P) of the N sorted files. Training order:
+position p is file ``index_shuffle(p mod n, seed=(key, p div n))`` of the
+process's n files, a fresh random permutation per epoch, so any position is
+reached without reading what comes before it.
+
+Unreadable images: with ``skip_corrupt=False`` the pipeline stops with an error
+naming the file; with ``skip_corrupt=True`` every file of a split is checked
+once when the split is first listed (JPEGs decoded at 1/8 scale), and unreadable
+ones are dropped, counted and logged.
+"""
+
+import functools
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from sam_jax.data import preprocessing
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
+FOREVER = 2**62
+
+
+def _subdirs(path: str) -> list[str]:
+  return sorted(d.rstrip("/") for d in tf.io.gfile.listdir(path)
+                if not d.startswith(".") and tf.io.gfile.isdir(os.path.join(path, d)))
+
+
+def decode_error(path: str) -> str | None:
+  """Why the image at ``path`` cannot be read and decoded, or None if it can."""
+  try:
+    preprocessing.decode_image(tf.io.read_file(path))
+  except (tf.errors.OpError, ValueError) as e:
+    return str(e).strip().splitlines()[-1] or type(e).__name__
+  return None
+
+
+def _check(path: tf.Tensor) -> tf.Tensor:
+  image_bytes = tf.io.read_file(path)
+  return tf.cond(tf.io.is_jpeg(image_bytes),
+                 lambda: tf.shape(tf.io.decode_jpeg(image_bytes, channels=3, ratio=8)),
+                 lambda: tf.shape(preprocessing.decode_image(image_bytes)))
+
+
+def unreadable(paths: tuple[str, ...]) -> list[str]:
+  """The paths whose images cannot be read or decoded (one parallel pass)."""
+  ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), list(paths)))
+  ds = ds.map(lambda i, p: (i, _check(p)), num_parallel_calls=tf.data.AUTOTUNE,
+              deterministic=False)
+  ok = np.zeros(len(paths), bool)
+  for indices, _ in ds.ignore_errors().batch(4096).as_numpy_iterator():
+    ok[indices] = True
+  return [p for p, good in zip(paths, ok) if not good]
+
+
+@functools.cache
+def _list_split(root: str, split: str, classes: tuple[str, ...],
+                skip_corrupt: bool) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """Sorted image paths of a split and their labels (cached: listed once per process)."""
+  split_dir = os.path.join(root, split)
+  extra = sorted(set(_subdirs(split_dir)) - set(classes))
+  if extra:
+    raise ValueError(f"Image folder split {split_dir} has class folders {extra[:5]} that the "
+                     f"class split does not have (classes: {list(classes)[:10]}...).")
+  paths, labels, ignored = [], [], []
+  for label, name in enumerate(classes):
+    class_dir = os.path.join(split_dir, name)
+    if not tf.io.gfile.isdir(class_dir):
+      continue
+    for file in sorted(tf.io.gfile.listdir(class_dir)):
+      if file.startswith("."):
+        continue
+      path = os.path.join(class_dir, file)
+      if os.path.splitext(file)[1].lower() in IMAGE_EXTENSIONS:
+        paths.append(path)
+        labels.append(label)
+      elif not tf.io.gfile.isdir(path):
+        ignored.append(path)
+  if ignored:
+    logging.warning("Image folder %s: ignored %d files that are not %s images, e.g. %s.",
+                    split_dir, len(ignored), "/".join(IMAGE_EXTENSIONS), ignored[0])
+  if not paths:
+    raise FileNotFoundError(f"Image folder split {split_dir} has no {IMAGE_EXTENSIONS} images "
+                            "in its class folders (expected root/<split>/<class>/<image>).")
+  if skip_corrupt:
+    bad = set(unreadable(tuple(paths)))
+    if bad:
+      logging.warning("Image folder %s: skipping %d unreadable images (config.pp.skip_corrupt): "
+                      "%s", split_dir, len(bad), sorted(bad)[:20])
+      kept = [(p, l) for p, l in zip(paths, labels) if p not in bad]
+      paths, labels = [p for p, _ in kept], [l for _, l in kept]
+  return tuple(paths), tuple(labels)
+
+
+class ImageFolder:
+  """Records of ``root/<split>/<class>/<image>``; classes from ``root/<class_split>``."""
+
+  central_crop = True
+  default_train_split = "train"
+  default_eval_split = "test"
+
+  def __init__(self, root: str | None, *, class_split: str, skip_corrupt: bool = False):
+    if not root:
+      raise ValueError("config.dataset='folder' needs config.data_dir: the root of an image "
+                       "folder laid out as root/<split>/<class>/<image>.")
+    if not tf.io.gfile.isdir(root):
+      raise FileNotFoundError(f"Image folder root {root} (config.data_dir) does not exist; "
+                              "expected root/<split>/<class>/<image> files.")
+    self.root = root
+    self.skip_corrupt = skip_corrupt
+    self._class_split = class_split
+    self.classes = tuple(_subdirs(self._split_dir(class_split)))
+    if not self.classes:
+      raise FileNotFoundError(f"Image folder split {self._split_dir(class_split)} has no class "
+                              "folders (expected root/<split>/<class>/<image>).")
+    self.num_classes = len(self.classes)
+
+  def _split_dir(self, split: str) -> str:
+    path = os.path.join(self.root, split)
+    if not tf.io.gfile.isdir(path):
+      raise FileNotFoundError(f"Image folder {self.root} has no split {split!r} (folders: "
+                              f"{_subdirs(self.root)}); expected root/<split>/<class>/<image>.")
+    return path
+
+  def files(self, split: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """All image paths of ``split`` and their labels, sorted by class and name."""
+    self._split_dir(split)
+    return _list_split(self.root, split, self.classes, self.skip_corrupt)
+
+  def num_examples(self, split: str) -> int:
+    return len(self.files(split)[0])
+
+  def _local(self, split: str, process_index: int, process_count: int):
+    paths, labels = self.files(split)
+    n = len(paths)
+    lo, hi = process_index * n // process_count, (process_index + 1) * n // process_count
+    if lo == hi:
+      raise ValueError(f"Image folder split {split!r} has {n} images, fewer than the "
+                       f"{process_count} processes.")
+    return paths[lo:hi], labels[lo:hi]
+
+  @staticmethod
+  def _shuffled(position: tf.Tensor, n: int, seed_key: int) -> tf.Tensor:
+    epoch, index = position // n, position % n
+    seed = tf.stack([tf.constant(seed_key, tf.int64), epoch])
+    return tf.random.experimental.index_shuffle(index, seed=seed, max_index=n - 1)
+
+  def train_records(self, split: str, *, process_index: int, process_count: int, seed_key: int,
+                    start: int, shuffle_buffer: int) -> tf.data.Dataset:
+    """Infinite ``(position, record)`` stream from ``start`` on (``shuffle_buffer`` unused:
+    every epoch is a full permutation)."""
+    del shuffle_buffer
+    paths, labels = self._local(split, process_index, process_count)
+    paths_t, labels_t = tf.constant(paths), tf.constant(labels, tf.int32)
+
+    def at(position):
+      i = self._shuffled(position, len(paths), seed_key)
+      return position, {"path": tf.gather(paths_t, i), "label": tf.gather(labels_t, i)}
+
+    return tf.data.Dataset.range(start, FOREVER).map(at)
+
+  def eval_records(self, split: str, *, process_index: int,
+                   process_count: int) -> tuple[tf.data.Dataset, int]:
+    """This process's part of ``split`` in order, and the size of the whole split."""
+    paths, labels = self._local(split, process_index, process_count)
+    records = {"path": list(paths), "label": np.asarray(labels, np.int32)}
+    return tf.data.Dataset.from_tensor_slices(records), self.num_examples(split)
+
+  def raise_if_unreadable(self, split: str, positions: range, *, train: bool, process_index: int,
+                          process_count: int, seed_key: int) -> None:
+    """Raises ValueError naming the unreadable images among stream ``positions``, if any."""
+    paths, _ = self._local(split, process_index, process_count)
+    if train:
+      indices = self._shuffled(tf.constant(list(positions), tf.int64), len(paths), seed_key)
+    else:
+      indices = [i for i in positions if i < len(paths)]
+    bad = {paths[i]: decode_error(paths[i]) for i in np.asarray(indices)}
+    bad = {p: why for p, why in bad.items() if why}
+    if bad:
+      listing = "; ".join(f"{p}: {why}" for p, why in sorted(bad.items()))
+      raise ValueError(f"Cannot read image file(s) {listing}. Remove or replace them, or set "
+                       "config.pp.skip_corrupt=True to skip unreadable images (they are then "
+                       "counted and logged).")

@@ -1,0 +1,144 @@
+"""The dominant Hessian eigenvalue lambda_max of a loss (Table 1), whole or per block (Table 3).
+
+Hessian-vector products are forward-over-reverse,
+
+    H v = d/dt grad L(w + t v) |_{t=0} = jax.jvp(jax.grad(L), (w,), (v,))[1],
+
+so H (size P x P) is never formed. The loss is the mean over a fixed list of
+batches, ``L(w) = mean_b loss_fn(w, batch_b)``, so ``H v`` is the mean of the
+per-batch products (equal-sized batches). Each product is one ``jit`` over a batch
+that may be sharded across devices (e.g. ``NamedSharding(mesh, P("data"))``): XLA
+splits the work and reduces the mean over the whole batch.
+
+A diagonal block H_BB of a parameter subset B (Table 3) is the Hessian of
+``w_B -> L(w_B, w_rest)`` with the rest fixed; its products use that restriction.
+
+Eigenvalues come from the Lanczos iteration (default) or power iteration on the
+flattened parameters:
+
+- Lanczos (three-term recurrence, each new vector re-orthogonalised against the two
+  it depends on; only three vectors are stored, so memory is O(P)): after k steps
+  the eigenvalues of the k x k tridiagonal matrix T_k (the Ritz values) approximate
+  the extremes of the spectrum; the largest converges first. Lost orthogonality
+  only repeats converged Ritz values, it does not move the largest one.
+- Power iteration: v <- Hv / ||Hv||, lambda = v^T H v; converges to the eigenvalue
+  of largest magnitude (the most negative one if it dominates), at rate
+  |lambda_2 / lambda_1|.
+"""
+
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+from jax.flatten_util import ravel_pytree
+
+from sam_jax import param_blocks
+
+Params = Any
+Batch = Any
+LossFn = Callable[[Params, Batch], jax.Array]   # (params, batch) -> scalar mean loss.
+MatVec = Callable[[jax.Array], jax.Array]       # flat vector -> flat vector.
+METHODS = ("lanczos", "power")
+
+
+def hvp(loss_fn: Callable[[Params], jax.Array], params: Params, vector: Params) -> Params:
+  """H v for the Hessian of ``loss_fn`` at ``params`` (forward-over-reverse)."""
+  return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]
+
+
+def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | None = None
+            ) -> np.ndarray:
+  """Ritz values (ascending, float64) of a symmetric operator after ``num_steps`` steps.
+
+  Stops early when the Krylov space is exhausted (beta below 1e-6 of the largest |alpha|).
+  ``progress`` is a tqdm label, or None for no bar.
+  """
+  v = v0 / jnp.linalg.norm(v0)
+  v_prev = jnp.zeros_like(v)
+  alphas, betas = [], []
+  beta = 0.0
+  for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
+    w = matvec(v) - beta * v_prev
+    alpha = float(jnp.vdot(w, v))
+    w = w - alpha * v
+    w = w - jnp.vdot(w, v) * v - jnp.vdot(w, v_prev) * v_prev  # Local re-orthogonalisation.
+    alphas.append(alpha)
+    beta = float(jnp.linalg.norm(w))
+    if beta <= 1e-6 * max(abs(a) for a in alphas) or len(alphas) == num_steps:
+      break
+    betas.append(beta)
+    v_prev, v = v, w / beta
+  t = np.diag(np.array(alphas)) + np.diag(betas, 1) + np.diag(betas, -1)
+  return np.linalg.eigvalsh(t)
+
+
+def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float = 1e-6,
+                    progress: str | None = None) -> float:
+  """The eigenvalue of largest magnitude, stopping when it changes by < ``tol`` relative."""
+  v = v0 / jnp.linalg.norm(v0)
+  eigenvalue = np.nan
+  for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
+    w = matvec(v)
+    previous, eigenvalue = eigenvalue, float(jnp.vdot(v, w))
+    norm = jnp.linalg.norm(w)
+    if norm == 0 or abs(eigenvalue - previous) <= tol * abs(eigenvalue):
+      break
+    v = w / norm
+  return eigenvalue
+
+
+def _block_matvec(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
+                  paths: Sequence[str]) -> tuple[MatVec, int]:
+  """v -> H_BB v averaged over ``batches``, on the flat vector of block ``paths``."""
+  flat = param_blocks.flatten(params)
+  block = {p: flat[p] for p in paths}
+  _, unravel = ravel_pytree(block)
+
+  @jax.jit
+  def product(params, batch, v):
+    flat = param_blocks.flatten(params)
+    sub = {p: flat[p] for p in paths}
+    block_loss = lambda sub: loss_fn(param_blocks.unflatten({**flat, **sub}), batch)
+    return ravel_pytree(hvp(block_loss, sub, unravel(v)))[0]
+
+  def matvec(v):
+    return sum(product(params, batch, v) for batch in batches) / len(batches)
+
+  return matvec, sum(x.size for x in jax.tree.leaves(block))
+
+
+def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
+               paths: Sequence[str] | None = None, method: str = "lanczos",
+               num_steps: int = 20, seed: int = 0, progress: str | None = None) -> float:
+  """The largest Hessian eigenvalue of the mean loss over ``batches`` at ``params``.
+
+  Args:
+    loss_fn: (params, batch) -> scalar mean loss (e.g. cross-entropy with ``train=False``).
+    paths: restrict to the diagonal block of these flat parameter paths (see
+      ``param_blocks``); None for all parameters.
+    method: ``"lanczos"`` (largest Ritz value) or ``"power"`` (largest |eigenvalue|).
+    num_steps: Lanczos steps, or the most power iterations.
+  """
+  if method not in METHODS:
+    raise ValueError(f"hessian: method={method!r} is not one of {METHODS}.")
+  if not batches:
+    raise ValueError("hessian: needs at least one batch.")
+  if num_steps < 1:
+    raise ValueError(f"hessian: num_steps={num_steps} must be >= 1.")
+  paths = tuple(param_blocks.flatten(params)) if paths is None else tuple(paths)
+  matvec, dim = _block_matvec(loss_fn, params, list(batches), paths)
+  v0 = jax.random.normal(jax.random.PRNGKey(seed), (dim,), jnp.float32)
+  if method == "power":
+    return power_iteration(matvec, v0, num_steps, progress=progress)
+  return float(lanczos(matvec, v0, num_steps, progress=progress)[-1])
+
+
+def block_lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
+                     blocks: Mapping[str, Sequence[str]], **kwargs) -> dict[str, float]:
+  """lambda_max of each diagonal block ``{name: paths}``; ``kwargs`` as for ``lambda_max``."""
+  names: Iterable[str] = tqdm.tqdm(blocks, desc="Hessian blocks", leave=False,
+                                   disable=kwargs.get("progress") is None)
+  return {name: lambda_max(loss_fn, params, batches, paths=blocks[name], **kwargs)
+          for name in names}

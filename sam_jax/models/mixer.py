@@ -1,0 +1,87 @@
+"""MLP-Mixer (Tolstikhin et al., 2021), as in the official ``vit_jax``.
+
+    tokens = patches W_s + b_s                           [n, tokens, channels]
+    x' = x + DropPath(MLP_tok(LN(x)^T)^T)                mixes across tokens
+    x_{l+1} = x' + DropPath(MLP_ch(LN(x')))              mixes across channels
+    logits = head(mean over tokens of LN(x_L))
+
+Parameter names follow the official checkpoints: ``stem``, ``MixerBlock_{i}/
+{LayerNorm_0, token_mixing/Dense_{0,1}, LayerNorm_1, channel_mixing/Dense_{0,1}}``,
+``pre_head_layer_norm``, ``head``. The token-mixing kernels have the number of
+patches as a dimension, so a Mixer is tied to its input resolution.
+
+Recorded in ``intermediates``: each block's output (``MixerBlock_{i}/out``), the
+post-GELU units of both MLPs (``.../token_mixing/hidden``, ``.../channel_mixing/
+hidden``) and the features fed to the head (``features``).
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sam_jax.models.mlp_block import MlpBlock
+from sam_jax.models.patches import embed_patches
+from sam_jax.models.stochastic_depth import DropPath, block_rates
+
+# Width letter -> (hidden_dim, num_blocks, tokens_mlp_dim, channels_mlp_dim).
+SIZES = {
+    "S": dict(hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),
+    "B": dict(hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),
+    "L": dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),
+    "H": dict(hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120),
+}
+
+
+class MixerBlock(nn.Module):
+  """Token-mixing MLP then channel-mixing MLP, each pre-LayerNorm and residual."""
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  dropout_rate: float = 0.0
+  drop_path_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_0")(x)
+    y = jnp.swapaxes(y, 1, 2)
+    y = MlpBlock(self.tokens_mlp_dim, self.dropout_rate, dtype=self.dtype,
+                 name="token_mixing")(y, train=train)
+    y = jnp.swapaxes(y, 1, 2)
+    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_1")(x)
+    y = MlpBlock(self.channels_mlp_dim, self.dropout_rate, dtype=self.dtype,
+                 name="channel_mixing")(y, train=train)
+    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    self.sow("intermediates", "out", x)
+    return x
+
+
+class MlpMixer(nn.Module):
+  """MLP-Mixer classifier on NHWC images; returns logits [batch, num_classes].
+
+  ``stochastic_depth`` is the drop rate of the last block (linear from 0, see
+  ``stochastic_depth.py``); ``dropout_rate`` applies inside both MLPs.
+  """
+  num_classes: int
+  patch_size: int | Sequence[int]
+  hidden_dim: int
+  num_blocks: int
+  tokens_mlp_dim: int
+  channels_mlp_dim: int
+  dropout_rate: float = 0.0
+  stochastic_depth: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    x = embed_patches(images, self.patch_size, self.hidden_dim, name="stem", dtype=self.dtype)
+    for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_blocks)):
+      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, self.dropout_rate, rate,
+                     self.dtype, name=f"MixerBlock_{i}")(x, train=train)
+    x = nn.LayerNorm(dtype=self.dtype, name="pre_head_layer_norm")(x)
+    x = jnp.mean(x, axis=1)
+    self.sow("intermediates", "features", x)
+    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype,
+                    name="head")(x)

@@ -1,0 +1,106 @@
+"""ResNet v1 with BatchNorm (He et al., 2016), the paper's convolutional baseline.
+
+As in the Flax ImageNet example (torchvision layout): the stride of a downsampling
+bottleneck is on its 3x3 convolution, the shortcut is a strided 1x1 convolution +
+BatchNorm when the shape changes, and the last BatchNorm scale of every block starts
+at zero (each residual block starts as the identity, Goyal et al., 2017). Stem:
+7x7/2 convolution, BatchNorm, ReLU, 3x3/2 max-pool; head: global mean pool, Dense.
+
+BatchNorm normalises with the batch statistics and updates the running averages in
+the ``batch_stats`` collection when ``train=True`` (``mutable=["batch_stats"]``), and
+uses the running averages when ``train=False``. With ``bn_axis_name`` set, batch
+statistics are averaged over that named (device) axis; otherwise each device uses
+its own batch. Each block's output is sown as ``intermediates/.../out``.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Depth -> (blocks per stage, block type).
+SIZES = {
+    "18": dict(stage_sizes=(2, 2, 2, 2), block="basic"),
+    "34": dict(stage_sizes=(3, 4, 6, 3), block="basic"),
+    "50": dict(stage_sizes=(3, 4, 6, 3), block="bottleneck"),
+    "101": dict(stage_sizes=(3, 4, 23, 3), block="bottleneck"),
+    "152": dict(stage_sizes=(3, 8, 36, 3), block="bottleneck"),
+}
+BLOCKS = ("basic", "bottleneck")
+
+
+def _layers(train: bool, bn_axis_name: str | None, dtype: Any):
+  """Bias-free He-initialised convolution and BatchNorm (momentum 0.9, eps 1e-5)."""
+  conv = functools.partial(nn.Conv, use_bias=False, dtype=dtype,
+                           kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
+  norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           epsilon=1e-5, axis_name=bn_axis_name, dtype=dtype)
+  return conv, norm
+
+
+class ResNetBlock(nn.Module):
+  """Basic block: 3x3 (stride) -> 3x3, for ResNet-18/34."""
+  filters: int
+  strides: int = 1
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    conv, norm = _layers(train, self.bn_axis_name, self.dtype)
+    s = (self.strides, self.strides)
+    y = nn.relu(norm()(conv(self.filters, (3, 3), s)(x)))
+    y = norm(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3))(y))
+    return self._join(x, y, conv, norm)
+
+  def _join(self, x, y, conv, norm) -> jax.Array:
+    """relu(shortcut(x) + y), projecting x when its shape differs from y's."""
+    if x.shape != y.shape:
+      s = (self.strides, self.strides)
+      x = norm(name="norm_proj")(conv(y.shape[-1], (1, 1), s, name="conv_proj")(x))
+    out = nn.relu(x + y)
+    self.sow("intermediates", "out", out)
+    return out
+
+
+class BottleneckResNetBlock(ResNetBlock):
+  """Bottleneck block: 1x1 -> 3x3 (stride) -> 1x1 (4 x filters), for ResNet-50/101/152."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    conv, norm = _layers(train, self.bn_axis_name, self.dtype)
+    s = (self.strides, self.strides)
+    y = nn.relu(norm()(conv(self.filters, (1, 1))(x)))
+    y = nn.relu(norm()(conv(self.filters, (3, 3), s)(y)))
+    y = norm(scale_init=nn.initializers.zeros)(conv(4 * self.filters, (1, 1))(y))
+    return self._join(x, y, conv, norm)
+
+
+class ResNet(nn.Module):
+  """ResNet v1 classifier on NHWC images; returns logits [batch, num_classes]."""
+  num_classes: int
+  stage_sizes: Sequence[int]
+  block: str = "bottleneck"
+  num_filters: int = 64
+  bn_axis_name: str | None = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    if self.block not in BLOCKS:
+      raise ValueError(f"ResNet: block={self.block!r} is not one of {BLOCKS}.")
+    block_cls = ResNetBlock if self.block == "basic" else BottleneckResNetBlock
+    conv, norm = _layers(train, self.bn_axis_name, self.dtype)
+    x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(images)
+    x = nn.relu(norm(name="bn_init")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    for i, num_blocks in enumerate(self.stage_sizes):
+      for j in range(num_blocks):
+        strides = 2 if i > 0 and j == 0 else 1
+        x = block_cls(self.num_filters * 2**i, strides, self.bn_axis_name,
+                      self.dtype)(x, train=train)
+    x = jnp.mean(x, axis=(1, 2))
+    self.sow("intermediates", "features", x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)

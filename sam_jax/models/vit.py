@@ -1,0 +1,142 @@
+"""Vision Transformer (Dosovitskiy et al., 2021), as in the official ``vit_jax``.
+
+    tokens = [cls; patches W_e + b_e] + pos_embedding
+    x_{l+1}' = x_l + DropPath(Dropout(MHSA(LN(x_l))))
+    x_{l+1}  = x_{l+1}' + DropPath(MLP(LN(x_{l+1}')))
+    logits = head(pre_logits(LN(x_L)[cls] or mean over tokens))
+
+Parameter names follow the official linen checkpoints: ``embedding``, ``cls``,
+``Transformer/posembed_input/pos_embedding``, ``Transformer/encoderblock_{i}/
+{LayerNorm_0, MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0}``,
+``Transformer/encoder_norm``, optional ``pre_logits``, ``head``. LayerNorm uses
+Flax's default epsilon 1e-6, GELU the tanh approximation.
+
+Recorded in ``intermediates`` (``mutable=["intermediates"]``): each block's output
+(``encoderblock_{i}/out``), post-GELU MLP units (``.../MlpBlock_0/hidden``), the
+attention weights [batch, heads, q, k] (``.../MultiHeadDotProductAttention_0/
+attention_weights``) and the features fed to the head (``features``).
+"""
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sam_jax.models.attention import MultiHeadDotProductAttention
+from sam_jax.models.mlp_block import MlpBlock
+from sam_jax.models.patches import embed_patches
+from sam_jax.models.stochastic_depth import DropPath, block_rates
+
+# Width letter -> (hidden_size, mlp_dim, num_heads, num_layers).
+SIZES = {
+    "Ti": dict(hidden_size=192, mlp_dim=768, num_heads=3, num_layers=12),
+    "S": dict(hidden_size=384, mlp_dim=1536, num_heads=6, num_layers=12),
+    "B": dict(hidden_size=768, mlp_dim=3072, num_heads=12, num_layers=12),
+    "L": dict(hidden_size=1024, mlp_dim=4096, num_heads=16, num_layers=24),
+    "H": dict(hidden_size=1280, mlp_dim=5120, num_heads=16, num_layers=32),
+}
+CLASSIFIERS = ("token", "gap")
+
+
+class AddPositionEmbs(nn.Module):
+  """x + pos_embedding, a learned [1, tokens, width] table (init N(0, 0.02^2))."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    pos = self.param("pos_embedding", nn.initializers.normal(stddev=0.02), (1,) + x.shape[1:])
+    return x + pos.astype(x.dtype)
+
+
+class Encoder1DBlock(nn.Module):
+  """Pre-LayerNorm transformer block."""
+  mlp_dim: int
+  num_heads: int
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  drop_path_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_0")(x)
+    y = MultiHeadDotProductAttention(self.num_heads, self.attention_dropout_rate, self.dtype,
+                                     name="MultiHeadDotProductAttention_0")(y, train=train)
+    y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_1")(x)
+    y = MlpBlock(self.mlp_dim, self.dropout_rate, kernel_init=nn.initializers.xavier_uniform(),
+                 bias_init=nn.initializers.normal(stddev=1e-6), dtype=self.dtype,
+                 name="MlpBlock_0")(y, train=train)
+    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    self.sow("intermediates", "out", x)
+    return x
+
+
+class Encoder(nn.Module):
+  """Position embedding, ``num_layers`` blocks and the final LayerNorm."""
+  num_layers: int
+  mlp_dim: int
+  num_heads: int
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  stochastic_depth: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = AddPositionEmbs(name="posembed_input")(x)
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_layers)):
+      x = Encoder1DBlock(self.mlp_dim, self.num_heads, self.dropout_rate,
+                         self.attention_dropout_rate, rate, self.dtype,
+                         name=f"encoderblock_{i}")(x, train=train)
+    return nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
+
+
+class VisionTransformer(nn.Module):
+  """ViT classifier on NHWC images; returns logits [batch, num_classes].
+
+  Attributes:
+    classifier: ``"token"`` (class token, official default) or ``"gap"`` (mean of
+      the patch tokens, no class token).
+    representation_size: width of the tanh ``pre_logits`` layer, or None for none.
+    stochastic_depth: drop rate of the last block (linear from 0, see
+      ``stochastic_depth.py``).
+    head_bias_init: initial value of the head bias (the head kernel starts at 0).
+  """
+  num_classes: int
+  patch_size: int | Sequence[int]
+  hidden_size: int
+  mlp_dim: int
+  num_heads: int
+  num_layers: int
+  classifier: str = "token"
+  representation_size: int | None = None
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  stochastic_depth: float = 0.0
+  head_bias_init: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
+    if self.classifier not in CLASSIFIERS:
+      raise ValueError(f"VisionTransformer: classifier={self.classifier!r} is not one of "
+                       f"{CLASSIFIERS}.")
+    x = embed_patches(images, self.patch_size, self.hidden_size, name="embedding",
+                      dtype=self.dtype)
+    if self.classifier == "token":
+      cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size))
+      cls = jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, self.hidden_size))
+      x = jnp.concatenate([cls, x], axis=1)
+    x = Encoder(self.num_layers, self.mlp_dim, self.num_heads, self.dropout_rate,
+                self.attention_dropout_rate, self.stochastic_depth, self.dtype,
+                name="Transformer")(x, train=train)
+    x = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)
+    if self.representation_size is not None:
+      x = jnp.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(x))
+    self.sow("intermediates", "features", x)
+    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
+                    bias_init=nn.initializers.constant(self.head_bias_init), dtype=self.dtype,
+                    name="head")(x)

@@ -1,0 +1,193 @@
+"""The official ViT / MLP-Mixer ``.npz`` checkpoints: loading into and exporting from our models.
+
+The released files (``gs://vit_models/...``, ``gs://mixer_models/...``, including the
+SAM ones) are ``np.savez`` archives of the parameter tree flattened to "/"-joined keys,
+e.g. ``Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel``. Older ViT files use the
+pre-linen numbering (one counter per block: ``LayerNorm_0, MultiHeadDotProductAttention_1,
+LayerNorm_2, MlpBlock_3``); our models use the linen numbering of the current official
+code (``LayerNorm_0, MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0``), to
+which pre-linen keys are renamed on reading. Export writes the linen names.
+
+``load_params`` starts training from such a file: the freshly initialised params are
+the template; every key and shape of the file must match it, except for these
+adaptations, each logged:
+
+* ``pre_logits`` in the file but not in the model (no representation layer): dropped;
+* the head has another number of classes (or ``reinit_head``): the template's head;
+* the ViT position embedding has another number of tokens (another resolution or patch
+  grid): the class-token row is kept and the square grid of the others is resized
+  bilinearly (``scipy.ndimage.zoom(order=1)``, corners aligned), as the official code does.
+"""
+
+import os
+import re
+import zipfile
+
+from absl import logging
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.ndimage
+
+Flat = dict[str, np.ndarray]
+
+# Family -> a key only its checkpoints have.
+FAMILY_MARKERS = {"vit": "Transformer/encoder_norm/scale", "mixer": "pre_head_layer_norm/scale"}
+POSEMB = "Transformer/posembed_input/pos_embedding"
+_PRE_LINEN_BLOCK = re.compile(
+    r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_1|LayerNorm_2|MlpBlock_3)/")
+_LINEN_NAME = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
+               "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+
+
+def flatten_params(params) -> dict[str, jax.Array | np.ndarray]:
+  """Nested param dict -> ``{"a/b/kernel": array}``."""
+  return flax.traverse_util.flatten_dict(params, sep="/")
+
+
+def unflatten_params(flat: Flat) -> dict:
+  """``{"a/b/kernel": array}`` -> nested param dict."""
+  return flax.traverse_util.unflatten_dict(flat, sep="/")
+
+
+def read_npz(path: str | os.PathLike) -> Flat:
+  """All arrays of an .npz file, by key; refuses pickled objects and non-float arrays."""
+  try:
+    archive = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+    raise ValueError(f"{path}: not a readable .npz archive ({e}).") from None
+  if not isinstance(archive, np.lib.npyio.NpzFile):
+    raise ValueError(f"{path}: holds a single .npy array, not an .npz archive of named params.")
+  flat = {}
+  with archive:
+    for key in archive.files:
+      try:
+        value = archive[key]
+      except ValueError as e:
+        raise ValueError(f"{path}: array {key!r} is a pickled object array, which is never "
+                         f"loaded (allow_pickle=False) ({e}).") from None
+      if value.dtype.kind != "f":
+        raise ValueError(f"{path}: array {key!r} has dtype {value.dtype}, expected floating "
+                         f"point parameters.")
+      flat[key] = value
+  return flat
+
+
+def to_linen_names(flat: Flat) -> Flat:
+  """Renames pre-linen ViT block keys to the linen numbering; linen keys pass unchanged."""
+  renamed = {}
+  for key, value in flat.items():
+    new = _PRE_LINEN_BLOCK.sub(lambda m: m.group(1) + _LINEN_NAME[m.group(2)] + "/", key)
+    if new in renamed:
+      raise ValueError(f"Checkpoint mixes pre-linen and linen names: {key!r} and another key "
+                       f"both map to {new!r}.")
+    renamed[new] = value
+  return renamed
+
+
+def detect_family(flat: Flat) -> str:
+  """``"vit"`` or ``"mixer"``, from the keys; ValueError for anything else."""
+  found = [name for name, marker in FAMILY_MARKERS.items() if marker in flat]
+  if len(found) != 1:
+    raise ValueError(f"Unknown architecture: expected exactly one of the keys "
+                     f"{list(FAMILY_MARKERS.values())} (ViT, Mixer); the file has "
+                     f"{len(flat)} keys starting {sorted(flat)[:5]}.")
+  return found[0]
+
+
+def resize_posemb(posemb: np.ndarray, num_tokens: int, *, class_token: bool) -> np.ndarray:
+  """[1, n, d] -> [1, num_tokens, d]: keeps the class-token row, resizes the square grid.
+
+  The grid of g x g rows becomes g' x g' with ``scipy.ndimage.zoom(order=1)``: new
+  row (i, j) samples the bilinear interpolant at (i (g-1)/(g'-1), j (g-1)/(g'-1)).
+  """
+  tok, grid = (posemb[:, :1], posemb[0, 1:]) if class_token else (posemb[:, :0], posemb[0])
+  new_grid_tokens = num_tokens - tok.shape[1]
+  old, new = int(round(np.sqrt(len(grid)))), int(round(np.sqrt(new_grid_tokens)))
+  if old * old != len(grid) or new * new != new_grid_tokens:
+    raise ValueError(f"Position embedding: cannot resize {len(grid)} grid tokens to "
+                     f"{new_grid_tokens}; only square grids are supported.")
+  grid = grid.reshape(old, old, -1)
+  grid = scipy.ndimage.zoom(grid, (new / old, new / old, 1), order=1)
+  return np.concatenate([tok, grid.reshape(1, new * new, -1)], axis=1).astype(posemb.dtype)
+
+
+def load_params(path: str | os.PathLike, model_name: str, init_params, *,
+                reinit_head: bool = False) -> dict:
+  """Params from an official-format .npz, shaped like ``init_params``.
+
+  Args:
+    path: the .npz file (pre-linen or linen names, with or without ``pre_logits``).
+    model_name: ``"vit"`` or ``"mixer"`` (the ``create_model`` family).
+    init_params: the model's freshly initialised ``variables["params"]``: the
+      template for keys, shapes and dtypes, and the source of a replaced head.
+    reinit_head: take the template's head even when its shape matches the file's.
+
+  Returns:
+    A new param tree with the template's structure, shapes and dtypes.
+
+  Raises:
+    ValueError: unsupported family or file, another architecture, or keys/shapes that
+      do not match the template (all of them listed, with both shapes); nothing is
+      returned then.
+  """
+  if model_name not in FAMILY_MARKERS:
+    raise ValueError(f"load_params: no .npz checkpoint format for model {model_name!r}; "
+                     f"supported: {list(FAMILY_MARKERS)}.")
+  if "params" in init_params and len(init_params) == 1:
+    raise ValueError("load_params: init_params must be variables['params'], not the whole "
+                     "variables dict.")
+  template = flatten_params(init_params)
+  flat = to_linen_names(read_npz(path))
+  family = detect_family(flat)
+  if family != model_name:
+    raise ValueError(f"load_params: {path} holds a {family} checkpoint, not a {model_name} one.")
+  flat = _adapt(flat, template, reinit_head=reinit_head, path=path)
+
+  missing = [f"  {k}: missing from the file (model shape {np.shape(template[k])})"
+             for k in sorted(template.keys() - flat.keys())]
+  extra = [f"  {k}: in the file (shape {flat[k].shape}) but not in the model"
+           for k in sorted(flat.keys() - template.keys())]
+  shapes = [f"  {k}: file shape {flat[k].shape} != model shape {np.shape(template[k])}"
+            for k in sorted(flat.keys() & template.keys())
+            if flat[k].shape != np.shape(template[k])]
+  problems = missing + extra + shapes
+  if problems:
+    raise ValueError(f"load_params: {path} does not match the {model_name} model "
+                     f"({len(problems)} problems, nothing loaded):\n" + "\n".join(problems))
+  return unflatten_params({k: jnp.asarray(flat[k], dtype=template[k].dtype) for k in template})
+
+
+def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
+  """The logged adaptations of the module docstring (pre_logits, head, posemb)."""
+  flat = dict(flat)
+  if "pre_logits/kernel" in flat and "pre_logits/kernel" not in template:
+    logging.info("load_params: %s: dropping pre_logits (the model has no representation "
+                 "layer).", path)
+    flat.pop("pre_logits/kernel")
+    flat.pop("pre_logits/bias", None)
+  head = ("head/kernel", "head/bias")
+  if all(k in template for k in head) and (
+      reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head)):
+    logging.info("load_params: %s: using the freshly initialised head %s instead of the "
+                 "file's %s.", path, np.shape(template["head/kernel"]),
+                 getattr(flat.get("head/kernel"), "shape", None))
+    flat.update({k: np.asarray(template[k]) for k in head})
+  if POSEMB in flat and POSEMB in template and ("cls" in flat) == ("cls" in template):
+    old, new = flat[POSEMB].shape, np.shape(template[POSEMB])
+    if old != new and len(old) == len(new) == 3 and old[::2] == new[::2]:
+      logging.info("load_params: %s: resizing the position embedding %s -> %s.", path, old, new)
+      flat[POSEMB] = resize_posemb(flat[POSEMB], new[1], class_token="cls" in template)
+  return flat
+
+
+def export_npz(path: str | os.PathLike, params) -> None:
+  """Writes ``params`` (``variables["params"]``) to ``path`` as a flat "/"-keyed .npz.
+
+  The file is exactly at ``path`` (no ".npz" appended) and reads back with
+  ``read_npz`` / ``load_params`` bit for bit.
+  """
+  flat = {k: np.asarray(jax.device_get(v)) for k, v in flatten_params(params).items()}
+  with open(path, "wb") as f:
+    np.savez(f, **flat)

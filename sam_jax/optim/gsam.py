@@ -1,0 +1,66 @@
+"""Surrogate-gap guided SAM (GSAM; Zhuang et al., 2022).
+
+rho follows the learning-rate schedule, in absolute learning-rate units:
+
+    rho_t = rho_min + (rho_max - rho_min) (lr_t - lr_min) / (lr_max - lr_min),
+
+clamped to [rho_min, rho_max] (so warm-up, where lr_t < lr_min, uses rho_min).
+With the perturbed gradient g_p = ∇L(w + rho_t g/||g||) and u = g_p / ||g_p||,
+the clean gradient's component orthogonal to g_p is subtracted:
+
+    g_gsam = g_p - alpha (g - (g·u) u)
+
+which descends the surrogate gap without hurting the perturbed loss. alpha = 0
+and rho_max = rho_min give SAM exactly.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sam_jax.optim import sam as sam_lib
+
+
+def gsam_rho_schedule(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float,
+                      lr_max: float, lr_min: float) -> optax.Schedule:
+  """rho_t proportional to the learning rate between (lr_min, rho_min) and (lr_max, rho_max)."""
+  if not 0 <= rho_min <= rho_max:
+    raise ValueError(f"gsam: need 0 <= rho_min <= rho_max, got {rho_min!r}, {rho_max!r}.")
+  if lr_max < lr_min:
+    raise ValueError(f"gsam: need lr_min <= lr_max, got {lr_min!r}, {lr_max!r}.")
+
+  def schedule(count):
+    if lr_max == lr_min:
+      return jnp.asarray(rho_max, jnp.float32)
+    frac = (learning_rate_fn(count) - lr_min) / (lr_max - lr_min)
+    return jnp.clip(rho_min + (rho_max - rho_min) * frac, rho_min, rho_max).astype(jnp.float32)
+
+  return schedule
+
+
+def surrogate_gap_combine(alpha: float, eps: float) -> sam_lib.Combine:
+  """(g_p, g) -> g_p - alpha (g - (g·u) u), u = g_p / (||g_p|| + eps), in float32."""
+
+  def combine(perturbed, clean):
+    unit = jax.tree.map(lambda x: x.astype(jnp.float32) / (sam_lib.global_norm_f32(perturbed) + eps),
+                        perturbed)
+    dot = sum(jnp.vdot(g.astype(jnp.float32), u) for g, u in
+              zip(jax.tree.leaves(clean), jax.tree.leaves(unit)))
+    return jax.tree.map(
+        lambda gp, g, u: (gp.astype(jnp.float32) - alpha * (g.astype(jnp.float32) - dot * u)
+                          ).astype(gp.dtype), perturbed, clean, unit)
+
+  return combine
+
+
+def gsam(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float, lr_max: float,
+         lr_min: float = 0.0, alpha: float = 0.4, eps: float = 1e-12,
+         axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None,
+         every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
+  """GSAM gradient; ``learning_rate_fn`` is the base optimizer's schedule."""
+  sam_lib.check_eps("gsam", eps)
+  rho = gsam_rho_schedule(learning_rate_fn, rho_max=rho_max, rho_min=rho_min, lr_max=lr_max,
+                          lr_min=lr_min)
+  return sam_lib.sharpness_aware(
+      sam_lib.sam_perturbation(eps), rho, combine=surrogate_gap_combine(alpha, eps),
+      axis_name=axis_name, sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)

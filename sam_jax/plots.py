@@ -1,0 +1,117 @@
+"""PNG figures of the analyses (matplotlib, Agg backend: no display needed).
+
+Every function takes results keyed by run label (e.g. ``{"SAM": ..., "no SAM": ...}``),
+so runs are compared in one figure, writes one PNG to ``path`` and returns ``path``.
+"""
+
+from typing import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), as from training_curves.read_scalars.
+
+
+def _save(fig: plt.Figure, path: str) -> str:
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path
+
+
+def block_bars(path: str, values: Mapping[str, Mapping[str, float]], *, ylabel: str,
+               title: str, log: bool = False) -> str:
+  """Grouped bars: one group per block (in the first run's order), one bar per run."""
+  blocks = list(next(iter(values.values())))
+  width = 0.8 / len(values)
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(blocks) * len(values) + 2), 4))
+  x = np.arange(len(blocks))
+  for i, (label, per_block) in enumerate(values.items()):
+    ax.bar(x + (i - (len(values) - 1) / 2) * width, [per_block.get(b, np.nan) for b in blocks],
+           width, label=label)
+  ax.set_xticks(x, blocks, rotation=60, ha="right", fontsize=8)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  if log:
+    ax.set_yscale("log")
+  ax.legend()
+  return _save(fig, path)
+
+
+def landscape_1d(path: str, alphas: Sequence[float], losses: Mapping[str, np.ndarray], *,
+                 ylabel: str = "training loss") -> str:
+  """L(w + a d) against a, one curve per run."""
+  fig, ax = plt.subplots(figsize=(5, 4))
+  for label, values in losses.items():
+    ax.plot(alphas, values, label=label)
+  ax.set_xlabel("a (filter-normalised direction)")
+  ax.set_ylabel(ylabel)
+  ax.set_title("1-D loss landscape")
+  ax.legend()
+  return _save(fig, path)
+
+
+def landscape_2d(path: str, alphas: Sequence[float], betas: Sequence[float],
+                 losses: Mapping[str, np.ndarray], *, zlabel: str = "training loss") -> str:
+  """Per run (rows): contour and 3-D surface of L(w + a d1 + b d2), on shared levels."""
+  a, b = np.meshgrid(alphas, betas, indexing="ij")
+  top = max(float(np.nanmax(z)) for z in losses.values())
+  bottom = min(float(np.nanmin(z)) for z in losses.values())
+  levels = np.linspace(bottom, top, 25)
+  fig = plt.figure(figsize=(10, 4.2 * len(losses)))
+  for row, (label, z) in enumerate(losses.items()):
+    ax = fig.add_subplot(len(losses), 2, 2 * row + 1)
+    contour = ax.contour(a, b, z, levels=levels, cmap="viridis")
+    ax.clabel(contour, fontsize=6)
+    ax.set_title(f"{label}: contour of {zlabel}")
+    ax.set_xlabel("a (direction 1)")
+    ax.set_ylabel("b (direction 2)")
+    ax = fig.add_subplot(len(losses), 2, 2 * row + 2, projection="3d")
+    ax.plot_surface(a, b, z, cmap="viridis", vmin=bottom, vmax=top)
+    ax.set_zlim(bottom, top)
+    ax.set_title(f"{label}: surface")
+    ax.set_xlabel("a")
+    ax.set_ylabel("b")
+  return _save(fig, path)
+
+
+def attention_overlays(path: str, images: np.ndarray, maps: Mapping[str, np.ndarray]) -> str:
+  """Row 0: the images ([-1, 1] NHWC); then per run, its class-token maps over the images."""
+  images = np.clip((np.asarray(images, np.float32) + 1) / 2, 0, 1)
+  n, height, width = images.shape[:3]
+  fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.6 * n, 1.7 * (1 + len(maps))),
+                           squeeze=False)
+  for j in range(n):
+    axes[0, j].imshow(images[j])
+    for i, (label, m) in enumerate(maps.items(), start=1):
+      axes[i, j].imshow(images[j])
+      axes[i, j].imshow(np.asarray(m[j]), cmap="jet", alpha=0.5, vmin=0, vmax=1,
+                        extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
+      if j == 0:
+        axes[i, j].set_ylabel(label)
+  axes[0, 0].set_ylabel("input")
+  for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle("Class-token attention rollout")
+  return _save(fig, path)
+
+
+def training_curves(path: str, runs: Mapping[str, Mapping[str, Curve]]) -> str:
+  """Training loss, training error (1 - train_accuracy) and eval accuracy of each run."""
+  panels = (("train_loss", "training loss", False), ("train_accuracy", "training error", True),
+            ("eval_accuracy", "eval accuracy", False))
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+  for ax, (tag, title, error) in zip(axes, panels):
+    for label, scalars in runs.items():
+      if tag in scalars:
+        steps, values = scalars[tag]
+        ax.plot(steps, 1 - values if error else values, marker="." if len(steps) < 20 else None,
+                label=label)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.legend()
+  return _save(fig, path)

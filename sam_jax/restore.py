@@ -1,0 +1,129 @@
+"""A model with its weights, for the analyses: a run's checkpoint, an official .npz, or the init.
+
+- A workdir written by ``sam_jax.train``: its ``config.json`` (unless a config is
+  given) and the newest (or a chosen) step of the Orbax checkpoints in
+  ``<workdir>/checkpoints``; only ``params`` and ``model_state`` are read.
+- An official ``.npz`` (flat keys joined by "/"): older ViT files use pre-linen
+  module numbering (``MultiHeadDotProductAttention_1``, ``LayerNorm_2``,
+  ``MlpBlock_3``), renamed here to the linen names; the arrays must match the
+  config's model exactly (names and shapes).
+- ``initial``: the model at initialisation with ``config.seed`` (as training starts).
+"""
+
+import dataclasses
+import json
+import os
+import re
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from sam_jax import param_blocks, train
+
+# Pre-linen ViT block sub-module names -> linen names.
+_PRE_LINEN = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
+              "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Loaded:
+  """A model, its weights and where they came from (``step`` None for .npz and init)."""
+  config: ml_collections.ConfigDict
+  model: flax.linen.Module
+  params: Any
+  model_state: dict[str, Any]
+  step: int | None
+  source: str
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    return {"params": self.params, **self.model_state}
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved as ``<workdir>/config.json``."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"restore: {path} does not exist; pass the run's config explicitly.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
+  """The config's model; the class count from ``config.num_classes`` or the dataset."""
+  num_classes = config.get("num_classes") or train.data_source(config).get_info(
+      config).num_classes
+  return train.create_model(config, num_classes)
+
+
+def _init(model: flax.linen.Module, config: ml_collections.ConfigDict, abstract: bool):
+  shape = (1, config.image_size, config.image_size, 3)
+  init = lambda: model.init(jax.random.PRNGKey(config.seed), jnp.zeros(shape), train=False)
+  variables = flax.core.unfreeze(jax.eval_shape(init) if abstract else jax.jit(init)())
+  params = variables.pop("params")
+  return params, variables
+
+
+def initial(config: ml_collections.ConfigDict) -> Loaded:
+  """The model at initialisation, with the seed training uses (``config.seed``)."""
+  model = create_model(config)
+  params, model_state = _init(model, config, abstract=False)
+  return Loaded(config, model, params, model_state, None, "init")
+
+
+def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
+                 step: int | None = None) -> Loaded:
+  """The newest (or ``step``) checkpoint of a training run."""
+  config = load_config(workdir) if config is None else config
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise ValueError(f"restore: {directory} does not exist; is {workdir!r} a training workdir?")
+  with ocp.CheckpointManager(directory) as manager:
+    steps = manager.all_steps()
+    step = max(steps, default=None) if step is None else step
+    if step not in steps:
+      raise ValueError(f"restore: no checkpoint at step {step} in {directory}; steps: {steps}.")
+    model = create_model(config)
+    params, model_state = _init(model, config, abstract=True)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                          {"params": params, "model_state": model_state})
+    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+        target, ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+  return Loaded(config, model, restored["params"], dict(restored["model_state"]), step, workdir)
+
+
+def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
+  """Parameters from an official flat .npz, checked against the config's model."""
+  with np.load(path, allow_pickle=False) as data:
+    flat = {k: data[k] for k in data.files}
+  if any(re.search(r"encoderblock_\d+/MlpBlock_3/", k) for k in flat):
+    flat = {"/".join(_PRE_LINEN.get(part, part) for part in k.split("/")): v
+            for k, v in flat.items()}
+  model = create_model(config)
+  expected, model_state = _init(model, config, abstract=True)
+  expected = param_blocks.flatten(expected)
+  missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
+  wrong = [f"{k}: {flat[k].shape} != {expected[k].shape}" for k in expected
+           if k in flat and flat[k].shape != expected[k].shape]
+  if missing or extra or wrong or model_state:
+    raise ValueError(f"restore: {path} does not fit {config.model.name}/{config.model.variant} "
+                     f"(overrides in config.model): missing {missing[:5]}, unexpected "
+                     f"{extra[:5]}, wrong shapes {wrong[:5]}, model state "
+                     f"{list(model_state)} (.npz files hold parameters only).")
+  params = param_blocks.unflatten({k: jnp.asarray(v, expected[k].dtype) for k, v in flat.items()})
+  return Loaded(config, model, params, {}, None, path)
+
+
+def load(path: str, config: ml_collections.ConfigDict | None = None) -> Loaded:
+  """``from_npz`` for a .npz file (``config`` required), else ``from_workdir``."""
+  if path.endswith(".npz"):
+    if config is None:
+      raise ValueError(f"restore: {path} holds no config; pass the model's config.")
+    return from_npz(path, config)
+  return from_workdir(path, config)

@@ -1,0 +1,26 @@
+"""The core runs on machines with only JAX: importing it pulls in neither TensorFlow nor clu."""
+
+import subprocess
+import sys
+
+_PROBE = r"""
+import importlib.abc, sys
+
+class Block(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name.split(".")[0] in ("tensorflow", "tensorflow_datasets", "clu"):
+      raise ImportError(f"{name} is blocked in this test")
+    return None
+
+sys.meta_path.insert(0, Block())
+import sam_jax.models, sam_jax.optim, sam_jax.train_step, sam_jax.npz_checkpoint, sam_jax.digits
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "clu"))
+assert not loaded, loaded
+print("core imports without TensorFlow and clu")
+"""
+
+
+def test_core_imports_without_tensorflow_or_clu():
+  out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, check=False)
+  assert out.returncode == 0, out.stderr
+  assert "core imports without TensorFlow and clu" in out.stdout
