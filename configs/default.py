@@ -24,7 +24,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 120
 
   config.model = ml_collections.ConfigDict(dict(
-      name="vit", variant="Ti/4", hidden_size=64, mlp_dim=128, num_heads=4, num_layers=4))
+      name="vit", variant="Ti/4", hidden_size=64, mlp_dim=128, num_heads=4, num_layers=4,
+      dropout_rate=0.1))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=100,
@@ -37,4 +38,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_steps = 400
   config.checkpoint_every_steps = 400
   config.keep_checkpoints = 3
+  config.nonfinite = "stop"  # Or "skip": leave the state unchanged on a non-finite step.
   return config

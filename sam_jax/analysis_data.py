@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sam_jax import train
+from sam_jax import input_pipeline
 
 AXIS = "data"
 Batch = dict[str, jax.Array]
@@ -37,20 +37,18 @@ def shard(batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
           for k, v in batch.items()}
 
 
-def iterate(config: ml_collections.ConfigDict, split: str, batch_size: int
-            ) -> Iterator[dict[str, np.ndarray]]:
-  """One pass over ``split`` (eval preprocessing) in global batches of ``batch_size``.
+def iterate(config: ml_collections.ConfigDict, split: str | None, batch_size: int,
+            dataset: str | None = None) -> Iterator[dict[str, np.ndarray]]:
+  """One pass over ``split`` of ``dataset`` (default: the config's) in global batches.
 
-  The last batch may be padded; its ``mask`` is 0 on padding.
+  Eval preprocessing (``input_pipeline.eval_iterator``); ``split`` None is the dataset's
+  default eval split. The last batch may be padded; its ``mask`` is 0 on padding.
   """
   if batch_size <= 0 or batch_size % jax.device_count():
     raise ValueError(f"analysis_data: batch size {batch_size} must be a positive multiple of "
                      f"the number of devices ({jax.device_count()}).")
-  config = config.copy_and_resolve_references()
-  with config.unlocked():
-    config.eval_split = split
-  source = train.data_source(config)
-  return source.eval_iterator(config, local_batch_size=batch_size // jax.process_count())
+  return input_pipeline.eval_iterator(config, split=split, dataset=dataset,
+                                      local_batch_size=batch_size // jax.process_count())
 
 
 def batches(config: ml_collections.ConfigDict, mesh: Mesh, *, split: str, batch_size: int,

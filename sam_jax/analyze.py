@@ -7,7 +7,7 @@ r"""The paper's analyses of trained models (Tables 1 and 3, Figs. 1-3): ``python
 checkpoint) or an official ``.npz`` (needs ``--config``); ``--config`` replaces the
 workdirs' configs. All runs' results go to ``<output_dir>/analysis.json`` and the
 figures comparing them to ``<output_dir>/*.png``; ``--output_dir`` defaults to
-``<first workdir>/analysis``. Settings: ``config.analysis`` over ``default_settings()``.
+``<first workdir>/analysis``. Settings: ``config.analysis`` (see ``analysis_settings``).
 
 - hessian / block_hessian: lambda_max of the training loss (cross-entropy, ``train=False``,
   the first ``num_batches`` batches of ``split``), whole and per parameter block.
@@ -32,42 +32,13 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from sam_jax import (analysis_data, attention_maps, block_stats, hessian, landscape, ntk,
-                     param_blocks, plots, restore, train_step, training_curves)
+from sam_jax import (analysis_data, analysis_settings, attention_maps, block_stats, hessian,
+                     landscape, ntk, param_blocks, plots, restore, train_step, training_curves)
 from sam_jax.models import patches
 
 ANALYSES = ("hessian", "block_hessian", "ntk", "neurons", "norms", "landscape", "attention",
             "curves")
 CURVE_TAGS = ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
-
-
-def default_settings() -> ml_collections.ConfigDict:
-  """``config.analysis`` keys; None means the config's value named in the comment."""
-  return ml_collections.ConfigDict(dict(
-      split=None,        # config.train_split: the data of the training loss.
-      batch_size=None,   # config.eval_batch_size.
-      hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
-      ntk=dict(batch_size=32, convention="trace"),
-      neurons=dict(num_batches=2),
-      landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
-      attention=dict(num_images=8, split=None),  # config.eval_split.
-  ))
-
-
-def settings_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``default_settings()`` updated with ``config.analysis``; unknown keys are an error."""
-  settings = default_settings()
-  settings.lock()
-  try:
-    settings.update(config.get("analysis", {}))
-  except KeyError as e:
-    raise ValueError(f"analyze: bad key in config.analysis: {e}; valid settings:\n"
-                     f"{default_settings()}") from e
-  with settings.unlocked():
-    settings.split = settings.split or config.train_split
-    settings.batch_size = settings.batch_size or config.eval_batch_size
-    settings.attention.split = settings.attention.split or config.eval_split
-  return settings
 
 
 def check(loaded: restore.Loaded, analyses: Sequence[str]) -> None:
@@ -119,7 +90,7 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
   """Runs ``analyses`` on one model; returns JSON-serialisable results keyed by analysis."""
   check(loaded, analyses)
   config = loaded.config
-  settings = settings_for(config) if settings is None else settings
+  settings = analysis_settings.resolve(config, "analysis") if settings is None else settings
   mesh = analysis_data.data_mesh() if mesh is None else mesh
   params = analysis_data.replicate(loaded.params, mesh)
   loaded = restore.Loaded(config, loaded.model, params,
@@ -267,7 +238,7 @@ def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_
   first = next(iter(runs.values()))
   images = None
   if all("attention" in r for r in results.values()):
-    settings = settings_for(first.config)
+    settings = analysis_settings.resolve(first.config, "analysis")
     images = np.asarray(attention_images(first.config, settings, mesh))
     images = images[:settings.attention.num_images]
   paths = figures(results, output_dir, images)
@@ -292,18 +263,10 @@ config_flags.DEFINE_config_file("config", None, "Model config; default: each wor
 flags.mark_flag_as_required("run")
 
 
-def parse_run(spec: str) -> tuple[str, str]:
-  """``"LABEL=PATH"`` or ``"PATH"`` (label: the path's last component) -> (label, path)."""
-  label, sep, path = spec.partition("=")
-  if not sep:
-    path, label = spec, os.path.basename(os.path.normpath(spec))
-  return label, path
-
-
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  specs = [parse_run(s) for s in FLAGS.run]
+  specs = [restore.parse_run(s) for s in FLAGS.run]
   output_dir = FLAGS.output_dir
   if output_dir is None:
     if specs[0][1].endswith(".npz"):

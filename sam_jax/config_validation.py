@@ -5,6 +5,7 @@ import ml_collections
 from sam_jax.optim import optimizer as optimizer_lib
 
 SYNC_MODES = ("device", "global")
+NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -29,6 +30,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[key] % num_devices:
       raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
                        f"devices ({num_devices}).")
+  if config.get("nonfinite", "stop") not in NONFINITE:
+    raise ValueError(f"config.nonfinite={config.nonfinite!r} must be one of {NONFINITE}.")
   if not config.sam.rho >= 0:
     raise ValueError(f"config.sam.rho={config.sam.rho!r} must be >= 0 (0 trains without SAM).")
   if config.sam.sync not in SYNC_MODES:

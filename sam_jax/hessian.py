@@ -11,7 +11,9 @@ that may be sharded across devices (e.g. ``NamedSharding(mesh, P("data"))``): XL
 splits the work and reduces the mean over the whole batch.
 
 A diagonal block H_BB of a parameter subset B (Table 3) is the Hessian of
-``w_B -> L(w_B, w_rest)`` with the rest fixed; its products use that restriction.
+``w_B -> L(w_B, w_rest)`` with the rest fixed. With the 0/1 mask m of B's entries,
+H_BB acts on vectors v that are zero outside B as v -> m * (H v), so every block
+uses the same compiled product.
 
 Eigenvalues come from the Lanczos iteration (default) or power iteration on the
 flattened parameters:
@@ -26,6 +28,7 @@ flattened parameters:
   |lambda_2 / lambda_1|.
 """
 
+import functools
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
@@ -89,24 +92,22 @@ def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float
   return eigenvalue
 
 
-def _block_matvec(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
-                  paths: Sequence[str]) -> tuple[MatVec, int]:
-  """v -> H_BB v averaged over ``batches``, on the flat vector of block ``paths``."""
+@functools.partial(jax.jit, static_argnums=0)
+def _flat_hvp(loss_fn: LossFn, params: Params, batch: Batch, vector: jax.Array) -> jax.Array:
+  """H v on one batch, with ``vector`` and the result flattened like ``ravel_pytree(params)``."""
+  flat, unravel = ravel_pytree(params)
+  return hvp(lambda x: loss_fn(unravel(x), batch), flat, vector)
+
+
+def block_mask(params: Params, paths: Sequence[str]) -> jax.Array:
+  """1 on the entries of the flat parameter paths ``paths`` of ``ravel_pytree(params)``, else 0."""
   flat = param_blocks.flatten(params)
-  block = {p: flat[p] for p in paths}
-  _, unravel = ravel_pytree(block)
-
-  @jax.jit
-  def product(params, batch, v):
-    flat = param_blocks.flatten(params)
-    sub = {p: flat[p] for p in paths}
-    block_loss = lambda sub: loss_fn(param_blocks.unflatten({**flat, **sub}), batch)
-    return ravel_pytree(hvp(block_loss, sub, unravel(v)))[0]
-
-  def matvec(v):
-    return sum(product(params, batch, v) for batch in batches) / len(batches)
-
-  return matvec, sum(x.size for x in jax.tree.leaves(block))
+  unknown = sorted(set(paths) - set(flat))
+  if unknown:
+    raise ValueError(f"hessian: unknown parameter paths {unknown[:5]}; e.g. {list(flat)[:5]}.")
+  chosen = set(paths)
+  ones = {p: jnp.full(np.shape(x), p in chosen, jnp.float32) for p, x in flat.items()}
+  return ravel_pytree(param_blocks.unflatten(ones))[0]
 
 
 def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
@@ -115,9 +116,11 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
   """The largest Hessian eigenvalue of the mean loss over ``batches`` at ``params``.
 
   Args:
-    loss_fn: (params, batch) -> scalar mean loss (e.g. cross-entropy with ``train=False``).
+    loss_fn: (params, batch) -> scalar mean loss (e.g. cross-entropy with ``train=False``);
+      a hashable function (jit caches on it), e.g. a module-level function or bound method.
     paths: restrict to the diagonal block of these flat parameter paths (see
-      ``param_blocks``); None for all parameters.
+      ``param_blocks``); None for all parameters. The iteration then runs on vectors
+      that are zero outside the block, with H_BB v = mask * (H v).
     method: ``"lanczos"`` (largest Ritz value) or ``"power"`` (largest |eigenvalue|).
     num_steps: Lanczos steps, or the most power iterations.
   """
@@ -127,9 +130,15 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
     raise ValueError("hessian: needs at least one batch.")
   if num_steps < 1:
     raise ValueError(f"hessian: num_steps={num_steps} must be >= 1.")
-  paths = tuple(param_blocks.flatten(params)) if paths is None else tuple(paths)
-  matvec, dim = _block_matvec(loss_fn, params, list(batches), paths)
+  mask = None if paths is None else block_mask(params, paths)
+
+  def matvec(v):
+    hv = sum(_flat_hvp(loss_fn, params, batch, v) for batch in batches) / len(batches)
+    return hv if mask is None else hv * mask
+
+  dim = sum(np.size(x) for x in jax.tree.leaves(params))
   v0 = jax.random.normal(jax.random.PRNGKey(seed), (dim,), jnp.float32)
+  v0 = v0 if mask is None else v0 * mask
   if method == "power":
     return power_iteration(matvec, v0, num_steps, progress=progress)
   return float(lanczos(matvec, v0, num_steps, progress=progress)[-1])

@@ -4,27 +4,36 @@ Any config value can be overridden on the command line, e.g.
 ``--config.sam.rho=0`` (the non-SAM baseline) or ``--config.batch_size=512``.
 """
 
+import logging as std_logging
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sam_jax import train
+from sam_jax import distributed, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
 config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                 lock_config=True)
+flags.DEFINE_enum("multihost", "auto", distributed.MODES,
+                  "Initialise jax.distributed: auto-detect (Cloud TPU pod, SLURM), on or off.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for explicit multi-process.")
+flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
+flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _quiet_orbax(record) -> bool:
   """Drops Orbax's per-save INFO chatter from the console; keeps its warnings."""
-  return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
 
 
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_quiet_orbax)
+  distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
+                         FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

@@ -35,6 +35,7 @@ Flat = dict[str, np.ndarray]
 # Family -> a key only its checkpoints have.
 FAMILY_MARKERS = {"vit": "Transformer/encoder_norm/scale", "mixer": "pre_head_layer_norm/scale"}
 POSEMB = "Transformer/posembed_input/pos_embedding"
+MAX_LISTED = 30  # mismatches listed in an error message
 _PRE_LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_1|LayerNorm_2|MlpBlock_3)/")
 _LINEN_NAME = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
@@ -129,7 +130,7 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
 
   Raises:
     ValueError: unsupported family or file, another architecture, or keys/shapes that
-      do not match the template (all of them listed, with both shapes); nothing is
+      do not match the template (each named, up to MAX_LISTED, with both shapes); nothing is
       returned then.
   """
   if model_name not in FAMILY_MARKERS:
@@ -154,8 +155,11 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
             if flat[k].shape != np.shape(template[k])]
   problems = missing + extra + shapes
   if problems:
+    shown = problems[:MAX_LISTED] + ([f"  ... and {len(problems) - MAX_LISTED} more"]
+                                     if len(problems) > MAX_LISTED else [])
     raise ValueError(f"load_params: {path} does not match the {model_name} model "
-                     f"({len(problems)} problems, nothing loaded):\n" + "\n".join(problems))
+                     f"({len(problems)} problems, nothing loaded; keys in linen names):\n"
+                     + "\n".join(shown))
   return unflatten_params({k: jnp.asarray(flat[k], dtype=template[k].dtype) for k in template})
 
 
@@ -163,16 +167,16 @@ def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
   """The logged adaptations of the module docstring (pre_logits, head, posemb)."""
   flat = dict(flat)
   if "pre_logits/kernel" in flat and "pre_logits/kernel" not in template:
-    logging.info("load_params: %s: dropping pre_logits (the model has no representation "
-                 "layer).", path)
+    logging.warning("load_params: %s: dropping pre_logits (the model has no representation "
+                    "layer).", path)
     flat.pop("pre_logits/kernel")
     flat.pop("pre_logits/bias", None)
   head = ("head/kernel", "head/bias")
   if all(k in template for k in head) and (
       reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head)):
-    logging.info("load_params: %s: using the freshly initialised head %s instead of the "
-                 "file's %s.", path, np.shape(template["head/kernel"]),
-                 getattr(flat.get("head/kernel"), "shape", None))
+    logging.warning("load_params: %s: using the freshly initialised head %s instead of the "
+                    "file's %s.", path, np.shape(template["head/kernel"]),
+                    getattr(flat.get("head/kernel"), "shape", None))
     flat.update({k: np.asarray(template[k]) for k in head})
   if POSEMB in flat and POSEMB in template and ("cls" in flat) == ("cls" in template):
     old, new = flat[POSEMB].shape, np.shape(template[POSEMB])

@@ -1,43 +1,146 @@
-"""The paper's ImageNet-from-scratch recipe as a config builder (REFERENCE.md section 2).
+"""The paper's training recipes as config builders; every file in ``configs/`` calls one.
 
+``imagenet``: ViT / MLP-Mixer from scratch (REFERENCE.md section 2, confirmed):
 Inception crop + flip at 224 px, eval resize 256 + central crop 224, pixels in
-[-1, 1], global batch 4096, 300 epochs, AdamW(0.9, 0.999) with peak lr 3e-3,
-10k warm-up steps, linear decay, global-norm clipping at 1.0, decoupled weight
-decay 0.3, 1% of train held out as minival. The files in ``configs/`` call this.
+[-1, 1], global batch 4096, 300 epochs, AdamW(0.9, 0.999), peak lr 3e-3, 10k
+warm-up steps, linear decay, global-norm clipping at 1.0, decoupled weight decay
+0.3, 1% of train held out as minival.
+
+``resnet_imagenet``: ResNet v1 from scratch, 90 epochs of SGD with Nesterov momentum
+0.9 (confirmed). Not confirmed, chosen from Goyal et al. (2017) and the SAM code
+(google-research/sam): peak lr 0.1 per 256 examples (1.6 at batch 4096) with a linear
+warm-up over 5 epochs, then cosine decay to 0 (the SAM code's schedule); L2 weight
+decay 1e-4 on kernels; no gradient clipping.
+
+``finetune``: transfer at 384 px (224 for Mixers, whose token-mixing weights fix the
+number of patches) from an ImageNet ``.npz`` (``config.init_from``), as in the
+official ViT fine-tuning code (google-research/vision_transformer, not confirmed for
+this paper): SGD momentum 0.9, batch 512, peak lr 0.03, cosine decay, no weight decay,
+clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop with area
+in [0.05, 1] + flip.
+
+Step counts and warm-ups given in epochs are ``FieldReference``s of
+``config.batch_size``, and so is the ResNet learning rate: ``--config.batch_size=N``
+keeps the number of epochs (and lr / example); an explicit
+``--config.num_train_steps`` (or ``optimizer.*``) override replaces the derived value.
 """
 
+from typing import Any, NamedTuple
+
 import ml_collections
+from ml_collections import FieldReference
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
+IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
+INCEPTION_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                    resize_method="bilinear", flip=True, skip_corrupt=False)
 
 
-def imagenet(*, model: str, variant: str, rho: float, epochs: int = 300,
-             batch_size: int = 4096, **model_overrides) -> ml_collections.ConfigDict:
-  """A paper run on TFDS ``imagenet2012`` (needs the manual ImageNet download)."""
+class Transfer(NamedTuple):
+  """A fine-tuning target: its classes and its step counts."""
+  num_classes: int
+  num_train_steps: int
+  warmup_steps: int
+
+
+TRANSFER: dict[str, Transfer] = {
+    "cifar10": Transfer(10, 10_000, 500),
+    "cifar100": Transfer(100, 10_000, 500),
+    "oxford_flowers102": Transfer(102, 500, 100),
+    "oxford_iiit_pet": Transfer(37, 500, 100),
+}
+
+
+def _optimizer(name: str, learning_rate: Any, warmup_steps: Any, decay: str, weight_decay: float,
+               grad_clip_norm: float, nesterov: bool = False) -> ml_collections.ConfigDict:
+  """Every ``config.optimizer`` key, so any can be overridden from the command line."""
+  return ml_collections.ConfigDict(dict(
+      name=name, learning_rate=learning_rate, end_learning_rate=0.0, warmup_steps=warmup_steps,
+      decay=decay, b1=0.9, b2=0.999, weight_decay=weight_decay, momentum=0.9, nesterov=nesterov,
+      grad_clip_norm=grad_clip_norm))
+
+
+def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
+            model: dict[str, Any], rho: float) -> ml_collections.ConfigDict:
+  """The keys every paper run shares; the recipe sets the optimizer and the run length."""
   config = ml_collections.ConfigDict()
   config.seed = 0
-  config.dataset = "imagenet2012"
+  config.init_from = ""  # An official-format .npz to start from; "" trains from scratch.
+  config.dataset = dataset
   config.data_dir = None  # TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
-  config.train_split = "train[:99%]"
-  config.eval_split = "train[99%:]"  # Minival; "validation" for the final numbers.
-  config.image_size = 224
-  config.pp = ml_collections.ConfigDict(dict(
-      crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3), resize_method="bilinear",
-      eval_resize=256, flip=True, skip_corrupt=False))
-  config.shuffle_buffer = 250_000
+  config.num_classes = num_classes  # Checked against the dataset before training.
+  config.image_size = image_size
   config.batch_size = batch_size
   config.eval_batch_size = 1024
-
-  config.model = ml_collections.ConfigDict(dict(name=model, variant=variant, **model_overrides))
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=3e-3, end_learning_rate=0.0, warmup_steps=10_000,
-      decay="linear", b1=0.9, b2=0.999, weight_decay=0.3, momentum=0.9, nesterov=False,
-      grad_clip_norm=1.0))
+  config.model = ml_collections.ConfigDict(model)
   config.sam = ml_collections.ConfigDict(dict(rho=rho, sync="device", eps=1e-12))
-
-  config.num_train_steps = epochs * int(IMAGENET_TRAIN_EXAMPLES * 0.99) // batch_size
   config.log_every_steps = 100
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
+  return config
+
+
+def _imagenet(config: ml_collections.ConfigDict, epochs: int) -> FieldReference:
+  """Sets the ImageNet data keys on ``config``; returns the step count of ``epochs``."""
+  config.train_split = "train[:99%]"
+  config.eval_split = "train[99%:]"  # Minival; "validation" for the final numbers.
+  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP, eval_resize=256))
+  config.shuffle_buffer = 250_000
+  return epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // config.get_ref("batch_size")
+
+
+def imagenet(*, model: str, variant: str, rho: float, epochs: int = 300, batch_size: int = 4096,
+             **model_overrides: Any) -> ml_collections.ConfigDict:
+  """A ViT or Mixer paper run on TFDS ``imagenet2012`` (needs the manual ImageNet download)."""
+  config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
+                   batch_size=batch_size, rho=rho,
+                   model=dict(name=model, variant=variant, **model_overrides))
+  config.num_train_steps = _imagenet(config, epochs)
+  config.optimizer = _optimizer("adamw", 3e-3, 10_000, "linear", weight_decay=0.3,
+                                grad_clip_norm=1.0)
+  return config
+
+
+def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int = 4096,
+                    lr_per_256: float = 0.1, warmup_epochs: int = 5,
+                    weight_decay: float = 1e-4) -> ml_collections.ConfigDict:
+  """A ResNet-``depth`` paper run on ``imagenet2012``; lr = ``lr_per_256`` * batch / 256."""
+  config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
+                   batch_size=batch_size, rho=rho, model=dict(name="resnet", variant=str(depth)))
+  config.num_train_steps = _imagenet(config, epochs)
+  batch = config.get_ref("batch_size")
+  learning_rate = FieldReference(lr_per_256 / 256, field_type=float) * batch
+  warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
+  config.optimizer = _optimizer("sgd", learning_rate, warmup_steps, "cosine",
+                                weight_decay=weight_decay, grad_clip_norm=0.0, nesterov=True)
+  return config
+
+
+def finetune(*, dataset: str, model: str = "vit", variant: str = "B/16", rho: float = 0.0,
+             batch_size: int = 512, learning_rate: float = 0.03) -> ml_collections.ConfigDict:
+  """Fine-tuning ``model``/``variant`` from ``config.init_from`` on a ``TRANSFER`` dataset.
+
+  Raises:
+    ValueError: ``dataset`` is not one of ``TRANSFER``.
+  """
+  if dataset not in TRANSFER:
+    raise ValueError(f"finetune: unknown dataset {dataset!r}; valid: {sorted(TRANSFER)}.")
+  target = TRANSFER[dataset]
+  config = _config(dataset=dataset, num_classes=target.num_classes,
+                   image_size=224 if model == "mixer" else 384, batch_size=batch_size, rho=rho,
+                   model=dict(name=model, variant=variant))
+  config.train_split = None  # The catalog's (sam_jax.data.catalog): train / test.
+  config.eval_split = None
+  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP, crop_area_range=(0.05, 1.0),
+                                             eval_resize=config.get_ref("image_size")))
+  config.shuffle_buffer = 50_000
+  config.eval_batch_size = 512
+  config.num_train_steps = target.num_train_steps
+  steps = config.get_ref("num_train_steps")
+  config.log_every_steps = 10
+  config.eval_every_steps = steps // 10
+  config.checkpoint_every_steps = steps // 5
+  config.optimizer = _optimizer("sgd", learning_rate, target.warmup_steps, "cosine",
+                                weight_decay=0.0, grad_clip_norm=1.0)
   return config

@@ -3,31 +3,23 @@
 - A workdir written by ``sam_jax.train``: its ``config.json`` (unless a config is
   given) and the newest (or a chosen) step of the Orbax checkpoints in
   ``<workdir>/checkpoints``; only ``params`` and ``model_state`` are read.
-- An official ``.npz`` (flat keys joined by "/"): older ViT files use pre-linen
-  module numbering (``MultiHeadDotProductAttention_1``, ``LayerNorm_2``,
-  ``MlpBlock_3``), renamed here to the linen names; the arrays must match the
-  config's model exactly (names and shapes).
+- An official ViT / Mixer ``.npz``, read by ``npz_checkpoint.load_params`` (pre-linen
+  names renamed; keys and shapes checked against the config's model).
 - ``initial``: the model at initialisation with ``config.seed`` (as training starts).
 """
 
 import dataclasses
 import json
 import os
-import re
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 
-from sam_jax import param_blocks, train
-
-# Pre-linen ViT block sub-module names -> linen names.
-_PRE_LINEN = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
-              "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+from sam_jax import npz_checkpoint, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,24 +91,13 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
 
 
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
-  """Parameters from an official flat .npz, checked against the config's model."""
-  with np.load(path, allow_pickle=False) as data:
-    flat = {k: data[k] for k in data.files}
-  if any(re.search(r"encoderblock_\d+/MlpBlock_3/", k) for k in flat):
-    flat = {"/".join(_PRE_LINEN.get(part, part) for part in k.split("/")): v
-            for k, v in flat.items()}
+  """Parameters from an official .npz (``npz_checkpoint.load_params``) for the config's model."""
   model = create_model(config)
-  expected, model_state = _init(model, config, abstract=True)
-  expected = param_blocks.flatten(expected)
-  missing, extra = sorted(set(expected) - set(flat)), sorted(set(flat) - set(expected))
-  wrong = [f"{k}: {flat[k].shape} != {expected[k].shape}" for k in expected
-           if k in flat and flat[k].shape != expected[k].shape]
-  if missing or extra or wrong or model_state:
-    raise ValueError(f"restore: {path} does not fit {config.model.name}/{config.model.variant} "
-                     f"(overrides in config.model): missing {missing[:5]}, unexpected "
-                     f"{extra[:5]}, wrong shapes {wrong[:5]}, model state "
-                     f"{list(model_state)} (.npz files hold parameters only).")
-  params = param_blocks.unflatten({k: jnp.asarray(v, expected[k].dtype) for k, v in flat.items()})
+  init_params, model_state = _init(model, config, abstract=False)
+  if model_state:
+    raise ValueError(f"restore: {config.model.name} has model state {list(model_state)}, which "
+                     f".npz files do not hold.")
+  params = npz_checkpoint.load_params(path, config.model.name, init_params)
   return Loaded(config, model, params, {}, None, path)
 
 
@@ -127,3 +108,13 @@ def load(path: str, config: ml_collections.ConfigDict | None = None) -> Loaded:
       raise ValueError(f"restore: {path} holds no config; pass the model's config.")
     return from_npz(path, config)
   return from_workdir(path, config)
+
+
+def parse_run(spec: str) -> tuple[str, str]:
+  """``"LABEL=PATH"`` or ``"PATH"`` (labelled by its last component) -> (label, path)."""
+  label, sep, path = spec.partition("=")
+  if not sep:
+    path, label = spec, os.path.basename(os.path.normpath(spec))
+  if not label or not path:
+    raise ValueError(f"restore: run {spec!r} is not [LABEL=]PATH.")
+  return label, path

@@ -106,8 +106,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
-                groups_per_device: int) -> tuple[TrainState, dict]:
-  """One step on this device's shard of the batch, vmapped over its SAM groups."""
+                groups_per_device: int, skip_nonfinite: bool) -> tuple[TrainState, dict]:
+  """One step on this device's shard of the batch, vmapped over its SAM groups.
+
+  A step whose averaged loss or update is not finite is reported in
+  ``metrics["finite"]``; with ``skip_nonfinite`` it leaves the state unchanged
+  (but for the step counter).
+  """
   device_index = jax.lax.axis_index(DATA)
   grouped = jax.tree.map(lambda x: x.reshape(groups_per_device, -1, *x.shape[1:]), batch)
   mutable = list(state.model_state) or False
@@ -136,28 +141,37 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     metrics = {
         "loss": loss,  # The clean-pass loss (at w, not at w + e).
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == group_batch["label"]),
+        "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
     }
     means = jax.lax.pmean(jax.lax.pmean((metrics, new_model_state), GROUP), DATA)
     return updates, opt_state, means
 
   updates, opt_state, (metrics, new_model_state) = jax.vmap(
       group_step, axis_name=GROUP, out_axes=None)(grouped)
-  metrics["learning_rate"] = learning_rate_fn(state.step)
-  metrics["update_norm"] = optax.tree.norm(updates)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state, model_state=new_model_state)
+  # Every device holds the same averaged values, so all take the same branch.
+  finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
+  if skip_nonfinite:
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                             new_state, state.replace(step=state.step + 1))
+  metrics.update(
+      finite=finite, skipped=(~finite if skip_nonfinite else jnp.zeros_like(finite)),
+      learning_rate=learning_rate_fn(state.step),
+      rho=optax.tree_utils.tree_get(opt_state, "rho", default=jnp.zeros(())))
   return new_state, metrics
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
-                    groups: SamGroups = SamGroups()):
+                    groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``).
   """
   step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                           groups_per_device=groups.groups_per_device)
+                           groups_per_device=groups.groups_per_device,
+                           skip_nonfinite=skip_nonfinite)
   sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=(0,))

@@ -62,6 +62,21 @@ def _random_params(model, x, seed=1, **kwargs):
                       shapes["params"])
 
 
+def _jit_apply(model, **kwargs):
+  """``model.apply`` as one compiled program (faster here than op by op on first use)."""
+  return jax.jit(lambda variables, x: model.apply(variables, x, **kwargs))
+
+
+def _key(seed):
+  """An "rbg" key: its random bits compile far faster than threefry's on the CPU."""
+  return jax.random.key(seed, impl="rbg")
+
+
+def _fast_init(model, x):
+  """Real initial variables."""
+  return jax.jit(lambda: model.init(_key(0), x, train=False))()
+
+
 PUBLISHED = [("vit", "B/16", 86_567_656), ("vit", "B/32", 88_224_232), ("vit", "S/16", 22_050_664),
              ("vit", "S/32", 22_878_952), ("mixer", "B/16", 59_880_472),
              ("mixer", "B/32", 60_293_428), ("resnet", "50", 25_557_032)]
@@ -105,6 +120,8 @@ def test_create_model_overrides_and_errors():
   assert params["embedding"]["kernel"].shape == (4, 4, 3, 64)
   assert len(params["Transformer"]) == 4 + 2  # blocks, posembed_input, encoder_norm
   assert "patch_size" in model_fields("mixer") and "bn_axis_name" in model_fields("resnet")
+  from_config = create_model("resnet", "50", num_classes=10, stage_sizes=[1, 1])
+  assert from_config.stage_sizes == (1, 1) and hash(from_config)  # usable as a static argument
   for args, match in [(("cnn", "B/16"), "valid names"), (("vit", "X/16"), "unknown vit variant"),
                       (("vit", "B16"), "unknown vit variant"), (("vit", "B/x"), "unknown vit"),
                       (("resnet", "50/16"), "unknown resnet variant")]:
@@ -143,7 +160,7 @@ def test_vit_intermediates_and_head():
   model = create_model("vit", "Ti/4", num_classes=7, **TINY_VIT)
   x = jax.random.uniform(jax.random.key(0), (3, 16, 16, 3), minval=-1, maxval=1)
   params = _random_params(model, x)
-  logits, state = model.apply({"params": params}, x, train=False, mutable=["intermediates"])
+  logits, state = _jit_apply(model, train=False, mutable=["intermediates"])({"params": params}, x)
   inter = state["intermediates"]
   assert logits.shape == (3, 7)
   for i in range(2):
@@ -162,7 +179,8 @@ def test_vit_intermediates_and_head():
   head = params["head"]
   np.testing.assert_allclose(logits, norm @ head["kernel"] + head["bias"], rtol=1e-4, atol=1e-5)
   # Without "intermediates" mutable nothing is recorded and the logits are the same.
-  np.testing.assert_array_equal(model.apply({"params": params}, x, train=False), logits)
+  np.testing.assert_allclose(_jit_apply(model, train=False)({"params": params}, x), logits,
+                             rtol=1e-6, atol=1e-6)
 
 
 def test_vit_gap_classifier_and_representation_layer():
@@ -174,7 +192,7 @@ def test_vit_gap_classifier_and_representation_layer():
   rep = create_model("vit", "Ti/4", num_classes=3, representation_size=24, **TINY_VIT)
   params = _random_params(rep, x)
   assert params["pre_logits"]["kernel"].shape == (32, 24)
-  _, state = rep.apply({"params": params}, x, train=False, mutable=["intermediates"])
+  _, state = _jit_apply(rep, train=False, mutable=["intermediates"])({"params": params}, x)
   features = state["intermediates"]["features"][0]
   assert features.shape == (2, 24) and float(jnp.abs(features).max()) < 1.0  # tanh
 
@@ -186,13 +204,14 @@ def test_vit_regularisers_act_only_in_training(overrides):
   x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3), minval=-1, maxval=1)
   params = _random_params(model, x)
   run = jax.jit(lambda train, seed: model.apply({"params": params}, x, train=train,
-                                                rngs={"dropout": jax.random.key(seed)}),
+                                                rngs={"dropout": _key(seed)}),
                 static_argnums=0)
   np.testing.assert_array_equal(run(False, 0), run(False, 1))
   np.testing.assert_array_equal(run(True, 0), run(True, 0))
   assert not np.allclose(run(True, 0), run(True, 1))
   baseline = create_model("vit", "Ti/4", num_classes=3, **TINY_VIT)
-  np.testing.assert_allclose(run(False, 0), baseline.apply({"params": params}, x, train=False),
+  np.testing.assert_allclose(run(False, 0),
+                             _jit_apply(baseline, train=False)({"params": params}, x),
                              rtol=1e-6, atol=1e-6)
 
 
@@ -218,7 +237,7 @@ def test_mixer_layout_and_intermediates():
   assert block["token_mixing"]["Dense_0"]["kernel"].shape == (16, 8)  # (patches, token dim)
   assert block["channel_mixing"]["Dense_1"]["kernel"].shape == (64, 32)
   assert set(params) == {"stem", "MixerBlock_0", "MixerBlock_1", "pre_head_layer_norm", "head"}
-  logits, state = model.apply({"params": params}, x, train=False, mutable=["intermediates"])
+  logits, state = _jit_apply(model, train=False, mutable=["intermediates"])({"params": params}, x)
   inter = state["intermediates"]["MixerBlock_1"]
   assert logits.shape == (2, 5)
   assert inter["token_mixing"]["hidden"][0].shape == (2, 32, 8)
@@ -231,20 +250,21 @@ def test_mixer_layout_and_intermediates():
   drop = create_model("mixer", "S/4", num_classes=5, stochastic_depth=0.5, dropout_rate=0.2,
                       **TINY_MIXER)
   run = jax.jit(lambda seed: drop.apply({"params": params}, x, train=True,
-                                        rngs={"dropout": jax.random.key(seed)}))
+                                        rngs={"dropout": _key(seed)}))
   assert not np.allclose(run(0), run(1))
-  np.testing.assert_array_equal(drop.apply({"params": params}, x, train=False), logits)
+  np.testing.assert_allclose(_jit_apply(drop, train=False)({"params": params}, x), logits,
+                             rtol=1e-6, atol=1e-6)
 
 
 def test_resnet_batch_norm_statistics():
   model = create_model("resnet", "18", num_classes=4, num_filters=8, stage_sizes=(1, 1))
   x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), minval=-1, maxval=1)
-  variables = jax.jit(lambda: model.init(jax.random.key(1), x, train=False))()
+  variables = _fast_init(model, x)
   # The last BatchNorm of every residual block starts with scale 0.
   for name, block in variables["params"].items():
     if name.startswith("ResNetBlock_"):
       np.testing.assert_array_equal(block["BatchNorm_1"]["scale"], 0.0)
-  _, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  _, updated = _jit_apply(model, train=True, mutable=["batch_stats"])(variables, x)
   # Running mean of the stem BatchNorm: 0.9 * 0 + 0.1 * batch mean of the stem conv output.
   stem = jax.lax.conv_general_dilated(x, variables["params"]["conv_init"]["kernel"], (2, 2),
                                       [(3, 3), (3, 3)],
@@ -254,19 +274,18 @@ def test_resnet_batch_norm_statistics():
   # Evaluation uses the running statistics: an example's logits do not depend on its batch.
   trained = dict(variables, batch_stats=updated["batch_stats"])
   params = _random_params(model, x)
-  evaluate = lambda v, xs: model.apply(dict(v, params=params), xs, train=False)
+  evaluate = lambda v, xs: _jit_apply(model, train=False)(dict(v, params=params), xs)
   np.testing.assert_allclose(evaluate(trained, x)[:1], evaluate(trained, x[:1]), rtol=1e-5,
                              atol=1e-6)
   assert not np.allclose(evaluate(trained, x), evaluate(variables, x))
-  train_logits = lambda xs: model.apply(dict(trained, params=params), xs, train=True,
-                                        mutable=["batch_stats"])[0]
+  train_logits = lambda xs: _jit_apply(model, train=True, mutable=["batch_stats"])(
+      dict(trained, params=params), xs)[0]
   assert not np.allclose(train_logits(x)[:1], train_logits(x[:2])[:1])
 
 
 def test_resnet_bottleneck_layout():
   model = create_model("resnet", "50", num_classes=4, num_filters=4, stage_sizes=(1, 1))
-  params = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
-                                      train=False))()["params"]
+  params = _fast_init(model, jnp.zeros((1, 32, 32, 3)))["params"]
   first, downsample = params["BottleneckResNetBlock_0"], params["BottleneckResNetBlock_1"]
   assert first["Conv_2"]["kernel"].shape == (1, 1, 4, 16)
   assert downsample["Conv_1"]["kernel"].shape == (3, 3, 8, 8)  # stride 2 on the 3x3 conv
@@ -278,5 +297,5 @@ def test_bfloat16_compute_keeps_float32_params():
   model = create_model("vit", "Ti/4", num_classes=3, dtype=jnp.bfloat16, **TINY_VIT)
   params = _random_params(model, jnp.zeros((1, 16, 16, 3)))
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
-  logits = model.apply({"params": params}, jnp.zeros((1, 16, 16, 3)), train=False)
+  logits = _jit_apply(model, train=False)({"params": params}, jnp.zeros((1, 16, 16, 3)))
   assert logits.dtype == jnp.bfloat16

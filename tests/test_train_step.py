@@ -1,5 +1,7 @@
 """The shard_map train step: device counts, m-sharpness groups, BatchNorm and dropout in SAM."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -145,3 +147,28 @@ def test_dropout_masks_are_identical_in_both_passes():
   _assert_close(state.params, hand_step(key, key))
   other = hand_step(key, jax.random.fold_in(key, 1))  # A fresh mask would give another step.
   assert not np.allclose(other["Dense_1"]["kernel"], state.params["Dense_1"]["kernel"], atol=1e-5)
+
+
+def _all_reduced_elements(rho, m):
+  """(number of all-reduce ops, elements they reduce) in the compiled 8-device step."""
+  groups = train_step.sam_groups(m, BATCH, 8)
+  mesh = train_step.create_mesh(None, groups)
+  tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
+                   optax.sgd(LR))
+  model = TinyNet()
+  state = train_step.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3)),
+                               mesh)
+  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
+  hlo = step.lower(state, train_step.shard_batch(_batch(), mesh)).compile().as_text()
+  ops = re.findall(r"= (\(.*?\)|\S+) all-reduce(?:-start)?\(", hlo)
+  elements = sum(int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
+                 for shapes in ops for dims in re.findall(r"\[([\d,]*)\]", shapes))
+  return len(ops), elements
+
+
+def test_per_device_sam_adds_compute_not_communication():
+  base = _all_reduced_elements(0.0, None)
+  assert base[1] >= 8 * 48 + 8 + 4 * 8 + 4  # The gradient is averaged once.
+  assert _all_reduced_elements(RHO, None) == base
+  # Global normalisation must average the clean gradient too: it does communicate more.
+  assert _all_reduced_elements(RHO, BATCH)[1] > base[1]

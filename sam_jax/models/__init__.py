@@ -54,6 +54,8 @@ def create_model(name: str, variant: str, *, num_classes: int, **overrides: Any)
   if unknown:
     raise ValueError(f"create_model: {name} has no field(s) {unknown}; valid fields: "
                      f"{list(model_fields(name))}.")
+  # Lists (e.g. from a config) become tuples: Flax modules are hashed as static arguments.
+  overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
   return family.module(**(fields | overrides))
 
 

@@ -14,7 +14,7 @@ its own batch. Each block's output is sown as ``intermediates/.../out``.
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -55,7 +55,8 @@ class ResNetBlock(nn.Module):
     y = norm(scale_init=nn.initializers.zeros)(conv(self.filters, (3, 3))(y))
     return self._join(x, y, conv, norm)
 
-  def _join(self, x, y, conv, norm) -> jax.Array:
+  def _join(self, x: jax.Array, y: jax.Array, conv: Callable[..., nn.Module],
+            norm: Callable[..., nn.Module]) -> jax.Array:
     """relu(shortcut(x) + y), projecting x when its shape differs from y's."""
     if x.shape != y.shape:
       s = (self.strides, self.strides)

@@ -40,6 +40,7 @@ Combine = Callable[[optax.Updates, optax.Updates], optax.Updates]
 
 class SharpnessAwareState(NamedTuple):
   count: jax.Array  # Steps taken; drives rho schedules and every-k-th-step SAM.
+  rho: jax.Array    # The radius of the last step (0 on a step without SAM), for logging.
 
 
 def _axis_list(axis_name: AxisNames) -> list[AxisName]:
@@ -118,7 +119,7 @@ def sharpness_aware(perturbation: Perturbation,
 
   def init_fn(params):
     del params
-    return SharpnessAwareState(count=jnp.zeros((), jnp.int32))
+    return SharpnessAwareState(count=jnp.zeros((), jnp.int32), rho=jnp.zeros((), jnp.float32))
 
   def sam_gradient(grads, params, grad_fn, count):
     synced = mean_over(grads, sync_axis_name)
@@ -130,18 +131,19 @@ def sharpness_aware(perturbation: Perturbation,
 
   def update_fn(updates, state, params=None, *, grad_fn: GradFn | None = None, **extra):
     del extra
-    new_state = SharpnessAwareState(count=optax.safe_increment(state.count))
+    count = optax.safe_increment(state.count)
     if plain:
-      return mean_over(updates, axis_name), new_state
+      return mean_over(updates, axis_name), SharpnessAwareState(count, jnp.zeros((), jnp.float32))
     if params is None or grad_fn is None:
       raise ValueError("sharpness-aware update() needs params and grad_fn (the gradient at "
                        "given parameters on the same batch) when rho > 0.")
+    rho_t = rho_fn(state.count)
     if every_k_steps == 1:
-      return sam_gradient(updates, params, grad_fn, state.count), new_state
-    out = jax.lax.cond(state.count % every_k_steps == 0,
-                       lambda g: sam_gradient(g, params, grad_fn, state.count),
+      return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
+    take_sam = state.count % every_k_steps == 0
+    out = jax.lax.cond(take_sam, lambda g: sam_gradient(g, params, grad_fn, state.count),
                        lambda g: mean_over(g, axis_name), updates)
-    return out, new_state
+    return out, SharpnessAwareState(count, jnp.where(take_sam, rho_t, 0.0))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

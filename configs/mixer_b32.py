@@ -1,0 +1,19 @@
+"""Mixer-B/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+
+Paper (no SAM -> SAM): not in REFERENCE.md (SAM helps Mixers more with
+capacity and longer patch sequences).
+
+  python -m sam_jax.main --config=configs/mixer_b32.py --workdir=DIR
+  python -m sam_jax.main --config=configs/mixer_b32.py --workdir=DIR --config.sam.rho=0  # baseline
+
+Not confirmed by REFERENCE.md: rho=0.35 (Mixers use a larger rho than ViTs) and no dropout or
+stochastic depth.
+"""
+
+import ml_collections
+
+from sam_jax import recipes
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return recipes.imagenet(model="mixer", variant="B/32", rho=0.35)

@@ -1,0 +1,60 @@
+"""Settings of ``sam_jax.analyze`` (``config.analysis``) and ``sam_jax.evaluate`` (``config.adversarial``).
+
+A config may hold either section, complete or in part; ``resolve`` fills in the
+defaults below, rejects unknown keys, and replaces each None by the config value
+named in the comment. Epsilons and PGD step sizes are in pixel units of [0, 255].
+"""
+
+import ml_collections
+
+
+def analysis() -> ml_collections.ConfigDict:
+  """Defaults of ``config.analysis``."""
+  return ml_collections.ConfigDict(dict(
+      split=None,        # config.train_split: the data of the training loss.
+      batch_size=None,   # config.eval_batch_size (global; a multiple of the device count).
+      hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
+      ntk=dict(batch_size=32, convention="trace"),
+      neurons=dict(num_batches=2),   # Also the data of the activation norms.
+      landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
+      attention=dict(num_images=8, split=None),  # config.eval_split.
+  ))
+
+
+def adversarial() -> ml_collections.ConfigDict:
+  """Defaults of ``config.adversarial`` (FGSM and PGD under an L-inf budget)."""
+  return ml_collections.ConfigDict(dict(
+      epsilon=1.0,          # L-inf radius in pixel units (x / 255 * 2 in model units).
+      pgd_steps=10,
+      pgd_step_size=0.25,   # Pixel units.
+      random_start=True,    # PGD starts at a uniform random point of the ball.
+      num_examples=None,    # All of the split; else the first ones (whole batches).
+      batch_size=None,      # config.eval_batch_size.
+      seed=0,
+  ))
+
+
+_DEFAULTS = {"analysis": analysis, "adversarial": adversarial}
+
+
+def resolve(config: ml_collections.ConfigDict, section: str) -> ml_collections.ConfigDict:
+  """The defaults of ``section`` updated with ``config[section]``, Nones filled from ``config``.
+
+  Raises:
+    ValueError: unknown section, or a key the section does not have.
+  """
+  if section not in _DEFAULTS:
+    raise ValueError(f"analysis_settings: unknown section {section!r}; valid: {list(_DEFAULTS)}.")
+  settings = _DEFAULTS[section]()
+  settings.lock()
+  try:
+    settings.update(config.get(section) or {})
+  except (KeyError, AttributeError) as e:
+    raise ValueError(f"config.{section} has a key the settings do not: {e}. Valid settings:\n"
+                     f"{_DEFAULTS[section]()}") from e
+  with settings.unlocked():
+    settings.batch_size = settings.batch_size or config.eval_batch_size
+    if section == "analysis":
+      settings.split = settings.split or config.train_split
+      settings.attention.split = settings.attention.split or config.eval_split
+  return settings
