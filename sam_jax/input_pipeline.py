@@ -73,6 +73,7 @@ def _finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
   ds = ds.batch(batch_size, drop_remainder=True, num_parallel_calls=tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
+  options.experimental_optimization.map_fusion = True
   return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 

@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 
 from sam_jax import train
-from configs import default
+from tests import tiny_digits_config
 
 
 def _tiny_config(num_train_steps, **overrides):
-  config = default.get_config()
-  config.batch_size = 16
-  config.eval_batch_size = 40
-  config.image_size = 8
-  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1))
-  config.optimizer.warmup_steps = 2
-  config.num_train_steps = num_train_steps
-  config.log_every_steps = 2
-  config.eval_every_steps = 100
-  config.checkpoint_every_steps = 2
-  config.update(overrides)
-  return config
+  return tiny_digits_config.get_config(num_train_steps, **overrides)
 
 
 def test_resume_continues_exactly(tmp_path):

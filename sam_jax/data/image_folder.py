@@ -8,9 +8,9 @@ by content. Hidden files are ignored; other files are skipped with a warning.
 
 A record is ``{"path": file path, "label": int32}``. Each process takes the
 contiguous part [i N / P, (i + 1) N / P) of the N sorted files. Training order:
-position p is file ``index_shuffle(p mod n, seed=(key, p div n))`` of the
-process's n files, a fresh random permutation per epoch, so any position is
-reached without reading what comes before it.
+epoch e is the permutation ``index_shuffle(0..n-1, seed=(key, e))`` of the
+process's n files, so position p (file p mod n of epoch p div n) is reached
+without reading anything before it.
 
 Unreadable images: with ``skip_corrupt=False`` the pipeline stops with an error
 naming the file; with ``skip_corrupt=True`` every file of a split is checked
@@ -150,10 +150,11 @@ class ImageFolder:
     return paths[lo:hi], labels[lo:hi]
 
   @staticmethod
-  def _shuffled(position: tf.Tensor, n: int, seed_key: int) -> tf.Tensor:
-    epoch, index = position // n, position % n
-    seed = tf.stack([tf.constant(seed_key, tf.int64), epoch])
-    return tf.random.experimental.index_shuffle(index, seed=seed, max_index=n - 1)
+  def _epoch_order(epoch: tf.Tensor, n: int, seed_key: int) -> tf.Tensor:
+    """The epoch's permutation of 0..n-1 (int64 [n])."""
+    seed = tf.stack([tf.constant(seed_key, tf.int64), tf.cast(epoch, tf.int64)])
+    return tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), seed=seed,
+                                                max_index=n - 1)
 
   def train_records(self, split: str, *, process_index: int, process_count: int, seed_key: int,
                     start: int, shuffle_buffer: int) -> tf.data.Dataset:
@@ -161,13 +162,18 @@ class ImageFolder:
     every epoch is a full permutation)."""
     del shuffle_buffer
     paths, labels = self._local(split, process_index, process_count)
+    n = len(paths)
     paths_t, labels_t = tf.constant(paths), tf.constant(labels, tf.int32)
+    first_epoch, offset = divmod(start, n)
 
-    def at(position):
-      i = self._shuffled(position, len(paths), seed_key)
-      return position, {"path": tf.gather(paths_t, i), "label": tf.gather(labels_t, i)}
+    def epoch(e: tf.Tensor) -> tf.data.Dataset:
+      order = self._epoch_order(e, n, seed_key)
+      records = tf.data.Dataset.from_tensor_slices(
+          {"path": tf.gather(paths_t, order), "label": tf.gather(labels_t, order)})
+      return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
-    return tf.data.Dataset.range(start, FOREVER).map(at)
+    stream = tf.data.Dataset.range(first_epoch, FOREVER).flat_map(epoch)
+    return tf.data.Dataset.zip(tf.data.Dataset.range(start, FOREVER), stream)
 
   def eval_records(self, split: str, *, process_index: int,
                    process_count: int) -> tuple[tf.data.Dataset, int]:
@@ -180,11 +186,13 @@ class ImageFolder:
                           process_count: int, seed_key: int) -> None:
     """Raises ValueError naming the unreadable images among stream ``positions``, if any."""
     paths, _ = self._local(split, process_index, process_count)
+    n = len(paths)
     if train:
-      indices = self._shuffled(tf.constant(list(positions), tf.int64), len(paths), seed_key)
+      orders = {e: self._epoch_order(e, n, seed_key).numpy() for e in {p // n for p in positions}}
+      indices = [int(orders[p // n][p % n]) for p in positions]
     else:
-      indices = [i for i in positions if i < len(paths)]
-    bad = {paths[i]: decode_error(paths[i]) for i in np.asarray(indices)}
+      indices = [i for i in positions if i < n]
+    bad = {paths[i]: decode_error(paths[i]) for i in indices}
     bad = {p: why for p, why in bad.items() if why}
     if bad:
       listing = "; ".join(f"{p}: {why}" for p, why in sorted(bad.items()))

@@ -66,7 +66,7 @@ class PreprocessOptions:
 
 def to_signed_unit(image: tf.Tensor) -> tf.Tensor:
   """Pixels p in [0, 255] -> p / 127.5 - 1, clipped to [-1, 1] (bicubic overshoots)."""
-  return tf.clip_by_value(tf.cast(image, tf.float32) / 127.5 - 1.0, -1.0, 1.0)
+  return tf.clip_by_value(tf.cast(image, tf.float32) * (1 / 127.5) - 1.0, -1.0, 1.0)
 
 
 def decode_image(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -96,9 +96,11 @@ def decode_and_inception_crop(image_bytes: tf.Tensor, seed: tf.Tensor,
   """Training view: float32 [S, S, 3] in [-1, 1] from encoded bytes and a seed [2].
 
   JPEGs decode only the crop window (``tf.image.decode_and_crop_jpeg``); other
-  formats decode fully, then slice.
+  formats decode fully, then slice. One random draw gives the crop's seed and the
+  flip (the sign of a uniform int64: probability exactly 1/2).
   """
-  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  bits = tf.random.stateless_uniform([3], seed, minval=None, maxval=None, dtype=tf.int64)
+  crop_seed, flip = bits[:2], bits[2] < 0
 
   def jpeg():
     offset, size = inception_crop_window(tf.image.extract_jpeg_shape(image_bytes), crop_seed,
@@ -111,9 +113,11 @@ def decode_and_inception_crop(image_bytes: tf.Tensor, seed: tf.Tensor,
     return tf.slice(image, tf.concat([offset, [0]], 0), tf.concat([size, [3]], 0))
 
   crop = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
-  image = tf.image.resize(crop, [options.image_size] * 2, method=options.resize_method)
+  # Resizing float32 is faster than uint8 in TensorFlow's kernels, and gives the same values.
+  image = tf.image.resize(tf.cast(crop, tf.float32), [options.image_size] * 2,
+                          method=options.resize_method)
   if options.flip:
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
   return to_signed_unit(image)
 
 

@@ -1,0 +1,100 @@
+"""``sam_jax.analyze`` end to end on two tiny digits runs (with and without SAM)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import matplotlib.image
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from sam_jax import analysis_settings, analyze, restore, train
+
+STEPS = 4
+
+
+def tiny_config(rho: float) -> ml_collections.ConfigDict:
+  """A 1-block ViT on 8x8 digits, with small analysis settings stored in its config.json."""
+  config = default.get_config()
+  config.batch_size = 16
+  config.eval_batch_size = 40
+  config.image_size = 8
+  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=2))
+  config.optimizer.warmup_steps = 1
+  config.sam.rho = rho
+  config.num_train_steps = STEPS
+  config.log_every_steps = 2
+  config.eval_every_steps = 2
+  config.checkpoint_every_steps = 2
+  config.analysis = ml_collections.ConfigDict(dict(
+      batch_size=16, hessian=dict(num_batches=2, num_steps=8), ntk=dict(batch_size=8),
+      neurons=dict(num_batches=1), landscape=dict(num_batches=1, points_1d=5, points_2d=3),
+      attention=dict(num_images=3)))
+  config.adversarial = ml_collections.ConfigDict(dict(epsilon=8.0, pgd_steps=3,
+                                                      pgd_step_size=4.0))
+  return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  workdirs = {}
+  for label, rho in (("SAM", 0.05), ("base", 0.0)):
+    workdirs[label] = str(tmp_path_factory.mktemp(label))
+    train.train_and_evaluate(tiny_config(rho), workdirs[label])
+  return workdirs
+
+
+def test_all_analyses_and_figures(runs, tmp_path):
+  loaded = {label: restore.load(path) for label, path in runs.items()}
+  summary = analyze.run(loaded, None, str(tmp_path))
+  assert json.load(open(tmp_path / "analysis.json")) == json.loads(json.dumps(summary))
+  for label, result in summary["runs"].items():
+    assert set(analyze.ANALYSES) <= set(result) and result["step"] == STEPS
+    assert list(result["block_hessian"]["lambda_max"]) == [
+        "embedding", "block_0/attention", "block_0/mlp", "block_1/attention", "block_1/mlp",
+        "head"]
+    assert np.isfinite(result["hessian"]["lambda_max"])
+    assert result["ntk"]["init"]["kappa"] >= 1
+    fractions = result["neurons"]["active_fraction"]
+    assert list(fractions) == [f"Transformer/encoderblock_{i}/MlpBlock_0" for i in range(2)]
+    assert all(0 < f < 1 for f in fractions.values())
+    land = result["landscape"]
+    assert land["loss_1d"][2] == pytest.approx(land["loss_2d"][1][1], rel=1e-6)  # Both at w.
+    assert np.array(result["attention"]["maps"]).shape == (3, 2, 2)
+    assert result["curves"]["train_loss"]["steps"] == [2, 4]
+  # Same initialisation for both runs: the same NTK at init.
+  assert summary["runs"]["SAM"]["ntk"]["init"] == summary["runs"]["base"]["ntk"]["init"]
+  assert len(summary["figures"]) == 10
+  for name in summary["figures"]:
+    image = matplotlib.image.imread(tmp_path / name)
+    assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0
+
+
+def test_command_line(runs, tmp_path):
+  subprocess.run([sys.executable, "-m", "sam_jax.analyze", f"--run=SAM={runs['SAM']}",
+                  f"--run={runs['base']}", "--analyses=norms,curves",
+                  f"--output_dir={tmp_path}"], check=True, capture_output=True,
+                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = json.load(open(tmp_path / "analysis.json"))
+  assert list(result["runs"]) == ["SAM", os.path.basename(runs["base"])]
+  assert set(result["figures"]) == {"weight_norms.png", "activation_norms.png",
+                                    "training_curves.png"}
+
+
+def test_bad_requests_fail_before_any_work(runs, tmp_path):
+  loaded = restore.load(runs["SAM"])
+  with pytest.raises(ValueError, match="unknown analyses.*'hessian'"):
+    analyze.run({"a": loaded}, ["hessain"], str(tmp_path))
+  config = tiny_config(0.0)
+  config.analysis.hessian.num_iters = 3
+  with pytest.raises(ValueError, match="config.analysis has a key"):
+    analysis_settings.resolve(config, "analysis")
+  config = tiny_config(0.0)
+  config.model.name = "mixer"
+  config.model.variant = "S/4"
+  with pytest.raises(ValueError, match="'attention' needs a ViT"):
+    analyze.check(restore.Loaded(config, loaded.model, {}, {}, None, "x"), ["attention"])
+  assert not any(tmp_path.iterdir())

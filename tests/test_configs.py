@@ -1,0 +1,141 @@
+"""Every config in configs/ loads, validates, builds its model and optimizer and takes one step.
+
+The step runs the config's own model family, optimizer, schedule and SAM settings on
+8 emulated devices with tiny shapes (32 px images, narrow and shallow models, ResNets
+at full depth but 4 base filters) and random images, so no config can rot.
+"""
+
+import importlib
+import pathlib
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+import pytest
+
+from sam_jax import config_validation, optim, recipes, train, train_step
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
+# configs/finetune.py's other arguments (its default, cifar10 with ViT-B/16, is in NAMES).
+FINETUNE_ARGS = sorted(set(recipes.TRANSFER) - {"cifar10"}) + ["cifar10,mixer-B/16"]
+CASES = [(name, None) for name in NAMES] + [("finetune", arg) for arg in FINETUNE_ARGS]
+TINY_MODEL = {
+    "vit": dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1),
+    "mixer": dict(hidden_dim=16, num_blocks=1, tokens_mlp_dim=8, channels_mlp_dim=32),
+    "resnet": dict(num_filters=4),
+}
+IMAGE_SIZE = 32  # Divisible by every patch size (8, 16, 32).
+# Parameters with a 1000-class head at 224 px: ViT/Mixer from REFERENCE.md section 3,
+# ResNets as torchvision's resnet50/101/152 (same v1 layout).
+PARAMETER_COUNTS = {
+    "vit_b16": 86_567_656, "vit_b32": 88_224_232, "vit_s16": 22_050_664, "vit_s32": 22_878_952,
+    "mixer_b16": 59_880_472, "mixer_b32": 60_293_428,
+    "resnet50": 25_557_032, "resnet101": 44_549_160, "resnet152": 60_192_808,
+}
+
+
+def load(name: str, arg: str | None = None):
+  module = importlib.import_module(f"configs.{name}")
+  return module.get_config() if arg is None else module.get_config(arg)
+
+
+def parse(*argv: str):
+  """The config as ``sam_jax.main`` would get it from this command line."""
+  flag_values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "", flag_values=flag_values, lock_config=True)
+  flag_values(["main", *argv])
+  return flag_values.config
+
+
+def test_every_paper_run_has_a_config():
+  expected = {f"{m}_{w}{p}" for m in ("vit", "mixer") for w in "sb" for p in (8, 16, 32)}
+  expected -= {"vit_b8", "mixer_b8"}
+  expected |= {"resnet50", "resnet101", "resnet152", "finetune", "default"}
+  assert set(NAMES) == expected
+
+
+@pytest.mark.parametrize("name, arg", CASES)
+def test_config_validates_and_takes_one_train_step(name, arg):
+  config = load(name, arg)
+  num_devices = jax.device_count()
+  config_validation.validate(config, num_devices)  # The full-size config.
+  assert name == "default" or "init_from" in config  # The lead's digits config has none.
+  config.image_size = IMAGE_SIZE
+  config.batch_size = num_devices
+  config.eval_batch_size = num_devices
+  config.model.update(TINY_MODEL[config.model.name])
+  config.optimizer.warmup_steps = 0  # So the first step moves the parameters.
+  config_validation.validate(config, num_devices)
+  num_classes = config.get("num_classes") or 10
+
+  groups = train.sam_groups(config)
+  mesh = train_step.create_mesh(groups=groups)
+  model = train.create_model(config, num_classes)
+  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
+                                        sync_axis_name=groups.sync_axis_name)
+  image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
+  state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, image_shape))(
+      jax.random.PRNGKey(config.seed))
+  before = jax.device_get(state.params)
+  state = train_step.replicate(state, mesh)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
+           "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
+  step = train_step.make_train_step(model, tx, mesh, schedule, groups)
+  state, metrics = step(state, train_step.shard_batch(batch, mesh))
+
+  assert int(state.step) == 1
+  np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
+  if config.model.name != "resnet":  # Zero-initialised head: uniform predictions.
+    np.testing.assert_allclose(metrics["loss"], np.log(num_classes), rtol=1e-5)
+  after = jax.device_get(state.params)
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(after))
+  assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
+
+
+@pytest.mark.parametrize("name, count", sorted(PARAMETER_COUNTS.items()))
+def test_full_size_model_has_the_published_parameter_count(name, count):
+  config = load(name)
+  model = train.create_model(config, config.num_classes)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
+      train=False))
+  assert sum(x.size for x in jax.tree.leaves(shapes["params"])) == count
+
+
+def test_command_line_batch_size_keeps_epochs_and_lr_per_example():
+  config = parse(f"--config={CONFIG_DIR / 'resnet50.py'}", "--config.batch_size=1024")
+  examples = recipes.IMAGENET_MINIVAL_TRAIN_EXAMPLES
+  assert config.num_train_steps == 90 * examples // 1024
+  assert config.optimizer.warmup_steps == 5 * examples // 1024
+  assert config.optimizer.learning_rate == pytest.approx(0.1 * 1024 / 256)
+  vit = parse(f"--config={CONFIG_DIR / 'vit_b16.py'}", "--config.batch_size=1024")
+  assert vit.num_train_steps == 300 * examples // 1024
+  assert vit.optimizer.warmup_steps == 10_000  # Fixed in steps by the recipe.
+
+
+def test_command_line_overrides_replace_derived_values():
+  config = parse(f"--config={CONFIG_DIR / 'resnet50.py'}", "--config.optimizer.learning_rate=2.5",
+                 "--config.num_train_steps=1000", "--config.batch_size=256")
+  assert (config.optimizer.learning_rate, config.num_train_steps) == (2.5, 1000)
+
+
+def test_finetune_argument_sets_dataset_classes_and_lengths():
+  config = parse(f"--config={CONFIG_DIR / 'finetune.py'}:oxford_iiit_pet,mixer-B/16",
+                 "--config.init_from=/ckpt/Mixer-B_16.npz", "--config.num_train_steps=1000")
+  target = recipes.TRANSFER["oxford_iiit_pet"]
+  assert (config.dataset, config.num_classes) == ("oxford_iiit_pet", target.num_classes)
+  assert (config.model.name, config.model.variant, config.image_size) == ("mixer", "B/16", 224)
+  assert config.optimizer.warmup_steps == target.warmup_steps
+  assert config.init_from == "/ckpt/Mixer-B_16.npz"
+  assert (config.eval_every_steps, config.checkpoint_every_steps) == (100, 200)
+  assert config.pp.eval_resize == config.image_size
+
+
+@pytest.mark.parametrize("arg, match", [("imagenet2012", "valid"), ("cifar10,vitB/16", "MODEL")])
+def test_finetune_rejects_bad_arguments(arg, match):
+  with pytest.raises(ValueError, match=match):
+    load("finetune", arg)

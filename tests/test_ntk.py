@@ -1,0 +1,76 @@
+"""Empirical NTK against closed forms (linear model) and a dense Jacobian (small MLP)."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+from sam_jax import ntk
+
+N, D, K = 6, 10, 3
+
+
+def _inputs(seed=0):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(N, D)), jnp.float32)
+
+
+def test_linear_model_closed_form():
+  """f(x) = x W: J = x (x) I_K, so Theta_full = X X^T (x) I_K and trace = sum = K X X^T."""
+  x = _inputs()
+  model = nn.Dense(K, use_bias=False)
+  params = model.init(jax.random.PRNGKey(0), x)
+  apply_fn = lambda p, inputs: model.apply(p, inputs)
+  gram = np.asarray(x, np.float64) @ np.asarray(x, np.float64).T
+  np.testing.assert_allclose(ntk.empirical_ntk(apply_fn, params, x, "trace"), K * gram,
+                             rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(ntk.empirical_ntk(apply_fn, params, x, "sum"), K * gram,
+                             rtol=1e-5, atol=1e-4)
+  full = ntk.empirical_ntk(apply_fn, params, x, "full")
+  np.testing.assert_allclose(full, np.kron(gram, np.eye(K)), rtol=1e-5, atol=1e-4)
+  eig = np.linalg.eigvalsh(gram)
+  for kernel in (ntk.empirical_ntk(apply_fn, params, x), full):
+    result = ntk.condition_number(kernel)
+    np.testing.assert_allclose(result["kappa"], eig[-1] / eig[0], rtol=1e-3)
+
+
+class _Mlp(nn.Module):
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(K)(nn.gelu(nn.Dense(7)(x)))
+
+
+@pytest.mark.parametrize("convention", ntk.CONVENTIONS)
+def test_mlp_matches_dense_jacobian(convention):
+  x = _inputs(1)
+  model = _Mlp()
+  params = model.init(jax.random.PRNGKey(1), x)
+  flat, unravel = ravel_pytree(params)
+  jac = np.asarray(jax.jacfwd(lambda w: model.apply(unravel(w), x))(flat), np.float64)  # [N,K,P]
+  expected = {
+      "full": jac.reshape(N * K, -1) @ jac.reshape(N * K, -1).T,
+      "trace": np.einsum("ikp,jkp->ij", jac, jac),
+      "sum": jac.sum(1) @ jac.sum(1).T,
+  }[convention]
+  kernel = ntk.empirical_ntk(lambda p, inputs: model.apply(p, inputs), params, x, convention)
+  np.testing.assert_allclose(kernel, expected, rtol=1e-4, atol=1e-4)
+  eig = np.linalg.eigvalsh(expected)
+  np.testing.assert_allclose(ntk.condition_number(kernel)["kappa"], eig[-1] / eig[0], rtol=1e-2)
+  np.testing.assert_allclose(ntk.condition_number(kernel)["lambda_max"], eig[-1], rtol=1e-5)
+
+
+def test_condition_number_of_known_matrices():
+  q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+  result = ntk.condition_number((q * [4.0, 2.0, 0.5]) @ q.T)
+  np.testing.assert_allclose([result["kappa"], result["lambda_max"], result["lambda_min"]],
+                             [8.0, 4.0, 0.5], rtol=1e-12)
+  assert ntk.condition_number(np.diag([2.0, 1.0, 0.0]))["kappa"] == float("inf")
+
+
+def test_bad_arguments():
+  with pytest.raises(ValueError, match="trace"):
+    ntk.empirical_ntk(lambda p, x: x, {}, jnp.zeros((2, 1)), "diagonal")
+  with pytest.raises(ValueError, match="square"):
+    ntk.condition_number(np.zeros((2, 3)))

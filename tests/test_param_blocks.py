@@ -1,0 +1,54 @@
+"""The paper's parameter blocks for ViT, Mixer and ResNet parameter trees."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from sam_jax import models, param_blocks
+
+
+def _params(name, variant, image_size, **overrides):
+  model = models.create_model(name, variant, num_classes=3, **overrides)
+  x = jnp.zeros((1, image_size, image_size, 3))
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))["params"]
+
+
+@pytest.mark.parametrize("name, variant, size, overrides, expected", [
+    ("vit", "Ti/4", 8, dict(hidden_size=8, mlp_dim=16, num_heads=2, num_layers=11),
+     ["embedding"] + [f"block_{i}/{s}" for i in range(11) for s in ("attention", "mlp")]
+     + ["head"]),
+    ("mixer", "S/4", 8, dict(hidden_dim=8, num_blocks=2, tokens_mlp_dim=4, channels_mlp_dim=8),
+     ["embedding", "block_0/token_mlp", "block_0/channel_mlp", "block_1/token_mlp",
+      "block_1/channel_mlp", "head"]),
+    ("resnet", "18", 16, dict(num_filters=2),
+     ["embedding"] + [f"block_{i}" for i in range(8)] + ["head"]),
+])
+def test_partition_in_network_order(name, variant, size, overrides, expected):
+  params = _params(name, variant, size, **overrides)
+  blocks = param_blocks.partition(params, name)
+  assert list(blocks) == expected
+  paths = [p for block in blocks.values() for p in block]
+  assert sorted(paths) == sorted(param_blocks.flatten(params))  # Each parameter exactly once.
+
+
+def test_vit_blocks_hold_the_right_modules():
+  blocks = param_blocks.partition(_params("vit", "Ti/4", 8, hidden_size=8, mlp_dim=16,
+                                          num_heads=2, num_layers=1), "vit")
+  assert set(blocks["embedding"]) == {"embedding/kernel", "embedding/bias", "cls",
+                                      "Transformer/posembed_input/pos_embedding"}
+  assert all("LayerNorm_1" in p or "MlpBlock_0" in p for p in blocks["block_0/mlp"])
+  assert "Transformer/encoder_norm/scale" in blocks["head"]
+
+
+def test_other_models_group_by_top_level_module_and_unmatched_paths_fail():
+  assert param_blocks.partition({"a": {"k": 1}, "b": {"k": 2, "j": 3}}, "other") == {
+      "a": ("a/k",), "b": ("b/k", "b/j")}
+  with pytest.raises(ValueError, match="'extra/kernel'.*matches no block rule"):
+    param_blocks.partition({"head": {"kernel": 1}, "extra": {"kernel": 2}}, "vit")
+
+
+def test_flatten_round_trip_and_natural_order():
+  tree = {"a": {"b": 1, "c": {"d": 2}}}
+  assert param_blocks.unflatten(param_blocks.flatten(tree)) == tree
+  assert sorted(["block_10", "block_2", "block_1"], key=param_blocks.natural_key) == [
+      "block_1", "block_2", "block_10"]
