@@ -51,6 +51,16 @@ def hvp(loss_fn: Callable[[Params], jax.Array], params: Params, vector: Params) 
   return jax.jvp(jax.grad(loss_fn), (params,), (vector,))[1]
 
 
+@jax.jit
+def _lanczos_step(w, v, v_prev, beta):
+  """From w = A v: alpha = v^T A v, and the next residual and its norm."""
+  w = w - beta * v_prev
+  alpha = jnp.vdot(w, v)
+  w = w - alpha * v
+  w = w - jnp.vdot(w, v) * v - jnp.vdot(w, v_prev) * v_prev  # Local re-orthogonalisation.
+  return alpha, w, jnp.linalg.norm(w)
+
+
 def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | None = None
             ) -> np.ndarray:
   """Ritz values (ascending, float64) of a symmetric operator after ``num_steps`` steps.
@@ -61,20 +71,23 @@ def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | No
   v = v0 / jnp.linalg.norm(v0)
   v_prev = jnp.zeros_like(v)
   alphas, betas = [], []
-  beta = 0.0
+  beta = jnp.zeros((), v.dtype)
   for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
-    w = matvec(v) - beta * v_prev
-    alpha = float(jnp.vdot(w, v))
-    w = w - alpha * v
-    w = w - jnp.vdot(w, v) * v - jnp.vdot(w, v_prev) * v_prev  # Local re-orthogonalisation.
-    alphas.append(alpha)
-    beta = float(jnp.linalg.norm(w))
-    if beta <= 1e-6 * max(abs(a) for a in alphas) or len(alphas) == num_steps:
+    alpha, w, beta = _lanczos_step(matvec(v), v, v_prev, beta)
+    alphas.append(float(alpha))
+    if float(beta) <= 1e-6 * max(abs(a) for a in alphas) or len(alphas) == num_steps:
       break
-    betas.append(beta)
+    betas.append(float(beta))
     v_prev, v = v, w / beta
   t = np.diag(np.array(alphas)) + np.diag(betas, 1) + np.diag(betas, -1)
   return np.linalg.eigvalsh(t)
+
+
+@jax.jit
+def _power_step(w, v):
+  """From w = A v: the Rayleigh quotient v^T A v, ||w|| and w / ||w||."""
+  norm = jnp.linalg.norm(w)
+  return jnp.vdot(v, w), norm, w / jnp.where(norm > 0, norm, 1)
 
 
 def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float = 1e-6,
@@ -83,20 +96,20 @@ def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float
   v = v0 / jnp.linalg.norm(v0)
   eigenvalue = np.nan
   for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
-    w = matvec(v)
-    previous, eigenvalue = eigenvalue, float(jnp.vdot(v, w))
-    norm = jnp.linalg.norm(w)
+    quotient, norm, v = _power_step(matvec(v), v)
+    previous, eigenvalue = eigenvalue, float(quotient)
     if norm == 0 or abs(eigenvalue - previous) <= tol * abs(eigenvalue):
       break
-    v = w / norm
   return eigenvalue
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _flat_hvp(loss_fn: LossFn, params: Params, batch: Batch, vector: jax.Array) -> jax.Array:
-  """H v on one batch, with ``vector`` and the result flattened like ``ravel_pytree(params)``."""
+def _add_hvp(loss_fn: LossFn, params: Params, batch: Batch, vector: jax.Array,
+             mask: jax.Array, weight: jax.Array, total: jax.Array) -> jax.Array:
+  """total + weight * mask * (H v) on one batch; vectors flattened like ``ravel_pytree``."""
   flat, unravel = ravel_pytree(params)
-  return hvp(lambda x: loss_fn(unravel(x), batch), flat, vector)
+  hv = hvp(lambda x: loss_fn(unravel(x), batch), flat, vector)
+  return total + weight * mask * hv
 
 
 def block_mask(params: Params, paths: Sequence[str]) -> jax.Array:
@@ -130,15 +143,17 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
     raise ValueError("hessian: needs at least one batch.")
   if num_steps < 1:
     raise ValueError(f"hessian: num_steps={num_steps} must be >= 1.")
-  mask = None if paths is None else block_mask(params, paths)
+  dim = sum(np.size(x) for x in jax.tree.leaves(params))
+  mask = jnp.ones((dim,), jnp.float32) if paths is None else block_mask(params, paths)
+  weight = jnp.float32(1 / len(batches))
 
   def matvec(v):
-    hv = sum(_flat_hvp(loss_fn, params, batch, v) for batch in batches) / len(batches)
-    return hv if mask is None else hv * mask
+    total = jnp.zeros_like(v)
+    for batch in batches:
+      total = _add_hvp(loss_fn, params, batch, v, mask, weight, total)
+    return total
 
-  dim = sum(np.size(x) for x in jax.tree.leaves(params))
-  v0 = jax.random.normal(jax.random.PRNGKey(seed), (dim,), jnp.float32)
-  v0 = v0 if mask is None else v0 * mask
+  v0 = mask * jax.random.normal(jax.random.PRNGKey(seed), (dim,), jnp.float32)
   if method == "power":
     return power_iteration(matvec, v0, num_steps, progress=progress)
   return float(lanczos(matvec, v0, num_steps, progress=progress)[-1])

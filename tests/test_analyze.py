@@ -67,7 +67,7 @@ def test_all_analyses_and_figures(runs, tmp_path):
     assert result["curves"]["train_loss"]["steps"] == [2, 4]
   # Same initialisation for both runs: the same NTK at init.
   assert summary["runs"]["SAM"]["ntk"]["init"] == summary["runs"]["base"]["ntk"]["init"]
-  assert len(summary["figures"]) == 10
+  assert len(summary["figures"]) == 9
   for name in summary["figures"]:
     image = matplotlib.image.imread(tmp_path / name)
     assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0

@@ -45,3 +45,16 @@ def test_bad_config_fails_before_any_work(tmp_path, key, value, match):
   with pytest.raises(ValueError, match=match):
     train.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
+
+
+def test_bfloat16_activations_keep_float32_parameters_and_optimizer_state(tmp_path):
+  config = _tiny_config(3)
+  config.model.dtype = "bfloat16"
+  state = train.train_and_evaluate(config, str(tmp_path))
+  leaves = jax.tree.leaves(jax.device_get((state.params, state.opt_state)))
+  float_leaves = [x for x in leaves if np.issubdtype(x.dtype, np.floating)]
+  assert float_leaves and all(x.dtype == np.float32 for x in float_leaves)
+  assert all(np.all(np.isfinite(x)) for x in float_leaves)
+  model = train.create_model(config, 10)
+  logits = model.apply({"params": state.params}, np.zeros((1, 8, 8, 3), np.float32), train=False)
+  assert logits.dtype == np.dtype("bfloat16")
