@@ -3,17 +3,20 @@ r"""Training input pipeline throughput, next to the cost of decode-and-crop alon
   PYTHONPATH=. python benchmarks/input_pipeline.py --cifar_dir=/tmp/cifar10
 
 ``--cifar_dir`` is CIFAR-10 as an image folder (``tar -xzf cifar10_jpeg.tar.gz -C
-/tmp/cifar10``). ImageNet-sized JPEGs (``--num_images`` of 500 x 375, smooth
-random scenes, quality 90) are generated into a temporary folder. For each
+/tmp/cifar10``). ImageNet-sized JPEGs (``--num_images`` of 500 x 375 random
+scenes, quality 90, about 115 KB each) are generated into a temporary folder. For each
 dataset and core count, a child process pinned to that many cores (so tf.data's
 AUTOTUNE sees them) measures, on the same files:
 
   decode_and_crop: read the file, sample the Inception window,
     tf.image.decode_and_crop_jpeg; nothing else (the floor of any such pipeline);
-  pipeline: sam_jax.input_pipeline.train_iterator, i.e. the above plus resize,
-    flip, [-1, 1], per-epoch shuffle, batching and numpy batches.
+  + cast + resize: the same, resized to float32 S x S, batched into numpy;
+  pipeline: sam_jax.input_pipeline.train_iterator, i.e. the above plus flip,
+    [-1, 1], per-epoch shuffle, labels.
 
-It prints a markdown table of images/s per core and the ratio pipeline / floor.
+It prints a markdown table of images/s per core: the wall-clock rate divided by
+the cores, and images per CPU-second of the process (less sensitive to other
+load on a shared machine); medians of ``--repeats`` interleaved measurements.
 """
 
 import argparse
@@ -67,8 +70,7 @@ def child(args: argparse.Namespace) -> None:
   from sam_jax.data import image_folder, preprocessing  # pylint: disable=g-import-not-at-top
 
   config = ml_collections.ConfigDict(dict(
-      dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size,
-      pp=dict()))
+      dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size))
   options = preprocessing.PreprocessOptions.from_config(config)
   paths = tf.constant(image_folder.ImageFolder(args.root, class_split="train").files("train")[0])
 
@@ -77,17 +79,22 @@ def child(args: argparse.Namespace) -> None:
     offset, size = preprocessing.inception_crop_window(
         tf.image.extract_jpeg_shape(image_bytes), tf.stack([tf.constant(0, tf.int64), position]),
         options)
-    crop = tf.image.decode_and_crop_jpeg(image_bytes, tf.concat([offset, size], 0), channels=3)
-    return tf.shape(crop)
+    return tf.image.decode_and_crop_jpeg(image_bytes, tf.concat([offset, size], 0), channels=3)
 
-  floor = (tf.data.Dataset.range(2**62).map(decode_and_crop, num_parallel_calls=tf.data.AUTOTUNE)
-           .batch(args.batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
-  pipeline = input_pipeline.train_iterator(config, local_batch_size=args.batch_size, seed=0,
-                                           process_index=0, process_count=1)
-  results = {"decode_and_crop": [], "pipeline": []}
-  for _ in range(args.repeats):  # Interleaved, so both see the same machine load.
-    results["decode_and_crop"].append(_measure(floor, args.batch_size, 3, args.seconds))
-    results["pipeline"].append(_measure(pipeline, args.batch_size, 3, args.seconds))
+  def batches(fn):
+    ds = tf.data.Dataset.range(2**62).map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(args.batch_size).prefetch(tf.data.AUTOTUNE).as_numpy_iterator()
+
+  streams = {
+      "decode_and_crop": batches(lambda p: tf.shape(decode_and_crop(p))),
+      "+resize": batches(lambda p: tf.image.resize(
+          tf.cast(decode_and_crop(p), tf.float32), [args.image_size] * 2)),
+      "pipeline": input_pipeline.train_iterator(config, local_batch_size=args.batch_size, seed=0,
+                                                process_index=0, process_count=1)}
+  results = {name: [] for name in streams}
+  for _ in range(args.repeats):  # Interleaved, so all see the same machine load.
+    for name, stream in streams.items():
+      results[name].append(_measure(stream, args.batch_size, 3, args.seconds))
   print(json.dumps({k: np.median(v, axis=0).tolist() for k, v in results.items()}))
 
 
@@ -96,8 +103,8 @@ def main() -> None:
   parser.add_argument("--cifar_dir", required=True, help="CIFAR-10 image folder root.")
   parser.add_argument("--num_images", type=int, default=300)
   parser.add_argument("--cores", default="1,2", help="Comma-separated core counts.")
-  parser.add_argument("--seconds", type=float, default=8.0, help="Per measurement.")
-  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--seconds", type=float, default=4.0, help="Per measurement.")
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--root", help=argparse.SUPPRESS)
   parser.add_argument("--image_size", type=int, help=argparse.SUPPRESS)
@@ -112,9 +119,11 @@ def main() -> None:
     make_jpegs(tmp, args.num_images)
     datasets = [(f"ImageNet-sized JPEGs ({args.num_images}, 500x375 -> 224)", tmp, 224, 128),
                 ("CIFAR-10 folder (50,000 train, 32x32 -> 32)", args.cifar_dir, 32, 256)]
-    print("| data | cores | decode-and-crop alone: img/s per core (wall), per CPU-s | "
-          "pipeline: img/s per core (wall), per CPU-s | pipeline / decode-and-crop (wall, CPU) |")
-    print("|---|---|---|---|---|")
+    print("Images/s per core: wall-clock rate / cores, and images per CPU-second of the process.")
+    print()
+    print("| data | cores | decode-and-crop alone | + cast + resize, batched | full pipeline | "
+          "pipeline / decode-and-crop |")
+    print("|---|---|---|---|---|---|")
     for name, root, image_size, batch_size in datasets:
       for cores in [int(c) for c in args.cores.split(",")]:
         out = subprocess.run(
@@ -122,13 +131,13 @@ def main() -> None:
              f"--root={root}", f"--cores={cores}", f"--image_size={image_size}",
              f"--batch_size={batch_size}", f"--seconds={args.seconds}",
              f"--repeats={args.repeats}"],
-            capture_output=True, text=True, check=True, env=dict(os.environ,
-                                                                 TF_CPP_MIN_LOG_LEVEL="2"))
-        (floor_wall, floor_cpu), (wall, cpu) = json.loads(
-            out.stdout.strip().splitlines()[-1]).values()
-        print(f"| {name} | {cores} | {floor_wall / cores:,.0f}, {floor_cpu:,.0f} | "
-              f"{wall / cores:,.0f}, {cpu:,.0f} | {wall / floor_wall:.2f}, {cpu / floor_cpu:.2f} |",
-              flush=True)
+            capture_output=True, text=True, check=True,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        cells = [f"{wall / cores:,.0f} wall, {cpu:,.0f} CPU" for wall, cpu in r.values()]
+        (floor_wall, floor_cpu), (wall, cpu) = r["decode_and_crop"], r["pipeline"]
+        print(f"| {name} | {cores} | {' | '.join(cells)} | {wall / floor_wall:.2f} wall, "
+              f"{cpu / floor_cpu:.2f} CPU |", flush=True)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ def measure(name: str, variant: str, batch_size: int, repeats: int) -> dict:
   times = {k: [] for k in steps}
   for key in steps:  # Warm up (first run after compile).
     states[key] = jax.block_until_ready(steps[key](states[key]))
+  print(f"{name} {variant}: compiled, timing {repeats} interleaved repeats...", flush=True)
   for _ in range(repeats):
     for key in steps:
       start = time.perf_counter()
@@ -110,13 +111,13 @@ def main():
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--models", default="vit:S/16,resnet:50")
   args = parser.parse_args()
-  rows = [measure(*m.split(":"), args.batch, args.repeats) for m in args.models.split(",")]
-  keys = list(rows[0])
-  print("| " + " | ".join(keys) + " |")
-  print("|" + "---|" * len(keys))
-  for row in rows:
+  for i, spec in enumerate(args.models.split(",")):
+    row = measure(*spec.split(":"), args.batch, args.repeats)
+    if i == 0:
+      print("| " + " | ".join(row) + " |")
+      print("|" + "---|" * len(row))
     print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values())
-          + " |")
+          + " |", flush=True)
 
 
 if __name__ == "__main__":

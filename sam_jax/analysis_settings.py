@@ -1,4 +1,4 @@
-"""Settings of ``sam_jax.analyze`` (``config.analysis``) and ``sam_jax.evaluate`` (``config.adversarial``).
+"""Settings of ``analyze`` (``config.analysis``) and ``evaluate`` (``config.adversarial``).
 
 A config may hold either section, complete or in part; ``resolve`` fills in the
 defaults below, rejects unknown keys, and replaces each None by the config value
@@ -6,6 +6,8 @@ named in the comment. Epsilons and PGD step sizes are in pixel units of [0, 255]
 """
 
 import ml_collections
+
+from sam_jax import hessian, ntk
 
 
 def analysis() -> ml_collections.ConfigDict:
@@ -57,4 +59,33 @@ def resolve(config: ml_collections.ConfigDict, section: str) -> ml_collections.C
     if section == "analysis":
       settings.split = settings.split or config.train_split
       settings.attention.split = settings.attention.split or config.eval_split
+  _validate(settings, section)
+  return settings
+
+
+def _validate(settings: ml_collections.ConfigDict, section: str) -> None:
+  """ValueError naming the first bad value, before any expensive work."""
+  if section == "analysis":
+    positive = ["batch_size", "hessian.num_batches", "hessian.num_steps", "ntk.batch_size",
+                "neurons.num_batches", "landscape.num_batches", "landscape.points_1d",
+                "landscape.points_2d", "attention.num_images"]
+    choices = {"hessian.method": hessian.METHODS, "ntk.convention": ntk.CONVENTIONS}
+  else:
+    positive = ["batch_size", "pgd_steps"]
+    choices = {}
+  for key in positive:
+    value = _get(settings, key)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+      raise ValueError(f"config.{section}.{key}={value!r} must be a positive integer.")
+  for key, valid in choices.items():
+    if _get(settings, key) not in valid:
+      raise ValueError(f"config.{section}.{key}={_get(settings, key)!r} is not one of {valid}.")
+  for key in ("landscape.radius",) if section == "analysis" else ("epsilon", "pgd_step_size"):
+    if not _get(settings, key) >= 0:
+      raise ValueError(f"config.{section}.{key}={_get(settings, key)!r} must be >= 0.")
+
+
+def _get(settings: ml_collections.ConfigDict, dotted: str):
+  for part in dotted.split("."):
+    settings = settings[part]
   return settings

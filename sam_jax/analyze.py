@@ -1,4 +1,4 @@
-r"""The paper's analyses of trained models (Tables 1 and 3, Figs. 1-3): ``python -m sam_jax.analyze``.
+r"""The paper's analyses of trained models (Tables 1, 3; Figs. 1-3): ``python -m sam_jax.analyze``.
 
   python -m sam_jax.analyze --run=SAM=/tmp/digits_sam --run="no SAM=/tmp/digits_base" \
       --analyses=hessian,block_hessian,ntk,neurons,norms,landscape,attention,curves
@@ -33,7 +33,8 @@ import numpy as np
 from ml_collections import config_flags
 
 from sam_jax import (analysis_data, analysis_settings, attention_maps, block_stats, hessian,
-                     landscape, ntk, param_blocks, plots, restore, train_step, training_curves)
+                     landscape, model_functions, ntk, param_blocks, plots, restore,
+                     training_curves)
 from sam_jax.models import patches
 
 ANALYSES = ("hessian", "block_hessian", "ntk", "neurons", "norms", "landscape", "attention",
@@ -54,34 +55,15 @@ def check(loaded: restore.Loaded, analyses: Sequence[str]) -> None:
     raise ValueError(f"analyze: 'curves' needs a training workdir; {loaded.source} is not one.")
 
 
-class _Functions:
-  """Jitted functions of one model's weights: loss, metrics, intermediates."""
-
-  def __init__(self, loaded: restore.Loaded):
-    self.model, self.state = loaded.model, loaded.model_state
-    self.intermediates = jax.jit(lambda params, images: self.model.apply(
-        {"params": params, **self.state}, images, train=False, mutable=["intermediates"])[1])
-
-  def logits(self, params, images):
-    return self.model.apply({"params": params, **self.state}, images, train=False)
-
-  def loss(self, params, batch):
-    return train_step.cross_entropy(self.logits(params, batch["image"]), batch["label"])
-
-  def metrics(self, params, batch):
-    logits = self.logits(params, batch["image"])
-    return {"loss": train_step.cross_entropy(logits, batch["label"]),
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
-
-
 def _mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
   return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
 
 
-def _ntk(loaded: restore.Loaded, images: jax.Array, convention: str) -> dict[str, float]:
-  fns = _Functions(loaded)
-  kernel = ntk.empirical_ntk(fns.logits, loaded.params, images, convention)
-  return ntk.condition_number(kernel)
+def _ntk(loaded: restore.Loaded, images: jax.Array, convention: str,
+         mesh: jax.sharding.Mesh) -> dict[str, float]:
+  params, state = analysis_data.replicate((loaded.params, loaded.model_state), mesh)
+  logits = model_functions.Logits(loaded.model, state)
+  return ntk.condition_number(ntk.empirical_ntk(logits, params, images, convention))
 
 
 def analyze(loaded: restore.Loaded, analyses: Sequence[str],
@@ -92,11 +74,10 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
   config = loaded.config
   settings = analysis_settings.resolve(config, "analysis") if settings is None else settings
   mesh = analysis_data.data_mesh() if mesh is None else mesh
-  params = analysis_data.replicate(loaded.params, mesh)
-  loaded = restore.Loaded(config, loaded.model, params,
-                          analysis_data.replicate(loaded.model_state, mesh), loaded.step,
-                          loaded.source)
-  fns = _Functions(loaded)
+  params, state = analysis_data.replicate((loaded.params, loaded.model_state), mesh)
+  loss = model_functions.Loss(loaded.model, state)
+  metrics = model_functions.Metrics(loaded.model, state)
+  intermediates = model_functions.Intermediates(loaded.model, state)
   blocks = param_blocks.partition(params, config.model.name)
   data = lambda n, split=settings.split, size=settings.batch_size: analysis_data.batches(
       config, mesh, split=split, batch_size=size, num_batches=n)
@@ -110,21 +91,21 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
       kwargs = dict(method=h.method, num_steps=h.num_steps, seed=h.seed)
       batches = data(h.num_batches)
       if name == "hessian":
-        value = hessian.lambda_max(fns.loss, params, batches, progress="Hessian", **kwargs)
+        value = hessian.lambda_max(loss, params, batches, progress="Hessian", **kwargs)
         results[name] = {"lambda_max": value}
       else:
         results[name] = {"lambda_max": hessian.block_lambda_max(
-            fns.loss, params, batches, blocks, progress="Hessian block", **kwargs)}
+            loss, params, batches, blocks, progress="Hessian block", **kwargs)}
       results[name].update(num_examples=h.num_batches * settings.batch_size, **kwargs)
     elif name == "ntk":
       n = settings.ntk.batch_size
       images = data(1, size=n)[0]["image"]
       conv = settings.ntk.convention
       results[name] = {"convention": conv, "num_examples": n,
-                        "init": _ntk(restore.initial(config), images, conv),
-                        "trained": _ntk(loaded, images, conv)}
+                        "init": _ntk(restore.initial(config), images, conv, mesh),
+                        "trained": _ntk(loaded, images, conv, mesh)}
     elif name in ("neurons", "norms"):
-      inter = [fns.intermediates(params, b["image"]) for b in data(settings.neurons.num_batches)]
+      inter = [intermediates(params, b["image"]) for b in data(settings.neurons.num_batches)]
       if name == "neurons":
         results[name] = {"active_fraction": _mean_dicts(
             [block_stats.active_fractions(i, hidden_name) for i in inter]), "unit": hidden_name}
@@ -139,9 +120,9 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
       d1, d2 = (landscape.filter_normalized_direction(params, k) for k in (key1, key2))
       line = np.linspace(-s.radius, s.radius, s.points_1d)
       grid = np.linspace(-s.radius, s.radius, s.points_2d)
-      one = landscape.loss_surface(fns.metrics, params, [d1], [line], batches,
+      one = landscape.loss_surface(metrics, params, [d1], [line], batches,
                                    progress="Landscape 1-D")
-      two = landscape.loss_surface(fns.metrics, params, [d1, d2], [grid, grid], batches,
+      two = landscape.loss_surface(metrics, params, [d1, d2], [grid, grid], batches,
                                    progress="Landscape 2-D")
       results[name] = {"coordinates_1d": line.tolist(), "coordinates_2d": grid.tolist(),
                        **{f"{k}_1d": v.tolist() for k, v in one.items()},
@@ -149,7 +130,7 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
     elif name == "attention":
       images = attention_images(config, settings, mesh)
       rolled = attention_maps.rollout(attention_maps.attention_weights(
-          fns.intermediates(params, images)))
+          intermediates(params, images)))
       ph, pw = patches.patch_shape(loaded.model.patch_size)
       grid_shape = (config.image_size // ph, config.image_size // pw)
       maps = attention_maps.class_token_maps(rolled, grid_shape)[:settings.attention.num_images]
@@ -224,14 +205,17 @@ def figures(results: dict[str, dict[str, Any]], output_dir: str,
   return paths
 
 
-def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_dir: str
-        ) -> dict[str, Any]:
-  """Analyses of each run (None: all applicable), ``analysis.json`` and figures in ``output_dir``."""
+def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_dir: str,
+        mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
+  """Analyses of each run (None: all applicable), ``analysis.json`` and figures in ``output_dir``.
+
+  ``mesh``: the devices the batches are split over (default: all).
+  """
   if not runs:
     raise ValueError("analyze: no runs given.")
   for loaded in runs.values():
     check(loaded, analyses or [])
-  mesh = analysis_data.data_mesh()
+  mesh = analysis_data.data_mesh() if mesh is None else mesh
   results = {label: analyze(loaded, analyses or applicable(loaded), mesh=mesh)
              for label, loaded in runs.items()}
   os.makedirs(output_dir, exist_ok=True)
@@ -252,15 +236,19 @@ def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("run", None, "[LABEL=]PATH of a training workdir or an official .npz; "
-                          "repeat to compare runs.")
-flags.DEFINE_list("analyses", [], f"Comma-separated subset of {list(ANALYSES)}; empty: all that "
-                  "apply to the runs.")
-flags.DEFINE_string("output_dir", None, "Where analysis.json and the PNGs go; default "
-                    "<first workdir>/analysis.")
-config_flags.DEFINE_config_file("config", None, "Model config; default: each workdir's "
-                                "config.json (required for .npz runs).", lock_config=False)
-flags.mark_flag_as_required("run")
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so the module imports freely)."""
+  flags.DEFINE_multi_string("run", None, "[LABEL=]PATH of a training workdir or an official .npz; "
+                            "repeat to compare runs.")
+  flags.DEFINE_list("analyses", [], f"Comma-separated subset of {list(ANALYSES)}; empty: all that "
+                    "apply to the runs.")
+  flags.DEFINE_string("output_dir", None, "Where analysis.json and the PNGs go; default "
+                      "<first workdir>/analysis.")
+  config_flags.DEFINE_config_file("config", None, "Model config; default: each workdir's "
+                                  "config.json (required for .npz runs).", lock_config=False)
+  flags.mark_flag_as_required("run")
 
 
 def main(argv: list[str]) -> None:
@@ -277,4 +265,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

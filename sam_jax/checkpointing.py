@@ -7,9 +7,8 @@ writes a temporary directory and renames it), so a save cut short by a crash
 leaves a ``*.orbax-checkpoint-tmp`` directory that resuming skips with a warning.
 """
 
-import os
-
 from absl import logging
+from etils import epath
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import orbax.checkpoint as ocp
@@ -21,13 +20,14 @@ class Checkpoints:
   """The run's checkpoint directories."""
 
   def __init__(self, workdir: str, *, keep: int, every_steps: int):
-    root = os.path.abspath(workdir)
+    root = epath.Path(workdir)  # Local or gs:// paths.
+    root = root if "://" in str(workdir) else root.absolute()
     self.every_steps = every_steps
     self.latest = ocp.CheckpointManager(
-        os.path.join(root, "checkpoints"),
+        root / "checkpoints",
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
     self.best = ocp.CheckpointManager(
-        os.path.join(root, "checkpoints_best"),
+        root / "checkpoints_best",
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m["accuracy"], best_mode="max"))
 
@@ -40,7 +40,8 @@ class Checkpoints:
 
   def restore(self, abstract_state, mesh: Mesh):
     """The newest complete checkpoint, replicated over ``mesh``; None if there is none."""
-    incomplete = sorted(p for p in os.listdir(self.directory) if p.endswith(TMP_SUFFIX))
+    incomplete = sorted(p.name for p in epath.Path(self.directory).iterdir()
+                        if p.name.endswith(TMP_SUFFIX))
     if incomplete:
       logging.warning("Skipping incomplete checkpoint(s) %s in %s (a save was cut short).",
                       incomplete, self.directory)

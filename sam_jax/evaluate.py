@@ -1,4 +1,4 @@
-r"""Accuracy on eval sets and adversarial robustness of trained models: ``python -m sam_jax.evaluate``.
+r"""Eval-set accuracy and adversarial robustness of trained models: ``python -m sam_jax.evaluate``.
 
   python -m sam_jax.evaluate --run=SAM=/tmp/digits_sam --run="no SAM=/tmp/digits_base"
 
@@ -119,13 +119,17 @@ def evaluate(loaded: restore.Loaded, names: Sequence[str] | None = None,
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("run", None, "[LABEL=]PATH of a training workdir or an official .npz.")
-flags.DEFINE_list("eval_sets", [], "Eval sets (see the module docstring); empty: "
-                  "config.eval_sets or the config's eval split.")
-flags.DEFINE_string("output_dir", None, "Where evaluation.json goes; default the first workdir.")
-config_flags.DEFINE_config_file("config", None, "Model config; default: each workdir's "
-                                "config.json (required for .npz runs).", lock_config=False)
-flags.mark_flag_as_required("run")
+
+
+def define_flags() -> None:
+  """The command-line flags (defined only when run as a program, so the module imports freely)."""
+  flags.DEFINE_multi_string("run", None, "[LABEL=]PATH of a training workdir or an official .npz.")
+  flags.DEFINE_list("eval_sets", [], "Eval sets (see the module docstring); empty: "
+                    "config.eval_sets or the config's eval split.")
+  flags.DEFINE_string("output_dir", None, "Where evaluation.json goes; default the first workdir.")
+  config_flags.DEFINE_config_file("config", None, "Model config; default: each workdir's "
+                                  "config.json (required for .npz runs).", lock_config=False)
+  flags.mark_flag_as_required("run")
 
 
 def main(argv: list[str]) -> None:
@@ -147,4 +151,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

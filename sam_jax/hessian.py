@@ -53,12 +53,13 @@ def hvp(loss_fn: Callable[[Params], jax.Array], params: Params, vector: Params) 
 
 @jax.jit
 def _lanczos_step(w, v, v_prev, beta):
-  """From w = A v: alpha = v^T A v, and the next residual and its norm."""
+  """From w = A v: alpha = v^T A v, the next residual's norm beta', and the next vector."""
   w = w - beta * v_prev
   alpha = jnp.vdot(w, v)
   w = w - alpha * v
   w = w - jnp.vdot(w, v) * v - jnp.vdot(w, v_prev) * v_prev  # Local re-orthogonalisation.
-  return alpha, w, jnp.linalg.norm(w)
+  norm = jnp.linalg.norm(w)
+  return alpha, norm, w / jnp.where(norm > 0, norm, 1)
 
 
 def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | None = None
@@ -69,16 +70,17 @@ def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | No
   ``progress`` is a tqdm label, or None for no bar.
   """
   v = v0 / jnp.linalg.norm(v0)
-  v_prev = jnp.zeros_like(v)
+  v_prev = 0 * v
   alphas, betas = [], []
-  beta = jnp.zeros((), v.dtype)
+  beta = 0.0
   for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
-    alpha, w, beta = _lanczos_step(matvec(v), v, v_prev, beta)
+    alpha, beta, v_next = _lanczos_step(matvec(v), v, v_prev, beta)
     alphas.append(float(alpha))
-    if float(beta) <= 1e-6 * max(abs(a) for a in alphas) or len(alphas) == num_steps:
+    beta = float(beta)
+    if beta <= 1e-6 * max(abs(a) for a in alphas) or len(alphas) == num_steps:
       break
-    betas.append(float(beta))
-    v_prev, v = v, w / beta
+    betas.append(beta)
+    v_prev, v = v, v_next
   t = np.diag(np.array(alphas)) + np.diag(betas, 1) + np.diag(betas, -1)
   return np.linalg.eigvalsh(t)
 
@@ -105,7 +107,7 @@ def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float
 
 @functools.partial(jax.jit, static_argnums=0)
 def _add_hvp(loss_fn: LossFn, params: Params, batch: Batch, vector: jax.Array,
-             mask: jax.Array, weight: jax.Array, total: jax.Array) -> jax.Array:
+             mask: jax.Array, weight: float, total: jax.Array) -> jax.Array:
   """total + weight * mask * (H v) on one batch; vectors flattened like ``ravel_pytree``."""
   flat, unravel = ravel_pytree(params)
   hv = hvp(lambda x: loss_fn(unravel(x), batch), flat, vector)
@@ -145,10 +147,12 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
     raise ValueError(f"hessian: num_steps={num_steps} must be >= 1.")
   dim = sum(np.size(x) for x in jax.tree.leaves(params))
   mask = jnp.ones((dim,), jnp.float32) if paths is None else block_mask(params, paths)
-  weight = jnp.float32(1 / len(batches))
+  # Vectors live where the parameters do, so every product sees the same input shardings.
+  mask = jax.device_put(mask, jax.tree.leaves(params)[0].sharding)
+  weight = 1 / len(batches)
 
   def matvec(v):
-    total = jnp.zeros_like(v)
+    total = 0 * v
     for batch in batches:
       total = _add_hvp(loss_fn, params, batch, v, mask, weight, total)
     return total

@@ -15,6 +15,7 @@ parameters) get d = 0 (Li et al.'s ``ignore biasbn``). The slices are
 with every metric averaged over a fixed list of (equal-sized) batches.
 """
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -43,12 +44,22 @@ def filter_normalized_direction(params: Params, rng: jax.Array) -> Params:
   return jax.tree.unflatten(treedef, [direction(w, k) for w, k in zip(leaves, keys)])
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _metrics_at(metrics_fn: MetricsFn, params: Params, directions: tuple[Params, ...],
+                coords: jax.Array, batch: Any) -> dict[str, jax.Array]:
+  """metrics_fn(w + sum_i coords[i] directions[i], batch)."""
+  moved = jax.tree.map(lambda w, *ds: w + sum(c * d for c, d in zip(coords, ds)), params,
+                       *directions)
+  return metrics_fn(moved, batch)
+
+
 def loss_surface(metrics_fn: MetricsFn, params: Params, directions: Sequence[Params],
                  coordinates: Sequence[Sequence[float]], batches: Sequence[Any], *,
                  progress: str | None = None) -> dict[str, np.ndarray]:
   """Each metric at w + sum_i c_i d_i over the grid of ``coordinates`` (one axis per direction).
 
-  Returns ``{name: array}`` of shape ``[len(coordinates[0]), ...]``.
+  ``metrics_fn`` must be hashable (jit caches on it). Returns ``{name: array}`` of shape
+  ``[len(coordinates[0]), ...]``.
   """
   if len(directions) != len(coordinates) or not 1 <= len(directions) <= 2:
     raise ValueError(f"landscape: needs 1 or 2 directions with one coordinate grid each, got "
@@ -56,18 +67,12 @@ def loss_surface(metrics_fn: MetricsFn, params: Params, directions: Sequence[Par
   if not batches:
     raise ValueError("landscape: needs at least one batch.")
 
-  @jax.jit
-  def at(params, directions, coords, batch):
-    moved = jax.tree.map(lambda w, *ds: w + sum(c * d for c, d in zip(coords, ds)), params,
-                         *directions)
-    return metrics_fn(moved, batch)
-
   grid = np.stack(np.meshgrid(*coordinates, indexing="ij"), axis=-1)
   points = grid.reshape(-1, len(directions))
   results = []
   for point in tqdm.tqdm(points, desc=progress, disable=progress is None, leave=False):
     coords = jnp.asarray(point, jnp.float32)
-    per_batch = [at(params, tuple(directions), coords, b) for b in batches]
+    per_batch = [_metrics_at(metrics_fn, params, tuple(directions), coords, b) for b in batches]
     results.append(jax.tree.map(lambda *v: float(np.mean(v)), *per_batch))
   return {name: np.array([r[name] for r in results]).reshape(grid.shape[:-1])
           for name in results[0]}

@@ -19,11 +19,13 @@ adaptations, each logged:
   bilinearly (``scipy.ndimage.zoom(order=1)``, corners aligned), as the official code does.
 """
 
+import io
 import os
 import re
 import zipfile
 
 from absl import logging
+from etils import epath
 import flax.traverse_util
 import jax
 import jax.numpy as jnp
@@ -53,9 +55,10 @@ def unflatten_params(flat: Flat) -> dict:
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
-  """All arrays of an .npz file, by key; refuses pickled objects and non-float arrays."""
+  """All arrays of an .npz file (local or gs://), by key; refuses pickled objects and
+  non-float arrays."""
   try:
-    archive = np.load(path, allow_pickle=False)
+    archive = np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
     raise ValueError(f"{path}: not a readable .npz archive ({e}).") from None
   if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -193,5 +196,5 @@ def export_npz(path: str | os.PathLike, params) -> None:
   ``read_npz`` / ``load_params`` bit for bit.
   """
   flat = {k: np.asarray(jax.device_get(v)) for k, v in flatten_params(params).items()}
-  with open(path, "wb") as f:
+  with epath.Path(path).open("wb") as f:
     np.savez(f, **flat)

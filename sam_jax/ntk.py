@@ -17,6 +17,7 @@ The Jacobian is formed per parameter leaf with ``jax.jacrev`` (memory n * K * P
 floats) and contracted leaf by leaf in float32.
 """
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -29,21 +30,22 @@ ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [n, ...]) -> 
 
 def empirical_ntk(apply_fn: ApplyFn, params: Any, inputs: jax.Array,
                   convention: str = "trace") -> jax.Array:
-  """Theta of ``apply_fn`` at ``params`` on ``inputs``: [n, n], or [nK, nK] for ``full``."""
+  """Theta of ``apply_fn`` (hashable) at ``params`` on ``inputs``: [n, n], or [nK, nK] (full)."""
   if convention not in CONVENTIONS:
     raise ValueError(f"ntk: convention={convention!r} is not one of {CONVENTIONS}.")
+  return _kernel(apply_fn, convention, params, inputs)
 
-  def kernel(params, inputs):
-    jacobian = jax.jacrev(apply_fn)(params, inputs)  # Leaves [n, K, *leaf_shape].
-    leaves = [j.reshape(j.shape[:2] + (-1,)) for j in jax.tree.leaves(jacobian)]
-    if convention == "full":
-      n, k = leaves[0].shape[:2]
-      return sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves).reshape(n * k, n * k)
-    if convention == "sum":
-      return sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves)
-    return sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves)
 
-  return jax.jit(kernel)(params, inputs)
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _kernel(apply_fn: ApplyFn, convention: str, params: Any, inputs: jax.Array) -> jax.Array:
+  jacobian = jax.jacrev(apply_fn)(params, inputs)  # Leaves [n, K, *leaf_shape].
+  leaves = [j.reshape(j.shape[:2] + (-1,)) for j in jax.tree.leaves(jacobian)]
+  if convention == "full":
+    n, k = leaves[0].shape[:2]
+    return sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves).reshape(n * k, n * k)
+  if convention == "sum":
+    return sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves)
+  return sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves)
 
 
 def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:

@@ -22,6 +22,18 @@ def _save(fig: plt.Figure, path: str) -> str:
   return path
 
 
+def _short_names(names: Sequence[str]) -> list[str]:
+  """Drops the "/"-separated path components that all names share at the start or end."""
+  parts = [n.split("/") for n in names]
+  lead = trail = 0
+  while all(len(p) > lead + trail + 1 for p in parts) and len({p[lead] for p in parts}) == 1:
+    lead += 1
+  while (all(len(p) > lead + trail + 1 for p in parts) and
+         len({p[-1 - trail] for p in parts}) == 1):
+    trail += 1
+  return ["/".join(p[lead:len(p) - trail]) for p in parts]
+
+
 def block_bars(path: str, values: Mapping[str, Mapping[str, float]], *, ylabel: str,
                title: str, log: bool = False) -> str:
   """Grouped bars: one group per block (in the first run's order), one bar per run."""
@@ -32,12 +44,13 @@ def block_bars(path: str, values: Mapping[str, Mapping[str, float]], *, ylabel: 
   for i, (label, per_block) in enumerate(values.items()):
     ax.bar(x + (i - (len(values) - 1) / 2) * width, [per_block.get(b, np.nan) for b in blocks],
            width, label=label)
-  ax.set_xticks(x, blocks, rotation=60, ha="right", fontsize=8)
+  ax.set_xticks(x, _short_names(blocks), rotation=60, ha="right", fontsize=8)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   if log:
     ax.set_yscale("log")
-  ax.legend()
+  ax.margins(y=0.25)  # Room for the legend above the bars.
+  ax.legend(loc="upper center", ncol=len(values))
   return _save(fig, path)
 
 
@@ -65,7 +78,8 @@ def landscape_2d(path: str, alphas: Sequence[float], betas: Sequence[float],
   for row, (label, z) in enumerate(losses.items()):
     ax = fig.add_subplot(len(losses), 2, 2 * row + 1)
     contour = ax.contour(a, b, z, levels=levels, cmap="viridis")
-    ax.clabel(contour, fontsize=6)
+    ax.clabel(contour, contour.levels[::4], fontsize=6, fmt="%.3g")
+    ax.plot([0], [0], "k+")
     ax.set_title(f"{label}: contour of {zlabel}")
     ax.set_xlabel("a (direction 1)")
     ax.set_ylabel("b (direction 2)")
@@ -79,7 +93,10 @@ def landscape_2d(path: str, alphas: Sequence[float], betas: Sequence[float],
 
 
 def attention_overlays(path: str, images: np.ndarray, maps: Mapping[str, np.ndarray]) -> str:
-  """Row 0: the images ([-1, 1] NHWC); then per run, its class-token maps over the images."""
+  """Row 0: the images ([-1, 1] NHWC); then per run, its class-token maps over the images.
+
+  Each map is stretched to its own [min, max] for display.
+  """
   images = np.clip((np.asarray(images, np.float32) + 1) / 2, 0, 1)
   n, height, width = images.shape[:3]
   fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.6 * n, 1.7 * (1 + len(maps))),
@@ -88,7 +105,9 @@ def attention_overlays(path: str, images: np.ndarray, maps: Mapping[str, np.ndar
     axes[0, j].imshow(images[j])
     for i, (label, m) in enumerate(maps.items(), start=1):
       axes[i, j].imshow(images[j])
-      axes[i, j].imshow(np.asarray(m[j]), cmap="jet", alpha=0.5, vmin=0, vmax=1,
+      heat = np.asarray(m[j], np.float64)
+      heat = (heat - heat.min()) / max(heat.max() - heat.min(), 1e-12)
+      axes[i, j].imshow(heat, cmap="jet", alpha=0.5, vmin=0, vmax=1,
                         extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="bilinear")
       if j == 0:
         axes[i, j].set_ylabel(label)

@@ -9,6 +9,7 @@
 """
 
 import dataclasses
+import functools
 import json
 import os
 from typing import Any
@@ -53,10 +54,16 @@ def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
   return train.create_model(config, num_classes)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_variables(model: flax.linen.Module, shape: tuple[int, ...], rng: jax.Array):
+  return model.init(rng, jnp.zeros(shape), train=False)
+
+
 def _init(model: flax.linen.Module, config: ml_collections.ConfigDict, abstract: bool):
-  shape = (1, config.image_size, config.image_size, 3)
-  init = lambda: model.init(jax.random.PRNGKey(config.seed), jnp.zeros(shape), train=False)
-  variables = flax.core.unfreeze(jax.eval_shape(init) if abstract else jax.jit(init)())
+  """(params, model state) at initialisation with ``config.seed``, or their shapes."""
+  args = (model, (1, config.image_size, config.image_size, 3), jax.random.PRNGKey(config.seed))
+  variables = jax.eval_shape(_init_variables, *args) if abstract else _init_variables(*args)
+  variables = flax.core.unfreeze(variables)
   params = variables.pop("params")
   return params, variables
 

@@ -8,13 +8,13 @@ functions of the step. SIGTERM (preemption) saves a checkpoint and exits; a
 non-finite loss or gradient stops the run naming the step (or skips the step).
 """
 
-import os
 import signal
 import time
 from typing import Iterator
 
 from absl import logging
 from clu import metric_writers, metrics, parameter_overview, periodic_actions
+from etils import epath
 import flax
 import jax
 import jax.numpy as jnp
@@ -135,8 +135,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(state.params)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
   p_train_step = train_step.make_train_step(model, tx, mesh, schedule, groups,
                                             skip_nonfinite=config.get("nonfinite") == "skip")

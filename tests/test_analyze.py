@@ -1,17 +1,18 @@
-"""``sam_jax.analyze`` end to end on two tiny digits runs (with and without SAM)."""
+"""``sam_jax.analyze`` end to end on a tiny digits run (compared with itself, as two labels)."""
 
 import json
 import os
 import subprocess
 import sys
 
+import jax
 import matplotlib.image
 import ml_collections
 import numpy as np
 import pytest
 
 from configs import default
-from sam_jax import analysis_settings, analyze, restore, train
+from sam_jax import analysis_data, analysis_settings, analyze, restore, train
 
 STEPS = 4
 
@@ -39,17 +40,16 @@ def tiny_config(rho: float) -> ml_collections.ConfigDict:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-  workdirs = {}
-  for label, rho in (("SAM", 0.05), ("base", 0.0)):
-    workdirs[label] = str(tmp_path_factory.mktemp(label))
-    train.train_and_evaluate(tiny_config(rho), workdirs[label])
-  return workdirs
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("sam"))
+  train.train_and_evaluate(tiny_config(0.05), path)
+  return path
 
 
-def test_all_analyses_and_figures(runs, tmp_path):
-  loaded = {label: restore.load(path) for label, path in runs.items()}
-  summary = analyze.run(loaded, None, str(tmp_path))
+def test_all_analyses_and_figures(workdir, tmp_path):
+  loaded = {label: restore.load(workdir) for label in ("SAM", "again")}
+  mesh = analysis_data.data_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
+  summary = analyze.run(loaded, None, str(tmp_path), mesh)
   assert json.load(open(tmp_path / "analysis.json")) == json.loads(json.dumps(summary))
   for label, result in summary["runs"].items():
     assert set(analyze.ANALYSES) <= set(result) and result["step"] == STEPS
@@ -65,33 +65,40 @@ def test_all_analyses_and_figures(runs, tmp_path):
     assert land["loss_1d"][2] == pytest.approx(land["loss_2d"][1][1], rel=1e-6)  # Both at w.
     assert np.array(result["attention"]["maps"]).shape == (3, 2, 2)
     assert result["curves"]["train_loss"]["steps"] == [2, 4]
-  # Same initialisation for both runs: the same NTK at init.
-  assert summary["runs"]["SAM"]["ntk"]["init"] == summary["runs"]["base"]["ntk"]["init"]
+  first, second = summary["runs"].values()
+  assert first["hessian"] == second["hessian"] and first["landscape"] == second["landscape"]
   assert len(summary["figures"]) == 9
   for name in summary["figures"]:
     image = matplotlib.image.imread(tmp_path / name)
     assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0
 
 
-def test_command_line(runs, tmp_path):
-  subprocess.run([sys.executable, "-m", "sam_jax.analyze", f"--run=SAM={runs['SAM']}",
-                  f"--run={runs['base']}", "--analyses=norms,curves",
+def test_command_line(workdir, tmp_path):
+  subprocess.run([sys.executable, "-m", "sam_jax.analyze", f"--run=SAM={workdir}",
+                  f"--run={workdir}", "--analyses=norms,curves",
                   f"--output_dir={tmp_path}"], check=True, capture_output=True,
                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = json.load(open(tmp_path / "analysis.json"))
-  assert list(result["runs"]) == ["SAM", os.path.basename(runs["base"])]
+  assert list(result["runs"]) == ["SAM", os.path.basename(workdir)]
   assert set(result["figures"]) == {"weight_norms.png", "activation_norms.png",
                                     "training_curves.png"}
 
 
-def test_bad_requests_fail_before_any_work(runs, tmp_path):
-  loaded = restore.load(runs["SAM"])
+def test_bad_requests_fail_before_any_work(workdir, tmp_path):
+  loaded = restore.load(workdir)
   with pytest.raises(ValueError, match="unknown analyses.*'hessian'"):
     analyze.run({"a": loaded}, ["hessain"], str(tmp_path))
   config = tiny_config(0.0)
   config.analysis.hessian.num_iters = 3
   with pytest.raises(ValueError, match="config.analysis has a key"):
     analysis_settings.resolve(config, "analysis")
+  config = tiny_config(0.0)
+  config.analysis.hessian.method = "arnoldi"
+  with pytest.raises(ValueError, match="hessian.method='arnoldi' is not one of"):
+    analysis_settings.resolve(config, "analysis")
+  config.adversarial.epsilon = -1.0
+  with pytest.raises(ValueError, match="adversarial.epsilon=-1.0 must be >= 0"):
+    analysis_settings.resolve(config, "adversarial")
   config = tiny_config(0.0)
   config.model.name = "mixer"
   config.model.variant = "S/4"

@@ -33,10 +33,10 @@ class TfdsSource:
 
   def __init__(self, name: str, data_dir: str | None):
     self.name = name
-    self.data_dir = data_dir
+    self.data_dir = data_dir or None  # "" (a str config placeholder) means the default too.
     self.spec = catalog.spec(name)
     try:
-      self.builder = tfds.builder(name, data_dir=data_dir)
+      self.builder = tfds.builder(name, data_dir=self.data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
       raise ValueError(f"config.dataset={name!r} is not a TFDS dataset, nor 'folder' or "
                        f"'digits' ({str(e).splitlines()[0]})") from e

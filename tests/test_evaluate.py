@@ -1,0 +1,89 @@
+"""Restoring runs (checkpoints, .npz) and ``sam_jax.evaluate`` on a tiny digits run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from sam_jax import evaluate, npz_checkpoint, restore, train, training_curves
+from tests.test_analyze import STEPS, tiny_config
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("run"))
+  state = train.train_and_evaluate(tiny_config(0.05), path)
+  return path, jax.device_get(state.params)
+
+
+def test_restore_from_workdir_and_npz(run, tmp_path):
+  path, params = run
+  loaded = restore.load(path)
+  assert loaded.step == STEPS and loaded.source == path and loaded.model_state == {}
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded.params), params)
+  earlier = restore.from_workdir(path, step=2)
+  assert not np.array_equal(earlier.params["head"]["kernel"], params["head"]["kernel"])
+  with pytest.raises(ValueError, match=r"no checkpoint at step 3 .*steps: \[2, 4\]"):
+    restore.from_workdir(path, step=3)
+  with pytest.raises(ValueError, match="config.json does not exist"):
+    restore.load(str(tmp_path))
+
+  npz = str(tmp_path / "params.npz")
+  npz_checkpoint.export_npz(npz, params)
+  with pytest.raises(ValueError, match="holds no config"):
+    restore.load(npz)
+  from_npz = restore.load(npz, loaded.config)
+  assert from_npz.step is None and from_npz.source == npz
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(from_npz.params), params)
+  other = tiny_config(0.0)
+  other.model.mlp_dim = 8
+  with pytest.raises(ValueError, match="does not match"):
+    restore.load(npz, other)
+
+
+def test_parse_run():
+  assert restore.parse_run("SAM=/tmp/a") == ("SAM", "/tmp/a")
+  assert restore.parse_run("/tmp/runs/base/") == ("base", "/tmp/runs/base/")
+  with pytest.raises(ValueError, match="LABEL="):
+    restore.parse_run("SAM=")
+
+
+def test_accuracy_matches_training_and_attacks_only_lower_it(run):
+  path, _ = run
+  loaded = restore.load(path)
+  result = evaluate.evaluate(loaded)
+  accuracy = result["eval"]["digits:test"]["accuracy"]
+  steps, values = training_curves.read_scalars(path)["eval_accuracy"]
+  assert steps[-1] == STEPS and accuracy == pytest.approx(values[-1], abs=1e-6)
+  adv = result["adversarial"]
+  assert adv["num_examples"] == 360 and adv["clean_accuracy"] == pytest.approx(accuracy)
+  assert adv["pgd_accuracy"] <= adv["clean_accuracy"]
+  assert adv["fgsm_accuracy"] <= adv["clean_accuracy"]
+  with loaded.config.unlocked():
+    loaded.config.adversarial.epsilon = 0.0  # No budget: no attack can change anything.
+    loaded.config.adversarial.num_examples = 80
+  adv = evaluate.evaluate(loaded, ["digits:test"])["adversarial"]
+  assert adv["num_examples"] == 80
+  assert adv["fgsm_accuracy"] == adv["pgd_accuracy"] == adv["clean_accuracy"]
+
+
+def test_eval_set_names():
+  config = tiny_config(0.0)
+  sets = evaluate.eval_sets(["imagenet_real", "imagenet_c", "digits:test", ":train"], config)
+  assert sets["imagenet_real"] == ("imagenet2012_real", "validation")
+  assert sets["imagenet_c/fog_3"] == ("imagenet2012_corrupted/fog_3", "validation")
+  assert len([n for n in sets if n.startswith("imagenet_c/")]) == 95
+  assert sets["digits:test"] == ("digits", "test") and sets[":train"] == ("digits", "train")
+
+
+def test_command_line(run, tmp_path):
+  path, _ = run
+  subprocess.run([sys.executable, "-m", "sam_jax.evaluate", f"--run=SAM={path}",
+                  f"--output_dir={tmp_path}"], check=True, capture_output=True,
+                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  result = json.load(open(tmp_path / "evaluation.json"))["runs"]["SAM"]
+  assert result["step"] == STEPS and result["adversarial"]["epsilon"] == 8.0
