@@ -16,7 +16,8 @@ AUTOTUNE sees them) measures, on the same files:
 
 It prints a markdown table of images/s per core: the wall-clock rate divided by
 the cores, and images per CPU-second of the process (less sensitive to other
-load on a shared machine); medians of ``--repeats`` interleaved measurements.
+load on a shared machine); each the best of ``--repeats`` interleaved
+measurements of ``--seconds``.
 """
 
 import argparse
@@ -95,7 +96,8 @@ def child(args: argparse.Namespace) -> None:
   for _ in range(args.repeats):  # Interleaved, so all see the same machine load.
     for name, stream in streams.items():
       results[name].append(_measure(stream, args.batch_size, 3, args.seconds))
-  print(json.dumps({k: np.median(v, axis=0).tolist() for k, v in results.items()}))
+  # Best of the repeats: on a shared machine other load only ever slows a measurement down.
+  print(json.dumps({k: np.max(v, axis=0).tolist() for k, v in results.items()}))
 
 
 def main() -> None:
@@ -119,7 +121,8 @@ def main() -> None:
     make_jpegs(tmp, args.num_images)
     datasets = [(f"ImageNet-sized JPEGs ({args.num_images}, 500x375 -> 224)", tmp, 224, 128),
                 ("CIFAR-10 folder (50,000 train, 32x32 -> 32)", args.cifar_dir, 32, 256)]
-    print("Images/s per core: wall-clock rate / cores, and images per CPU-second of the process.")
+    print("Images/s per core (best of the repeats): wall-clock rate / cores, and images per "
+          "CPU-second of the process.")
     print()
     print("| data | cores | decode-and-crop alone | + cast + resize, batched | full pipeline | "
           "pipeline / decode-and-crop |")

@@ -27,7 +27,6 @@ from typing import Any, Sequence
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from ml_collections import config_flags
@@ -213,18 +212,19 @@ def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_
   """
   if not runs:
     raise ValueError("analyze: no runs given.")
-  for loaded in runs.values():
+  settings = {}
+  for label, loaded in runs.items():  # All checks before any work.
     check(loaded, analyses or [])
+    settings[label] = analysis_settings.resolve(loaded.config, "analysis")
   mesh = analysis_data.data_mesh() if mesh is None else mesh
-  results = {label: analyze(loaded, analyses or applicable(loaded), mesh=mesh)
+  results = {label: analyze(loaded, analyses or applicable(loaded), settings[label], mesh)
              for label, loaded in runs.items()}
   os.makedirs(output_dir, exist_ok=True)
-  first = next(iter(runs.values()))
+  label, first = next(iter(runs.items()))
   images = None
   if all("attention" in r for r in results.values()):
-    settings = analysis_settings.resolve(first.config, "analysis")
-    images = np.asarray(attention_images(first.config, settings, mesh))
-    images = images[:settings.attention.num_images]
+    images = np.asarray(attention_images(first.config, settings[label], mesh))
+    images = images[:settings[label].attention.num_images]
   paths = figures(results, output_dir, images)
   summary = {"runs": {label: {"source": runs[label].source, "step": runs[label].step, **r}
                       for label, r in results.items()},

@@ -16,11 +16,13 @@ r"""Eval-set accuracy and adversarial robustness of trained models: ``python -m 
   correctly at the clean input and at every point the attack visits.
 """
 
+import functools
 import json
 import os
 from typing import Any, Sequence
 
 from absl import app, flags, logging
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -46,46 +48,50 @@ def eval_sets(names: Sequence[str], config: ml_collections.ConfigDict
   return sets
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _correct_counts(model: nn.Module, metric: str, variables: Any, batch: dict[str, jax.Array]
+                    ) -> tuple[jax.Array, jax.Array]:
+  """(correct, counted) on one batch under ``metric`` (see ``data.catalog``)."""
+  logits = model.apply(variables, batch["image"], train=False)
+  mask = batch["mask"]
+  if metric == "real":
+    return imagenet_real.correct_counts(logits, batch["real_label"], mask)
+  if metric == "imagenet_r":
+    return imagenet_r.correct_counts(logits, batch["label"], mask)
+  return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), jnp.sum(mask)
+
+
 def accuracy(loaded: restore.Loaded, dataset: str, split: str | None, batch_size: int,
              mesh: jax.sharding.Mesh) -> dict[str, float]:
   """Accuracy (the dataset's catalog metric) over one pass of a split."""
   metric = catalog.spec(dataset).metric
-
-  @jax.jit
-  def counts(variables, batch):
-    logits = loaded.model.apply(variables, batch["image"], train=False)
-    mask = batch["mask"]
-    if metric == "real":
-      return imagenet_real.correct_counts(logits, batch["real_label"], mask)
-    if metric == "imagenet_r":
-      return imagenet_r.correct_counts(logits, batch["label"], mask)
-    return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), jnp.sum(mask)
-
   variables = analysis_data.replicate(loaded.variables, mesh)
   correct = total = 0.0
   for batch in analysis_data.iterate(loaded.config, split, batch_size, dataset):
-    c, n = counts(variables, analysis_data.shard(batch, mesh))
+    c, n = _correct_counts(loaded.model, metric, variables, analysis_data.shard(batch, mesh))
     correct, total = correct + float(c), total + float(n)
   return {"accuracy": correct / total, "num_examples": total, "metric": metric}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _attack_counts(model: nn.Module, epsilon: float, step_size: float, num_steps: int,
+                   variables: Any, batch: dict[str, jax.Array], rng: jax.Array | None
+                   ) -> list[jax.Array]:
+  """Sums over real examples of: clean-correct, FGSM-robust, PGD-robust, 1."""
+  logits_fn = lambda x: model.apply(variables, x, train=False)
+  x, y, mask = batch["image"], batch["label"], batch["mask"] > 0
+  clean = adversarial.correct(logits_fn, x, y)
+  fgsm = clean & adversarial.correct(logits_fn, adversarial.fgsm(logits_fn, x, y, epsilon), y)
+  _, pgd = adversarial.pgd(logits_fn, x, y, epsilon=epsilon, step_size=step_size,
+                           num_steps=num_steps, rng=rng)
+  return [jnp.sum(c & mask) for c in (clean, fgsm, pgd, jnp.ones_like(mask))]
 
 
 def robustness(loaded: restore.Loaded, settings: ml_collections.ConfigDict,
                mesh: jax.sharding.Mesh) -> dict[str, float]:
   """Clean, FGSM and PGD accuracy on the config's eval split (``settings``: adversarial)."""
-  epsilon = adversarial.to_model_units(settings.epsilon)
-  step_size = adversarial.to_model_units(settings.pgd_step_size)
-
-  @jax.jit
-  def counts(variables, batch, rng):
-    logits_fn = lambda x: loaded.model.apply(variables, x, train=False)
-    x, y, mask = batch["image"], batch["label"], batch["mask"] > 0
-    clean = adversarial.correct(logits_fn, x, y)
-    fgsm = clean & adversarial.correct(logits_fn, adversarial.fgsm(logits_fn, x, y, epsilon), y)
-    _, pgd = adversarial.pgd(logits_fn, x, y, epsilon=epsilon, step_size=step_size,
-                             num_steps=settings.pgd_steps,
-                             rng=rng if settings.random_start else None)
-    return [jnp.sum(c & mask) for c in (clean, fgsm, pgd, jnp.ones_like(mask))]
-
+  attack = (adversarial.to_model_units(settings.epsilon),
+            adversarial.to_model_units(settings.pgd_step_size), settings.pgd_steps)
   variables = analysis_data.replicate(loaded.variables, mesh)
   totals = np.zeros(4)
   batches = analysis_data.iterate(loaded.config, loaded.config.eval_split, settings.batch_size)
@@ -93,7 +99,9 @@ def robustness(loaded: restore.Loaded, settings: ml_collections.ConfigDict,
     if settings.num_examples and totals[3] >= settings.num_examples:
       break
     rng = jax.random.fold_in(jax.random.PRNGKey(settings.seed), i)
-    totals += np.array(jax.device_get(counts(variables, analysis_data.shard(batch, mesh), rng)))
+    counts = _attack_counts(loaded.model, *attack, variables, analysis_data.shard(batch, mesh),
+                            rng if settings.random_start else None)
+    totals += np.array(jax.device_get(counts))
     logging.log_every_n_seconds(logging.INFO, "Attacked %d examples.", 10, int(totals[3]))
   clean, fgsm, pgd, n = totals
   return {"clean_accuracy": clean / n, "fgsm_accuracy": fgsm / n, "pgd_accuracy": pgd / n,

@@ -132,7 +132,8 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
 
   Args:
     loss_fn: (params, batch) -> scalar mean loss (e.g. cross-entropy with ``train=False``);
-      a hashable function (jit caches on it), e.g. a module-level function or bound method.
+      a hashable function (jit caches on it), e.g. a module-level function or a
+      ``model_functions.Loss``.
     paths: restrict to the diagonal block of these flat parameter paths (see
       ``param_blocks``); None for all parameters. The iteration then runs on vectors
       that are zero outside the block, with H_BB v = mask * (H v).

@@ -14,7 +14,10 @@ i.i.d. logits equals K times the kernel of one logit. A kernel that is singular
 (e.g. n > P, or duplicate inputs) has kappa = inf.
 
 The Jacobian is formed per parameter leaf with ``jax.jacrev`` (memory n * K * P
-floats) and contracted leaf by leaf in float32.
+floats) and contracted leaf by leaf in float32, so lambda_min is resolved to about
+1e-7 lambda_max: kappa above ~1e6 needs ``jax_enable_x64``. Note that ViT and Mixer
+heads start at zero, so at initialisation only the head has a nonzero Jacobian and
+the trace NTK is exactly K (Phi Phi^T + 1), Phi the features fed to the head.
 """
 
 import functools

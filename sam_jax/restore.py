@@ -5,7 +5,7 @@
   ``<workdir>/checkpoints``; only ``params`` and ``model_state`` are read.
 - An official ViT / Mixer ``.npz``, read by ``npz_checkpoint.load_params`` (pre-linen
   names renamed; keys and shapes checked against the config's model).
-- ``initial``: the model at initialisation with ``config.seed`` (as training starts).
+- ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
 """
 
 import dataclasses
@@ -16,11 +16,11 @@ from typing import Any
 
 import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
+import optax
 import orbax.checkpoint as ocp
 
-from sam_jax import npz_checkpoint, train
+from sam_jax import npz_checkpoint, train, train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,13 +55,15 @@ def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _init_variables(model: flax.linen.Module, shape: tuple[int, ...], rng: jax.Array):
-  return model.init(rng, jnp.zeros(shape), train=False)
+def _init_variables(model: flax.linen.Module, image_shape: tuple[int, ...], rng: jax.Array):
+  """The variables training starts from (``train_step.init_state``, same key use)."""
+  state = train_step.init_state(model, optax.identity(), rng, image_shape)
+  return {"params": state.params, **state.model_state}
 
 
 def _init(model: flax.linen.Module, config: ml_collections.ConfigDict, abstract: bool):
   """(params, model state) at initialisation with ``config.seed``, or their shapes."""
-  args = (model, (1, config.image_size, config.image_size, 3), jax.random.PRNGKey(config.seed))
+  args = (model, (config.image_size, config.image_size, 3), jax.random.PRNGKey(config.seed))
   variables = jax.eval_shape(_init_variables, *args) if abstract else _init_variables(*args)
   variables = flax.core.unfreeze(variables)
   params = variables.pop("params")
@@ -83,8 +85,10 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
   if not os.path.isdir(directory):
     raise ValueError(f"restore: {directory} does not exist; is {workdir!r} a training workdir?")
   with ocp.CheckpointManager(directory) as manager:
-    steps = manager.all_steps()
-    step = max(steps, default=None) if step is None else step
+    steps = list(manager.all_steps())
+    if not steps:
+      raise ValueError(f"restore: {directory} holds no checkpoint yet.")
+    step = max(steps) if step is None else step
     if step not in steps:
       raise ValueError(f"restore: no checkpoint at step {step} in {directory}; steps: {steps}.")
     model = create_model(config)

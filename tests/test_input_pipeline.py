@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from configs import default
 from sam_jax import digits, input_pipeline
+from sam_jax.data import epochs
 
 NUM_TRAIN, NUM_TEST = 37, 23
 
@@ -145,6 +146,15 @@ def test_eval_sees_every_example_exactly_once(config, local_batch_size, process_
     for b in batches:
       assert b["image"].shape == (local_batch_size, 8, 8, 3)
       assert set(np.unique(b["mask"])) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("start", [0, 2, 3, 7])
+def test_epoch_stream_starts_anywhere(start):
+  """Epoch e holds 10 e, 10 e + 1, 10 e + 2; position p is element p mod 3 of epoch p div 3."""
+  epoch = lambda e: tf.data.Dataset.range(3).map(lambda i: 10 * e + i)
+  stream = list(itertools.islice(epochs.stream_from(start, 3, epoch).as_numpy_iterator(), 5))
+  expected = [10 * (p // 3) + p % 3 for p in range(start, start + 5)]
+  assert [(int(p), int(v)) for p, v in stream] == list(zip(range(start, start + 5), expected))
 
 
 def test_train_is_deterministic_and_resumes_exactly(config):

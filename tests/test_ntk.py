@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_jax import ntk
+from sam_jax import models, ntk
 
 N, D, K = 6, 10, 3
 
@@ -74,3 +74,16 @@ def test_bad_arguments():
     ntk.empirical_ntk(lambda p, x: x, {}, jnp.zeros((2, 1)), "diagonal")
   with pytest.raises(ValueError, match="square"):
     ntk.condition_number(np.zeros((2, 3)))
+
+
+def test_zero_initialised_vit_head_gives_the_feature_kernel():
+  """At init only the (zero) head has a nonzero Jacobian: Theta = K (Phi Phi^T + 1)."""
+  model = models.create_model("vit", "Ti/4", num_classes=K, hidden_size=8, mlp_dim=16,
+                              num_heads=2, num_layers=1)
+  x = jax.random.normal(jax.random.PRNGKey(2), (N, 8, 8, 3))
+  variables = model.init(jax.random.PRNGKey(0), x, train=False)
+  _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
+  phi = np.asarray(state["intermediates"]["features"][0], np.float64)
+  kernel = ntk.empirical_ntk(lambda p, i: model.apply({"params": p}, i, train=False),
+                             variables["params"], x)
+  np.testing.assert_allclose(kernel, K * (phi @ phi.T + 1), rtol=1e-5)

@@ -25,10 +25,9 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from sam_jax.data import preprocessing
+from sam_jax.data import epochs, preprocessing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
-FOREVER = 2**62
 
 
 def _subdirs(path: str) -> list[str]:
@@ -97,8 +96,8 @@ def _list_split(root: str, split: str, classes: tuple[str, ...],
     if bad:
       logging.warning("Image folder %s: skipping %d unreadable images (config.pp.skip_corrupt): "
                       "%s", split_dir, len(bad), sorted(bad)[:20])
-      kept = [(p, l) for p, l in zip(paths, labels) if p not in bad]
-      paths, labels = [p for p, _ in kept], [l for _, l in kept]
+      labels = [label for path, label in zip(paths, labels) if path not in bad]
+      paths = [path for path in paths if path not in bad]
   return tuple(paths), tuple(labels)
 
 
@@ -118,7 +117,6 @@ class ImageFolder:
                               "expected root/<split>/<class>/<image> files.")
     self.root = root
     self.skip_corrupt = skip_corrupt
-    self._class_split = class_split
     self.classes = tuple(_subdirs(self._split_dir(class_split)))
     if not self.classes:
       raise FileNotFoundError(f"Image folder split {self._split_dir(class_split)} has no class "
@@ -158,22 +156,19 @@ class ImageFolder:
 
   def train_records(self, split: str, *, process_index: int, process_count: int, seed_key: int,
                     start: int, shuffle_buffer: int) -> tf.data.Dataset:
-    """Infinite ``(position, record)`` stream from ``start`` on (``shuffle_buffer`` unused:
-    every epoch is a full permutation)."""
+    """``(position, record)`` from ``start`` on (``epochs.stream_from``); ``shuffle_buffer``
+    is unused: every epoch is a full permutation."""
     del shuffle_buffer
     paths, labels = self._local(split, process_index, process_count)
     n = len(paths)
     paths_t, labels_t = tf.constant(paths), tf.constant(labels, tf.int32)
-    first_epoch, offset = divmod(start, n)
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
       order = self._epoch_order(e, n, seed_key)
-      records = tf.data.Dataset.from_tensor_slices(
+      return tf.data.Dataset.from_tensor_slices(
           {"path": tf.gather(paths_t, order), "label": tf.gather(labels_t, order)})
-      return records.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
 
-    stream = tf.data.Dataset.range(first_epoch, FOREVER).flat_map(epoch)
-    return tf.data.Dataset.zip(tf.data.Dataset.range(start, FOREVER), stream)
+    return epochs.stream_from(start, n, epoch)
 
   def eval_records(self, split: str, *, process_index: int,
                    process_count: int) -> tuple[tf.data.Dataset, int]:

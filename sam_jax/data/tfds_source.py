@@ -17,9 +17,7 @@ import os
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from sam_jax.data import catalog
-
-FOREVER = 2**62  # Epochs or positions: an infinite stream in practice.
+from sam_jax.data import catalog, epochs
 
 
 def data_root(data_dir: str | None) -> str:
@@ -95,23 +93,20 @@ class TfdsSource:
 
   def train_records(self, split: str, *, process_index: int, process_count: int, seed_key: int,
                     start: int, shuffle_buffer: int) -> tf.data.Dataset:
-    """Infinite ``(position, record)`` stream from ``start`` on (see the module docstring)."""
+    """``(position, record)`` from ``start`` on (``epochs.stream_from``; module docstring)."""
     local = tfds.even_splits(split, process_count)[process_index]
     records = self.records(local)
     n = int(records.cardinality())
     if n <= 0:
       raise ValueError(f"TFDS dataset {self.name!r} split {split!r} has no examples for "
                        f"process {process_index} of {process_count}.")
-    first_epoch, offset = divmod(start, n)
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
       seed = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed_key, tf.int64), e]),
                                          minval=None, maxval=None, dtype=tf.int64)
-      shuffled = records.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=False)
-      return shuffled.skip(tf.where(e == first_epoch, tf.constant(offset, tf.int64), 0))
+      return records.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=False)
 
-    stream = tf.data.Dataset.range(first_epoch, FOREVER).flat_map(epoch)
-    return tf.data.Dataset.zip(tf.data.Dataset.range(start, FOREVER), stream)
+    return epochs.stream_from(start, n, epoch)
 
   def eval_records(self, split: str, *, process_index: int,
                    process_count: int) -> tuple[tf.data.Dataset, int]:
