@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.dataset = "digits"      # 1,437 train / 360 test real 8x8 images.
-  config.data_dir = None
+  config.data_dir = ""  # Unused by the digits; a str so --config.data_dir=... can override.
   config.train_split = "train"
   config.eval_split = "test"
   config.image_size = 16         # 8x8 digits upsampled by pixel replication.

@@ -35,7 +35,10 @@ def main(argv: list[str]) -> None:
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except FileNotFoundError as e:  # Missing data or files: the message says what to do.
+    raise SystemExit(f"sam_jax: {e}") from None
 
 
 if __name__ == "__main__":

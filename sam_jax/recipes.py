@@ -67,7 +67,7 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.seed = 0
   config.init_from = ""  # An official-format .npz to start from; "" trains from scratch.
   config.dataset = dataset
-  config.data_dir = None  # TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  config.data_dir = ""  # "": the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.num_classes = num_classes  # Checked against the dataset before training.
   config.image_size = image_size
   config.batch_size = batch_size
