@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from tests import tiny_digits_config
 from sam_jax import analysis_data, analysis_settings, analyze, restore, train
 
 STEPS = 4
@@ -19,17 +19,9 @@ STEPS = 4
 
 def tiny_config(rho: float) -> ml_collections.ConfigDict:
   """A one-block ViT on 8x8 digits, with small analysis settings stored in its config.json."""
-  config = default.get_config()
-  config.batch_size = 16
-  config.eval_batch_size = 40
-  config.image_size = 8
-  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1))
+  config = tiny_digits_config.get_config(STEPS, eval_every_steps=2)
   config.optimizer.warmup_steps = 1
   config.sam.rho = rho
-  config.num_train_steps = STEPS
-  config.log_every_steps = 2
-  config.eval_every_steps = 2
-  config.checkpoint_every_steps = 2
   config.analysis = ml_collections.ConfigDict(dict(
       batch_size=16, hessian=dict(num_batches=2, num_steps=8), ntk=dict(batch_size=8),
       neurons=dict(num_batches=1), landscape=dict(num_batches=1, points_1d=5, points_2d=3),
