@@ -90,11 +90,15 @@ def evaluate(eval_step, state: train_step.TrainState, batches: Iterator[dict[str
           "num_examples": count}
 
 
+def state_initializer(config, model, tx):
+  """A function of no arguments that builds the run's fresh TrainState."""
+  image_shape = (config.image_size, config.image_size, 3)
+  return lambda: train_step.init_state(model, tx, jax.random.PRNGKey(config.seed), image_shape)
+
+
 def initial_state(config, model, tx, mesh) -> train_step.TrainState:
   """Fresh replicated state, with parameters from ``config.init_from`` (.npz) if set."""
-  image_shape = (config.image_size, config.image_size, 3)
-  state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, image_shape))(
-      jax.random.PRNGKey(config.seed))
+  state = jax.jit(state_initializer(config, model, tx))()
   if config.get("init_from"):
     from sam_jax import npz_checkpoint  # pylint: disable=g-import-not-at-top
     params = npz_checkpoint.load_params(config.init_from, config.model.name,
@@ -126,9 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                         sync_axis_name=groups.sync_axis_name)
   manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints,
                                       every_steps=config.checkpoint_every_steps)
-  image_shape = (config.image_size, config.image_size, 3)
-  abstract = jax.eval_shape(lambda: train_step.init_state(
-      model, tx, jax.random.PRNGKey(config.seed), image_shape))
+  abstract = jax.eval_shape(state_initializer(config, model, tx))
   state = manager.restore(abstract, mesh) or initial_state(config, model, tx, mesh)
   start_step = int(state.step)
 
