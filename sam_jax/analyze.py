@@ -254,13 +254,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  specs = [restore.parse_run(s) for s in FLAGS.run]
-  output_dir = FLAGS.output_dir
-  if output_dir is None:
-    if specs[0][1].endswith(".npz"):
-      raise app.UsageError("--output_dir is required when the first run is an .npz file.")
-    output_dir = os.path.join(specs[0][1], "analysis")
-  runs = {label: restore.load(path, FLAGS.config) for label, path in specs}
+  runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
   run(runs, FLAGS.analyses or None, output_dir)
 
 

@@ -143,11 +143,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  specs = [restore.parse_run(s) for s in FLAGS.run]
-  output_dir = FLAGS.output_dir or specs[0][1]
-  if output_dir.endswith(".npz"):
-    raise app.UsageError("--output_dir is required when the first run is an .npz file.")
-  runs = {label: restore.load(path, FLAGS.config) for label, path in specs}
+  runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
   mesh = analysis_data.data_mesh()
   results = {label: {"source": loaded.source, "step": loaded.step,
                      **evaluate(loaded, FLAGS.eval_sets, mesh)} for label, loaded in runs.items()}

@@ -129,3 +129,14 @@ def parse_run(spec: str) -> tuple[str, str]:
   if not label or not path:
     raise ValueError(f"restore: run {spec!r} is not [LABEL=]PATH.")
   return label, path
+
+
+def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
+              output_dir: str | None, default_subdir: str) -> tuple[dict[str, Loaded], str]:
+  """Loads each ``[LABEL=]PATH`` run; ``output_dir`` defaults to ``<first workdir>/<subdir>``."""
+  pairs = [parse_run(s) for s in specs]
+  if output_dir is None:
+    if pairs[0][1].endswith(".npz"):
+      raise ValueError("restore: --output_dir is required when the first run is an .npz file.")
+    output_dir = os.path.join(pairs[0][1], default_subdir)
+  return {label: load(path, config) for label, path in pairs}, output_dir
