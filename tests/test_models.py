@@ -299,3 +299,17 @@ def test_bfloat16_compute_keeps_float32_params():
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
   logits = _jit_apply(model, train=False)({"params": params}, jnp.zeros((1, 16, 16, 3)))
   assert logits.dtype == jnp.bfloat16
+
+
+def test_resnet_cifar_stem_keeps_resolution():
+  model = create_model("resnet", "18", num_classes=4, num_filters=4, stage_sizes=(1, 1),
+                       stem="cifar")
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3), minval=-1, maxval=1)
+  variables = _fast_init(model, x)
+  assert variables["params"]["conv_init"]["kernel"].shape == (3, 3, 3, 4)
+  _, inter = _jit_apply(model, train=False, mutable=["intermediates"])(variables, x)
+  # Stage 1 at the input's 32 x 32 (the ImageNet stem would give 8 x 8), stage 2 at 16 x 16.
+  assert inter["intermediates"]["ResNetBlock_0"]["out"][0].shape == (2, 32, 32, 4)
+  assert inter["intermediates"]["ResNetBlock_1"]["out"][0].shape == (2, 16, 16, 8)
+  with pytest.raises(ValueError, match="stem='tiny' is not one of"):
+    _fast_init(create_model("resnet", "18", num_classes=4, stem="tiny"), x)

@@ -3,8 +3,11 @@
 As in the Flax ImageNet example (torchvision layout): the stride of a downsampling
 bottleneck is on its 3x3 convolution, the shortcut is a strided 1x1 convolution +
 BatchNorm when the shape changes, and the last BatchNorm scale of every block starts
-at zero (each residual block starts as the identity, Goyal et al., 2017). Stem:
-7x7/2 convolution, BatchNorm, ReLU, 3x3/2 max-pool; head: global mean pool, Dense.
+at zero (each residual block starts as the identity, Goyal et al., 2017). Stem
+(``stem="imagenet"``): 7x7/2 convolution, BatchNorm, ReLU, 3x3/2 max-pool;
+``stem="cifar"`` (He et al.'s small-image stem): 3x3/1 convolution, BatchNorm,
+ReLU, no pooling, so 32 px inputs keep their resolution in the first stage. Head:
+global mean pool, Dense.
 
 BatchNorm normalises with the batch statistics and updates the running averages in
 the ``batch_stats`` collection when ``train=True`` (``mutable=["batch_stats"]``), and
@@ -29,6 +32,7 @@ SIZES = {
     "152": dict(stage_sizes=(3, 8, 36, 3), block="bottleneck"),
 }
 BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "cifar")
 
 
 def _layers(train: bool, bn_axis_name: str | None, dtype: Any):
@@ -85,6 +89,7 @@ class ResNet(nn.Module):
   stage_sizes: Sequence[int]
   block: str = "bottleneck"
   num_filters: int = 64
+  stem: str = "imagenet"
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
@@ -92,11 +97,16 @@ class ResNet(nn.Module):
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     if self.block not in BLOCKS:
       raise ValueError(f"ResNet: block={self.block!r} is not one of {BLOCKS}.")
+    if self.stem not in STEMS:
+      raise ValueError(f"ResNet: stem={self.stem!r} is not one of {STEMS}.")
     block_cls = ResNetBlock if self.block == "basic" else BottleneckResNetBlock
     conv, norm = _layers(train, self.bn_axis_name, self.dtype)
-    x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name="conv_init")(images)
-    x = nn.relu(norm(name="bn_init")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+    if self.stem == "imagenet":
+      x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
+               name="conv_init")(images)
+      x = nn.max_pool(nn.relu(norm(name="bn_init")(x)), (3, 3), strides=(2, 2), padding="SAME")
+    else:
+      x = nn.relu(norm(name="bn_init")(conv(self.num_filters, (3, 3), name="conv_init")(images)))
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1

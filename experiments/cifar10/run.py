@@ -1,0 +1,91 @@
+r"""Trains and measures one run of the CIFAR-10 reproduction study; writes its result row.
+
+  python experiments/cifar10/run.py --config=experiments/cifar10/config.py:vit \
+      --config.sam.rho=0.1 --config.seed=1 --config.data_dir=/tmp/cifar10
+
+(the folder made by ``tar -xzf cifar10_jpeg.tar.gz -C /tmp/cifar10``). The run trains in
+``<workdir_root>/<name>`` (resuming there), then measures at the final parameters:
+test accuracy, the final training loss (the clean-pass loss, mean of the last
+``--loss_window`` logged values), Hessian lambda_max of the training loss, the
+fraction of active hidden units per block and the NTK condition number at
+initialisation and after training (``sam_jax.analyze`` with ``config.analysis``).
+The row goes to ``<results_dir>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``,
+with the wall and CPU seconds the run used.
+"""
+
+import json
+import os
+import resource
+import time
+
+from absl import app, flags
+import jax
+from ml_collections import config_flags
+import numpy as np
+
+from sam_jax import analyze, restore, train, training_curves
+
+config_flags.DEFINE_config_file("config", None, "experiments/cifar10/config.py:MODEL",
+                                lock_config=True)
+flags.DEFINE_string("workdir_root", "/tmp/sam_cifar10_study", "Where the runs train.")
+flags.DEFINE_string("results_dir", os.path.join(os.path.dirname(__file__), "results"),
+                    "Where the result rows go.")
+flags.DEFINE_integer("loss_window", 4, "Logged training losses averaged for the final loss.")
+FLAGS = flags.FLAGS
+
+
+def run_name(config) -> str:
+  return f"{config.model.name}_rho{config.sam.rho:g}_seed{config.seed}"
+
+
+def _cpu_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def measure(workdir: str, loss_window: int) -> dict:
+  """The study's numbers for the trained run in ``workdir``."""
+  loaded = restore.load(workdir)
+  results = analyze.analyze(loaded, ["hessian", "neurons", "ntk"])
+  scalars = training_curves.read_scalars(workdir)
+  _, train_loss = scalars["train_loss"]
+  eval_steps, eval_accuracy = scalars["eval_accuracy"]
+  return {
+      "step": loaded.step,
+      "test_accuracy": float(eval_accuracy[np.argmax(eval_steps)]),
+      "train_loss": float(np.mean(train_loss[-loss_window:])),
+      "lambda_max": results["hessian"]["lambda_max"],
+      "active_fraction": results["neurons"]["active_fraction"],
+      "ntk_kappa_init": results["ntk"]["init"]["kappa"],
+      "ntk_kappa_trained": results["ntk"]["trained"]["kappa"],
+  }
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  config = FLAGS.config
+  if not config.data_dir or not os.path.isdir(os.path.join(config.data_dir, "train")):
+    raise app.UsageError(f"--config.data_dir={config.data_dir!r} must be a folder with train/ "
+                         "and test/ (tar -xzf cifar10_jpeg.tar.gz -C DIR).")
+  name = run_name(config)
+  workdir = os.path.join(FLAGS.workdir_root, name)
+  start, cpu_start = time.time(), _cpu_seconds()
+  train.train_and_evaluate(config, workdir)
+  train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu_start
+  row = {"name": name, "model": config.model.name, "rho": config.sam.rho, "seed": config.seed,
+         **measure(workdir, FLAGS.loss_window),
+         "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu,
+         "total_wall_seconds": time.time() - start,
+         "total_cpu_seconds": _cpu_seconds() - cpu_start,
+         "devices": jax.device_count(), "config": json.loads(config.to_json_best_effort())}
+  os.makedirs(FLAGS.results_dir, exist_ok=True)
+  path = os.path.join(FLAGS.results_dir, f"{name}.json")
+  with open(path, "w") as f:
+    json.dump(row, f, indent=1)
+  print(f"{name}: test accuracy {row['test_accuracy']:.4f}, train loss {row['train_loss']:.4f}, "
+        f"lambda_max {row['lambda_max']:.2f}, {row['total_cpu_seconds'] / 3600:.3f} CPU-hours "
+        f"-> {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the CIFAR-10 study, two single-threaded runs at a time (2-core machines).
+#   experiments/cifar10/run_all.sh sweep DATA_DIR                   # seed 0: base + rho sweep
+#   experiments/cifar10/run_all.sh base DATA_DIR                    # seeds 1, 2 without SAM
+#   experiments/cifar10/run_all.sh seeds DATA_DIR VIT MIXER RESNET  # seeds 1, 2 at those rhos
+# Each run is the one command printed in its log's first line (see run.py); logs go to
+# $LOG_DIR (default /tmp/sam_cifar10_study/logs).
+set -euo pipefail
+phase=${1:?sweep, base or seeds}
+data_dir=${2:?the CIFAR-10 folder}
+export PYTHON=${PYTHON:-python} DATA_DIR=$data_dir LOG_DIR=${LOG_DIR:-/tmp/sam_cifar10_study/logs}
+export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+mkdir -p "$LOG_DIR"
+
+runs() {  # "MODEL RHO SEED" lines of the phase.
+  local model rho seed
+  if [[ $phase == sweep ]]; then
+    for model in vit mixer resnet; do echo "$model 0 0"; done
+    for rho in 0.05 0.1 0.2; do echo "vit $rho 0"; echo "mixer $rho 0"; done
+    for rho in 0.02 0.05 0.1; do echo "resnet $rho 0"; done
+  elif [[ $phase == base ]]; then
+    for seed in 1 2; do for model in vit mixer resnet; do echo "$model 0 $seed"; done; done
+  else
+    local -A best=([vit]=${3:?} [mixer]=${4:?} [resnet]=${5:?})
+    for seed in 1 2; do
+      for model in vit mixer resnet; do echo "$model ${best[$model]} $seed"; done
+    done
+  fi
+}
+
+run_one() {
+  local cmd=("$PYTHON" experiments/cifar10/run.py "--config=experiments/cifar10/config.py:$1"
+             "--config.sam.rho=$2" "--config.seed=$3" "--config.data_dir=$DATA_DIR")
+  local log="$LOG_DIR/${1}_rho${2}_seed${3}.log"
+  echo "${cmd[*]}" > "$log"
+  if "${cmd[@]}" >> "$log" 2>&1; then echo "done: ${cmd[*]}"; else echo "FAILED ($log): ${cmd[*]}"; fi
+}
+export -f run_one
+
+runs "$@" | xargs -P 2 -L 1 bash -c 'run_one "$@"' _
