@@ -38,19 +38,40 @@ def block_bars(path: str, values: Mapping[str, Mapping[str, float]], *, ylabel: 
                title: str, log: bool = False) -> str:
   """Grouped bars: one group per block (in the first run's order), one bar per run."""
   blocks = list(next(iter(values.values())))
-  width = 0.8 / len(values)
-  fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(blocks) * len(values) + 2), 4))
-  x = np.arange(len(blocks))
-  for i, (label, per_block) in enumerate(values.items()):
-    ax.bar(x + (i - (len(values) - 1) / 2) * width, [per_block.get(b, np.nan) for b in blocks],
-           width, label=label)
-  ax.set_xticks(x, _short_names(blocks), rotation=60, ha="right", fontsize=8)
+  return grouped_bars(path, {b: {label: [v.get(b, np.nan)] for label, v in values.items()}
+                             for b in blocks}, ylabel=ylabel, title=title, log=log, short=True)
+
+
+def grouped_bars(path: str, values: Mapping[str, Mapping[str, Sequence[float]]], *,
+                 ylabel: str, title: str, log: bool = False, short: bool = False) -> str:
+  """One group of bars per key of ``values``, one bar per label: the mean of the label's values.
+
+  Where a bar has several values (e.g. seeds), the bar also shows their standard
+  deviation as an error bar and each value as a dot. ``short``: drop the path
+  components all group names share (block names).
+  """
+  groups = list(values)
+  labels = list(dict.fromkeys(label for g in groups for label in values[g]))
+  width = 0.8 / len(labels)
+  fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(groups) * len(labels) + 2), 4))
+  x = np.arange(len(groups))
+  for i, label in enumerate(labels):
+    xs = x + (i - (len(labels) - 1) / 2) * width
+    runs = [np.asarray(values[g].get(label, [np.nan]), np.float64) for g in groups]
+    spread = [r.std() if len(r) > 1 else np.nan for r in runs]
+    ax.bar(xs, [r.mean() for r in runs], width, label=label, color=f"C{i}",
+           yerr=None if np.all(np.isnan(spread)) else spread, capsize=3)
+    for xi, r in zip(xs, runs):
+      if len(r) > 1:
+        ax.plot(np.full(len(r), xi), r, "k.", markersize=4)
+  ax.set_xticks(x, _short_names(groups) if short else groups,
+                rotation=60 if short else 0, ha="right" if short else "center", fontsize=8)
   ax.set_ylabel(ylabel)
   ax.set_title(title)
   if log:
     ax.set_yscale("log")
   ax.margins(y=0.25)  # Room for the legend above the bars.
-  ax.legend(loc="upper center", ncol=len(values))
+  ax.legend(loc="upper center", ncol=len(labels))
   return _save(fig, path)
 
 

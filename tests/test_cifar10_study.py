@@ -1,0 +1,93 @@
+"""The CIFAR-10 study's scripts: one run end to end on a generated image folder, and the report."""
+
+import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_input_pipeline import make_folder
+
+STUDY = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "cifar10"
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def _module(name: str):
+  spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_one_run_writes_its_row(tmp_path):
+  data = str(tmp_path / "data")
+  make_folder(data, "train", CLASSES, per_class=3, size=(32, 32))
+  make_folder(data, "test", CLASSES, per_class=2, size=(32, 32))
+  command = [sys.executable, str(STUDY / "run.py"), f"--config={STUDY / 'config.py'}:mixer",
+             "--config.sam.rho=0.1", "--config.seed=3", f"--config.data_dir={data}",
+             "--config.num_train_steps=6", "--config.optimizer.warmup_steps=2",
+             "--config.log_every_steps=2", "--config.eval_every_steps=6",
+             "--config.checkpoint_every_steps=6", "--config.batch_size=8",
+             "--config.eval_batch_size=8", "--config.model.num_blocks=1",
+             "--config.analysis.batch_size=8", "--config.analysis.ntk.batch_size=8",
+             "--config.analysis.hessian.num_steps=4",
+             f"--workdir_root={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'rows'}"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+             PYTHONPATH=str(STUDY.parent.parent))
+  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  row = json.loads((tmp_path / "rows" / "mixer_rho0.1_seed3.json").read_text())
+  assert (row["model"], row["rho"], row["seed"], row["step"]) == ("mixer", 0.1, 3, 6)
+  correct = row["test_accuracy"] * 20  # 20 test images.
+  assert correct == pytest.approx(round(correct), abs=1e-5)
+  assert set(row["active_fraction"]) == {"MixerBlock_0/token_mixing",
+                                          "MixerBlock_0/channel_mixing"}
+  for key in ("train_loss", "lambda_max", "ntk_kappa_init", "ntk_kappa_trained"):
+    assert np.isfinite(row[key]) and row[key] > 0, key
+  assert row["ntk_kappa_init"] >= 1
+  assert 0 < row["train_cpu_seconds"] <= row["total_cpu_seconds"]
+
+
+def test_bad_data_dir_fails_before_training(tmp_path):
+  done = subprocess.run([sys.executable, str(STUDY / "run.py"),
+                         f"--config={STUDY / 'config.py'}:vit", f"--config.data_dir={tmp_path}",
+                         f"--workdir_root={tmp_path / 'runs'}"],
+                        env=dict(os.environ, PYTHONPATH=str(STUDY.parent.parent)),
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode != 0 and "must be a folder with train/ and test/" in done.stderr
+  assert not (tmp_path / "runs").exists()
+  with pytest.raises(ValueError, match="'convnext' is not one of"):
+    _module("config").get_config("convnext")
+
+
+def _row(model, rho, seed, accuracy, lam):
+  return {"model": model, "rho": rho, "seed": seed, "test_accuracy": accuracy,
+          "train_loss": 1.0 + rho, "lambda_max": lam, "ntk_kappa_init": 100.0,
+          "active_fraction": {"b0/x": 0.4 - rho, "b0/y": 0.6, "b1/x": 0.5},
+          "total_cpu_seconds": 360.0, "total_wall_seconds": 200.0}
+
+
+def test_report_picks_rho_and_summarises_seeds(tmp_path, monkeypatch):
+  report = _module("report")
+  rows = [_row(m, 0.0, s, 0.5 + 0.01 * s, 100.0 + s) for m in report.MODELS for s in range(3)]
+  rows += [_row(m, rho, 0, acc, 10.0) for m in report.MODELS
+           for rho, acc in ((0.05, 0.55), (0.1, 0.6), (0.2, 0.52))]
+  rows += [_row(m, 0.1, s, 0.58, 12.0) for m in report.MODELS for s in (1, 2)]
+  rows += [_row("vit", 0.2, 1, 0.9, 1.0)]  # A seed of a rho the sweep did not pick.
+  assert report.chosen_rho(rows) == {m: 0.1 for m in report.MODELS}
+  groups = report.groups(rows, report.chosen_rho(rows))
+  assert [r["seed"] for r in groups[("vit", "SAM")]] == [0, 1, 2]
+  assert report.first_block_active(rows[-1]) == pytest.approx((0.2 + 0.6) / 2)
+  assert report.stat([1.0, 2.0, 3.0], "{:.2f}") == "2.00 ± 1.00 (3)"
+  monkeypatch.setattr(report, "FIGURES", str(tmp_path / "figures"))
+  text = report.generated(rows)
+  assert "| ViT | SAM | 0.1 | 0.587 ± 0.012 (3) |" in text
+  assert "| ViT: SAM lowers lambda_max by a large factor | 101.0 -> 11.3 (8.9x) |" in text
+  assert f"{len(rows)} runs, {len(rows) * 0.1:.2f} CPU-hours" in text
+  assert sorted(os.listdir(tmp_path / "figures")) == sorted(
+      ["test_accuracy.png", "lambda_max.png", "train_loss.png", "ntk_kappa_init.png"]
+      + [f"active_neurons_{m}.png" for m in report.MODELS])
