@@ -4,7 +4,8 @@
 #   experiments/cifar10/run_all.sh base DATA_DIR                    # seeds 1, 2 without SAM
 #   experiments/cifar10/run_all.sh seeds DATA_DIR VIT MIXER RESNET  # seeds 1, 2 at those rhos
 # Each run is the one command printed in its log's first line (see run.py); logs go to
-# $LOG_DIR (default /tmp/sam_cifar10_study/logs).
+# $LOG_DIR (default /tmp/sam_cifar10_study/logs). A run whose result row exists is skipped,
+# so running a phase again finishes what an interrupted one left.
 set -euo pipefail
 phase=${1:?sweep, base or seeds}
 data_dir=${2:?the CIFAR-10 folder}
@@ -16,8 +17,8 @@ runs() {  # "MODEL RHO SEED" lines of the phase.
   local model rho seed
   if [[ $phase == sweep ]]; then
     for model in vit mixer resnet; do echo "$model 0 0"; done
-    for rho in 0.05 0.1 0.2; do echo "vit $rho 0"; echo "mixer $rho 0"; done
-    for rho in 0.02 0.05 0.1; do echo "resnet $rho 0"; done
+    for rho in 0.05 0.2; do echo "vit $rho 0"; echo "mixer $rho 0"; done
+    for rho in 0.02 0.1; do echo "resnet $rho 0"; done
   elif [[ $phase == base ]]; then
     for seed in 1 2; do for model in vit mixer resnet; do echo "$model 0 $seed"; done; done
   else
@@ -31,7 +32,9 @@ runs() {  # "MODEL RHO SEED" lines of the phase.
 run_one() {
   local cmd=("$PYTHON" experiments/cifar10/run.py "--config=experiments/cifar10/config.py:$1"
              "--config.sam.rho=$2" "--config.seed=$3" "--config.data_dir=$DATA_DIR")
-  local log="$LOG_DIR/${1}_rho${2}_seed${3}.log"
+  local name="${1}_rho${2}_seed${3}"
+  local log="$LOG_DIR/$name.log"
+  if [[ -e experiments/cifar10/results/$name.json ]]; then echo "exists: $name"; return; fi
   echo "${cmd[*]}" > "$log"
   if "${cmd[@]}" >> "$log" 2>&1; then echo "done: ${cmd[*]}"; else echo "FAILED ($log): ${cmd[*]}"; fi
 }
