@@ -29,7 +29,9 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10",
+                 # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
+                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8"],
         "gpu": ["jax[cuda12]>=0.7,<0.11"],
         "tpu": ["jax[tpu]>=0.7,<0.11"],
     },

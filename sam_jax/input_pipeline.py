@@ -111,6 +111,21 @@ def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
   return info
 
 
+def class_names(config: ml_collections.ConfigDict, dataset: str | None = None) -> list[str]:
+  """The names of labels 0..C-1 of ``dataset`` (default ``config.dataset``).
+
+  Digits: "0".."9"; an image folder: its class folders; TFDS: the label feature's names
+  (for ImageNet the WordNet ids, e.g. "n01440764"). Needs no prepared data for TFDS.
+  """
+  name = dataset or config.dataset
+  if name == "digits":
+    return [str(i) for i in range(_digits().NUM_CLASSES)]
+  source = _source(config, name)
+  if isinstance(source, image_folder.ImageFolder):
+    return list(source.classes)
+  return list(source.builder.info.features[source.spec.label_key].names)
+
+
 def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
                    start_step: int = 0, process_index: int | None = None,
                    process_count: int | None = None) -> Iterator[Batch]:

@@ -209,6 +209,21 @@ def test_folder_labels_follow_the_sorted_training_classes(tmp_path):
     list(input_pipeline.eval_iterator(config, local_batch_size=3, split="val"))
 
 
+def test_class_names_are_indexed_by_label(tmp_path):
+  root = str(tmp_path)
+  make_folder(root, "train", ["zebra", "ant", "moth"], 1)
+  make_folder(root, "test", ["moth"], 2)
+  config = ml_collections.ConfigDict(dict(dataset="folder", data_dir=root, image_size=8,
+                                          train_split="train", eval_split="test"))
+  names = input_pipeline.class_names(config)
+  batch = next(input_pipeline.eval_iterator(config, local_batch_size=2))
+  assert names == ["ant", "moth", "zebra"] and [names[i] for i in batch["label"]] == ["moth"] * 2
+  assert input_pipeline.class_names(default.get_config()) == [str(i) for i in range(10)]
+  # ReaL's label feature is "original_label"; TFDS names ImageNet classes by WordNet id (tench).
+  imagenet = input_pipeline.class_names(config, "imagenet2012_real")
+  assert len(imagenet) == 1000 and imagenet[0] == "n01440764"
+
+
 def _corrupt_folder(root: str) -> tuple[str, str]:
   make_folder(root, "train", ["a", "b"], 5)
   truncated = os.path.join(root, "train", "a", "0.jpg")
