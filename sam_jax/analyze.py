@@ -254,8 +254,11 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
-  run(runs, FLAGS.analyses or None, output_dir)
+  try:
+    runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
+    run(runs, FLAGS.analyses or None, output_dir)
+  except FileNotFoundError as e:  # Missing data: the message says how to prepare it.
+    raise SystemExit(f"sam_jax.analyze: {e}") from None
 
 
 if __name__ == "__main__":

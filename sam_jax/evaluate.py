@@ -143,10 +143,14 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
-  mesh = analysis_data.data_mesh()
-  results = {label: {"source": loaded.source, "step": loaded.step,
-                     **evaluate(loaded, FLAGS.eval_sets, mesh)} for label, loaded in runs.items()}
+  try:
+    runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
+    mesh = analysis_data.data_mesh()
+    results = {label: {"source": loaded.source, "step": loaded.step,
+                       **evaluate(loaded, FLAGS.eval_sets, mesh)}
+               for label, loaded in runs.items()}
+  except FileNotFoundError as e:  # Missing data: the message says how to prepare it.
+    raise SystemExit(f"sam_jax.evaluate: {e}") from None
   os.makedirs(output_dir, exist_ok=True)
   path = os.path.join(output_dir, "evaluation.json")
   with open(path, "w") as f:

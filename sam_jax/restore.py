@@ -133,10 +133,19 @@ def parse_run(spec: str) -> tuple[str, str]:
 
 def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
               output_dir: str | None, default_subdir: str) -> tuple[dict[str, Loaded], str]:
-  """Loads each ``[LABEL=]PATH`` run; ``output_dir`` defaults to ``<first workdir>/<subdir>``."""
+  """Loads each ``[LABEL=]PATH`` run; ``output_dir`` defaults to ``<first workdir>/<subdir>``.
+
+  Each run's dataset is checked first (``FileNotFoundError`` saying how to prepare it),
+  before any weights are read.
+  """
   pairs = [parse_run(s) for s in specs]
   if output_dir is None:
     if pairs[0][1].endswith(".npz"):
       raise ValueError("restore: --output_dir is required when the first run is an .npz file.")
     output_dir = os.path.join(pairs[0][1], default_subdir)
+  for _, path in pairs:
+    if path.endswith(".npz") and config is None:
+      raise ValueError(f"restore: {path} holds no config; pass the model's config.")
+    run_config = config if config is not None else load_config(path)
+    train.data_source(run_config).get_info(run_config)
   return {label: load(path, config) for label, path in pairs}, output_dir

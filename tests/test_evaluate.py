@@ -87,3 +87,17 @@ def test_command_line(run, tmp_path):
                  cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   result = json.load(open(tmp_path / "evaluation.json"))["runs"]["SAM"]
   assert result["step"] == STEPS and result["adversarial"]["epsilon"] == 8.0
+
+
+def test_missing_data_fails_before_loading_weights(tmp_path):
+  config = __import__("configs.vit_b16", fromlist=["get_config"]).get_config()
+  config.data_dir = str(tmp_path)
+  missing = str(tmp_path / "never_read.npz")  # Reading it would raise another error.
+  with pytest.raises(FileNotFoundError, match="imagenet2012"):
+    restore.load_runs([missing], config, str(tmp_path / "out"), "")
+  done = subprocess.run([sys.executable, "-m", "sam_jax.evaluate", f"--run={missing}",
+                         "--config=configs/vit_b16.py", f"--config.data_dir={tmp_path}",
+                         f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert done.returncode == 1 and "sam_jax.evaluate: " in done.stderr
+  assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
