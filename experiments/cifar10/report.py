@@ -161,7 +161,7 @@ def generated(rows: list[dict]) -> str:
       "### The paper's claims, measured",
       claims(g, mean),
       f"### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours of "
-      "wall time summed over runs, two runs at a time), training plus measurements.",
+      "wall time summed over runs, which ran several at a time on a shared machine), training plus measurements.",
       "### Figures",
       "\n".join(f"![{os.path.basename(p)}](reproduction/{os.path.basename(p)})" for p in paths)])
 
