@@ -112,12 +112,19 @@ def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
   return Loaded(config, model, params, {}, None, path)
 
 
+def run_config(path: str, config: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
+  """The config of run ``path``: ``config`` if given, else the workdir's (required for .npz)."""
+  if config is not None:
+    return config
+  if path.endswith(".npz"):
+    raise ValueError(f"restore: {path} holds no config; pass the model's config.")
+  return load_config(path)
+
+
 def load(path: str, config: ml_collections.ConfigDict | None = None) -> Loaded:
   """``from_npz`` for a .npz file (``config`` required), else ``from_workdir``."""
   if path.endswith(".npz"):
-    if config is None:
-      raise ValueError(f"restore: {path} holds no config; pass the model's config.")
-    return from_npz(path, config)
+    return from_npz(path, run_config(path, config))
   return from_workdir(path, config)
 
 
@@ -144,8 +151,6 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
       raise ValueError("restore: --output_dir is required when the first run is an .npz file.")
     output_dir = os.path.join(pairs[0][1], default_subdir)
   for _, path in pairs:
-    if path.endswith(".npz") and config is None:
-      raise ValueError(f"restore: {path} holds no config; pass the model's config.")
-    run_config = config if config is not None else load_config(path)
-    train.data_source(run_config).get_info(run_config)
+    checked = run_config(path, config)
+    train.data_source(checked).get_info(checked)
   return {label: load(path, config) for label, path in pairs}, output_dir
