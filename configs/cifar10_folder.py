@@ -35,7 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       name="vit", variant="Ti/4", hidden_size=128, mlp_dim=256, num_heads=4, num_layers=4,
-      dropout_rate=0.0))
+      dropout_rate=0.0, dtype="float32"))
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=500,

@@ -5,7 +5,8 @@ import ml_collections
 from sam_jax.optim import optimizer as optimizer_lib
 
 SYNC_MODES = ("device", "global")
-NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
+NONFINITE = ("stop", "skip")
+DTYPES = ("float32", "bfloat16")  # Of activations; parameters and optimizer state stay float32.  # Stop the run with an error, or skip the step.
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -30,6 +31,8 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[key] % num_devices:
       raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
                        f"devices ({num_devices}).")
+  if config.model.get("dtype", "float32") not in DTYPES:
+    raise ValueError(f"config.model.dtype={config.model.dtype!r} must be one of {DTYPES}.")
   if config.get("nonfinite", "stop") not in NONFINITE:
     raise ValueError(f"config.nonfinite={config.nonfinite!r} must be one of {NONFINITE}.")
   if not config.sam.rho >= 0:

@@ -4,6 +4,12 @@ Any config value can be overridden on the command line, e.g.
 ``--config.sam.rho=0`` (the non-SAM baseline) or ``--config.batch_size=512``.
 """
 
+from sam_jax import cpu_runtime
+
+if __name__ == "__main__":  # A process of its own: importing this module changes nothing.
+  cpu_runtime.configure()  # Before anything starts a thread (JAX, TensorFlow): see the module.
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import logging as std_logging
 
 from absl import app, flags, logging
@@ -35,6 +41,7 @@ def main(argv: list[str]) -> None:
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
+  logging.info("CPU runtime: %s.", cpu_runtime.describe())
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FileNotFoundError as e:  # Missing data or files: the message says what to do.

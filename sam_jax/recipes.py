@@ -72,7 +72,7 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.image_size = image_size
   config.batch_size = batch_size
   config.eval_batch_size = 1024
-  config.model = ml_collections.ConfigDict(model)
+  config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
   config.sam = ml_collections.ConfigDict(dict(rho=rho, sync="device", eps=1e-12))
   config.log_every_steps = 100
   config.eval_every_steps = 5000

@@ -20,6 +20,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from sam_jax.optim.sam import mean_over
+
 GROUP = "group"                  # vmapped SAM groups inside one device.
 DATA = ("replica", "member")     # Mesh axes; the batch is split over both.
 Batch = dict[str, jax.Array]
@@ -31,7 +33,8 @@ class SamGroups:
 
   Each group ascends along its own gradient (m-sharpness). A group is either a
   part of one device's batch (``groups_per_device`` > 1, run with ``jax.vmap`` over
-  the named axis ``"group"``, as if each were a device holding m examples) or
+  the named axis ``"group"``, as if each were a device holding m examples; with one
+  group per device there is no vmap, which XLA:CPU runs about 2% faster) or
   ``devices_per_group`` whole devices (the mesh axis ``"member"``), so the same m
   means the same algorithm on any number of devices.
   """
@@ -41,7 +44,7 @@ class SamGroups:
   @property
   def axis_name(self) -> tuple:
     """Axes the final gradient is averaged over: every group of every device."""
-    return (GROUP, DATA)
+    return (GROUP, DATA) if self.groups_per_device > 1 else DATA
 
   @property
   def sync_axis_name(self) -> str | None:
@@ -106,20 +109,17 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
-                groups_per_device: int, skip_nonfinite: bool) -> tuple[TrainState, dict]:
-  """One step on this device's shard of the batch, vmapped over its SAM groups.
+                groups: SamGroups, skip_nonfinite: bool) -> tuple[TrainState, dict]:
+  """One step on this device's shard of the batch, vmapped over its SAM groups if several.
 
   A step whose averaged loss or update is not finite is reported in
   ``metrics["finite"]``; with ``skip_nonfinite`` it leaves the state unchanged
   (but for the step counter).
   """
-  device_index = jax.lax.axis_index(DATA)
-  grouped = jax.tree.map(lambda x: x.reshape(groups_per_device, -1, *x.shape[1:]), batch)
   mutable = list(state.model_state) or False
 
-  def group_step(group_batch):
+  def group_step(group_batch, group_index):
     # One dropout key per group, folded from its global position in the batch.
-    group_index = device_index * groups_per_device + jax.lax.axis_index(GROUP)
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
 
     def loss_fn(params):
@@ -143,11 +143,17 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         "accuracy": jnp.mean(jnp.argmax(logits, -1) == group_batch["label"]),
         "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
     }
-    means = jax.lax.pmean(jax.lax.pmean((metrics, new_model_state), GROUP), DATA)
-    return updates, opt_state, means
+    return updates, opt_state, mean_over((metrics, new_model_state), groups.axis_name)
 
-  updates, opt_state, (metrics, new_model_state) = jax.vmap(
-      group_step, axis_name=GROUP, out_axes=None)(grouped)
+  device_index = jax.lax.axis_index(DATA)
+  n = groups.groups_per_device
+  if n == 1:
+    updates, opt_state, (metrics, new_model_state) = group_step(batch, device_index)
+  else:
+    grouped = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
+    updates, opt_state, (metrics, new_model_state) = jax.vmap(
+        lambda b: group_step(b, device_index * n + jax.lax.axis_index(GROUP)),
+        axis_name=GROUP, out_axes=None)(grouped)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state, model_state=new_model_state)
   # Every device holds the same averaged values, so all take the same branch.
@@ -170,8 +176,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``).
   """
   step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                           groups_per_device=groups.groups_per_device,
-                           skip_nonfinite=skip_nonfinite)
+                           groups=groups, skip_nonfinite=skip_nonfinite)
   sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                           check_vma=False)
   return jax.jit(sharded, donate_argnums=(0,))

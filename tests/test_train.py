@@ -37,6 +37,7 @@ def test_resume_continues_exactly(tmp_path):
     ("optimizer.name", "lamb", "adamw"),
     ("sam.sync", "host", "device"),
     ("sam.rho", -1.0, "rho"),
+    ("model.dtype", "float16", "bfloat16"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, key, value, match):
   config = _tiny_config(3)

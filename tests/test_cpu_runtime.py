@@ -1,0 +1,96 @@
+"""Heap reuse: a repeated large allocation in a worker thread stops page-faulting.
+
+Each case runs in a fresh interpreter, because the settings must precede any thread's
+first allocation and would change this test process's heap.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from sam_jax import cpu_runtime
+
+MIB = 1 << 20
+PAGES = 64 * MIB // 4096
+REPEATS = 8
+# Allocates, touches and frees 64 MiB in a new thread (as XLA:CPU's workers do with a
+# step's temporary buffer) REPEATS times; prints configure()'s result and each time's faults.
+PROBE = f"""
+import ctypes, resource, sys, threading
+from sam_jax import cpu_runtime
+applied = cpu_runtime.configure()
+libc = ctypes.CDLL(None)
+faults = []
+def step():
+  ptr = ctypes.c_void_p()
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  assert libc.posix_memalign(ctypes.byref(ptr), 64, ctypes.c_size_t({64 * MIB})) == 0
+  ctypes.memset(ptr, 1, {64 * MIB})
+  libc.free(ptr)
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+for _ in range({REPEATS}):
+  worker = threading.Thread(target=step)
+  worker.start()
+  worker.join()
+print(applied, *faults)
+"""
+
+
+def _probe(**env) -> tuple[bool, list[int]]:
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  full_env = {k: v for k, v in os.environ.items()
+              if k not in ("JAX_PLATFORMS", cpu_runtime.OPT_OUT) and not k.startswith("MALLOC_")}
+  full_env.update(PYTHONPATH=root, **env)
+  out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
+                       env=full_env, check=True, timeout=60).stdout.split()
+  return out[0] == "True", [int(x) for x in out[1:]]
+
+
+def test_heap_reuse_stops_repeated_page_faults():
+  applied, faults = _probe()
+  assert applied and len(faults) == REPEATS
+  # The heap grows (faults) until a freed block fits the next request (small allocations
+  # in between can leave it a little short once or twice); then the pages are reused.
+  assert sum(f > PAGES // 100 for f in faults) <= 3, faults
+
+
+def test_glibc_defaults_fault_every_page_every_time():
+  applied, faults = _probe(**{cpu_runtime.OPT_OUT: "0"})
+  assert not applied
+  assert all(f >= PAGES for f in faults), faults  # mmap'd afresh, every 4 KiB page.
+
+
+def test_not_applied_when_jax_runs_on_an_accelerator():
+  applied, faults = _probe(JAX_PLATFORMS="tpu")
+  assert not applied
+  assert all(f >= PAGES for f in faults), faults
+
+
+@pytest.mark.parametrize("platforms, expected", [("cpu", True), ("cpu,tpu", True),
+                                                 ("cuda", False), ("tpu,cpu", False)])
+def test_runs_on_cpu_follows_jax_platforms(monkeypatch, platforms, expected):
+  monkeypatch.setenv("JAX_PLATFORMS", platforms)
+  assert cpu_runtime.runs_on_cpu() is expected
+
+
+@pytest.mark.parametrize("run_name, expected", [("__main__", ["True", "False"]),
+                                                  ("sam_jax.main", ["False", "False"])])
+def test_main_applies_it_before_jax_starts_and_importing_it_does_not(run_name, expected):
+  """``python -m sam_jax.main`` configures first thing; ``import sam_jax.main`` changes nothing."""
+  code = ("import runpy, sys\n"
+          "sys.argv = ['sam_jax.main']  # No --config: flag parsing exits before any work.\n"
+          "try:\n"
+          f"  runpy.run_module('sam_jax.main', run_name={run_name!r})\n"
+          "except SystemExit:\n"
+          "  pass\n"
+          "from jax._src import xla_bridge\n"
+          "from sam_jax import cpu_runtime\n"
+          "print(cpu_runtime.describe().startswith('heap reuse on'),\n"
+          "      xla_bridge.backends_are_initialized())")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", cpu_runtime.OPT_OUT)}
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(env, PYTHONPATH=root), check=True, timeout=120).stdout.split()
+  assert out == expected
