@@ -139,8 +139,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     parameter_overview.log_parameter_overview(state.params)
     (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
 
-  p_train_step = train_step.make_train_step(model, tx, mesh, schedule, groups,
-                                            skip_nonfinite=config.get("nonfinite") == "skip")
+  p_train_step = train_step.make_train_step(
+      model, tx, mesh, schedule, groups, skip_nonfinite=config.get("nonfinite") == "skip",
+      every_k_steps=config.sam.get("every_k_steps", 1) if config.sam.rho > 0 else 1)
   p_eval_step = train_step.make_eval_step(model, mesh)
   local_batch = config.batch_size // jax.process_count()
   train_iter = source.train_iterator(config, local_batch_size=local_batch, seed=config.seed,

@@ -172,3 +172,30 @@ def test_per_device_sam_adds_compute_not_communication():
   assert _all_reduced_elements(RHO, None) == base
   # Global normalisation must average the clean gradient too: it does communicate more.
   assert _all_reduced_elements(RHO, BATCH)[1] > base[1]
+
+
+def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond():
+  """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
+  model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]
+  mesh = train_step.create_mesh(jax.devices()[:2])
+  tx = optax.chain(sam(RHO, axis_name=train_step.SamGroups().axis_name, every_k_steps=3),
+                   optax.sgd(LR))
+  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3)))
+  schedule = optax.constant_schedule(LR)
+  cond = train_step.make_train_step(model, tx, mesh, schedule)
+  alternating = train_step.make_train_step(model, tx, mesh, schedule, every_k_steps=3)
+  assert isinstance(alternating, train_step.AlternatingStep)
+  states, rhos = {}, {}
+  for name, step in (("cond", cond), ("alternating", alternating)):
+    state, rhos[name] = train_step.replicate(init, mesh), []
+    for i, batch in enumerate(batches):
+      if i == 4:  # A state the step did not return (as after a restore): its step is read.
+        state = train_step.replicate(jax.device_get(state), mesh)
+      state, metrics = step(state, train_step.shard_batch(batch, mesh))
+      rhos[name].append(float(metrics["rho"]))
+    states[name] = jax.device_get(state)
+  assert rhos["cond"] == rhos["alternating"]
+  np.testing.assert_allclose(rhos["cond"], [RHO, 0, 0, RHO, 0], rtol=1e-7)
+  _assert_close(states["cond"].params, states["alternating"].params)
+  _assert_close(states["cond"].model_state, states["alternating"].model_state)
+  assert int(states["alternating"].step) == 5
