@@ -16,6 +16,8 @@ paper does not state. ``--config.sam.rho=0`` trains the same model without SAM.
 
 import ml_collections
 
+from sam_jax import analysis_settings
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -49,4 +51,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.nonfinite = "stop"
+  config.update(analysis_settings.sections())  # Of analyze and evaluate.
   return config

@@ -9,6 +9,8 @@ Needs no download and finishes in a few minutes on 2 CPU cores:
 
 import ml_collections
 
+from sam_jax import analysis_settings
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -39,4 +41,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 400
   config.keep_checkpoints = 3
   config.nonfinite = "stop"  # Or "skip": leave the state unchanged on a non-finite step.
+  config.update(analysis_settings.sections())  # Of analyze and evaluate.
   return config

@@ -3,9 +3,13 @@
 A config may hold either section, complete or in part; ``resolve`` fills in the
 defaults below, rejects unknown keys, and replaces each None by the config value
 named in the comment. Epsilons and PGD step sizes are in pixel units of [0, 255].
+The paper and default configs hold both sections complete (``sections()``), so any
+setting can be given on the command line, e.g. ``--config.adversarial.num_examples=512``;
+the Nones are typed placeholders for that.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from sam_jax import hessian, ntk
 
@@ -13,13 +17,13 @@ from sam_jax import hessian, ntk
 def analysis() -> ml_collections.ConfigDict:
   """Defaults of ``config.analysis``."""
   return ml_collections.ConfigDict(dict(
-      split=None,        # config.train_split: the data of the training loss.
-      batch_size=None,   # config.eval_batch_size (global; a multiple of the device count).
+      split=placeholder(str),       # config.train_split: the data of the training loss.
+      batch_size=placeholder(int),  # config.eval_batch_size (global; a device-count multiple).
       hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
       ntk=dict(batch_size=32, convention="trace"),
       neurons=dict(num_batches=2),   # Also the data of the activation norms.
       landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
-      attention=dict(num_images=8, split=None),  # config.eval_split.
+      attention=dict(num_images=8, split=placeholder(str)),  # config.eval_split.
   ))
 
 
@@ -30,13 +34,18 @@ def adversarial() -> ml_collections.ConfigDict:
       pgd_steps=10,
       pgd_step_size=0.25,   # Pixel units.
       random_start=True,    # PGD starts at a uniform random point of the ball.
-      num_examples=None,    # All of the split; else the first ones (whole batches).
-      batch_size=None,      # config.eval_batch_size.
+      num_examples=placeholder(int),  # All of the split; else the first ones (whole batches).
+      batch_size=placeholder(int),    # config.eval_batch_size.
       seed=0,
   ))
 
 
 _DEFAULTS = {"analysis": analysis, "adversarial": adversarial}
+
+
+def sections() -> dict[str, ml_collections.ConfigDict]:
+  """Both sections with their defaults, for a config file: ``config.update(sections())``."""
+  return {name: defaults() for name, defaults in _DEFAULTS.items()}
 
 
 def resolve(config: ml_collections.ConfigDict, section: str) -> ml_collections.ConfigDict:
@@ -49,8 +58,9 @@ def resolve(config: ml_collections.ConfigDict, section: str) -> ml_collections.C
     raise ValueError(f"analysis_settings: unknown section {section!r}; valid: {list(_DEFAULTS)}.")
   settings = _DEFAULTS[section]()
   settings.lock()
+  given = config.get(section) or {}
   try:
-    settings.update(config.get(section) or {})
+    settings.update(given.to_dict() if isinstance(given, ml_collections.ConfigDict) else given)
   except (KeyError, AttributeError) as e:
     raise ValueError(f"config.{section} has a key the settings do not: {e}. Valid settings:\n"
                      f"{_DEFAULTS[section]()}") from e

@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 import ml_collections
 from ml_collections import FieldReference
 
+from sam_jax import analysis_settings
+
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
 INCEPTION_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
@@ -74,6 +76,7 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.eval_batch_size = 1024
   config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
   config.sam = ml_collections.ConfigDict(dict(rho=rho, sync="device", eps=1e-12))
+  config.update(analysis_settings.sections())  # Of analyze and evaluate.
   config.log_every_steps = 100
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 1000

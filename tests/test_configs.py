@@ -17,7 +17,7 @@ from ml_collections import config_flags
 import numpy as np
 import pytest
 
-from sam_jax import config_validation, optim, recipes, train, train_step
+from sam_jax import analysis_settings, config_validation, optim, recipes, train, train_step
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
@@ -154,3 +154,15 @@ def test_finetune_argument_sets_dataset_classes_and_lengths():
 def test_finetune_rejects_bad_arguments(arg, match):
   with pytest.raises(ValueError, match=match):
     load("finetune", arg)
+
+
+@pytest.mark.parametrize("name", ["default", "vit_b16", "resnet50"])
+def test_analysis_and_adversarial_settings_can_be_set_on_the_command_line(name):
+  config = parse(f"--config={CONFIG_DIR / (name + '.py')}", "--config.adversarial.num_examples=64",
+                 "--config.analysis.batch_size=32", "--config.analysis.attention.split=test",
+                 "--config.analysis.hessian.num_steps=7")
+  adversarial = analysis_settings.resolve(config, "adversarial")
+  assert (adversarial.num_examples, adversarial.batch_size) == (64, config.eval_batch_size)
+  analysis = analysis_settings.resolve(config, "analysis")
+  assert (analysis.batch_size, analysis.attention.split, analysis.hessian.num_steps,
+          analysis.split) == (32, "test", 7, config.train_split)
