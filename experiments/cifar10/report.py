@@ -12,6 +12,7 @@ import collections
 import glob
 import json
 import os
+import pathlib
 import re
 from typing import Sequence
 
@@ -29,7 +30,8 @@ NAMES = {"vit": "ViT", "mixer": "Mixer", "resnet": "ResNet"}
 
 
 def load_rows(results_dir: str) -> list[dict]:
-  rows = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(results_dir, "*.json")))]
+  rows = [json.loads(pathlib.Path(p).read_text())
+          for p in sorted(glob.glob(os.path.join(results_dir, "*.json")))]
   if not rows:
     raise SystemExit(f"report: no result rows in {results_dir}; run run_all.sh first.")
   return rows
@@ -168,7 +170,7 @@ def generated(rows: list[dict]) -> str:
 
 def main() -> None:
   text = generated(load_rows(os.path.join(HERE, "results")))
-  page = open(PAGE).read()
+  page = pathlib.Path(PAGE).read_text()
   if BEGIN not in page or END not in page:
     raise SystemExit(f"report: {PAGE} lacks the {BEGIN} ... {END} markers.")
   page = re.sub(re.escape(BEGIN) + ".*" + re.escape(END), lambda _: f"{BEGIN}\n{text}\n{END}",
