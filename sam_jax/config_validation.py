@@ -5,8 +5,8 @@ import ml_collections
 from sam_jax.optim import optimizer as optimizer_lib
 
 SYNC_MODES = ("device", "global")
-NONFINITE = ("stop", "skip")
-DTYPES = ("float32", "bfloat16")  # Of activations; parameters and optimizer state stay float32.  # Stop the run with an error, or skip the step.
+NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
+DTYPES = ("float32", "bfloat16")  # Of activations; parameters and optimizer state stay float32.
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
