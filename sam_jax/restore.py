@@ -150,7 +150,7 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
     if pairs[0][1].endswith(".npz"):
       raise ValueError("restore: --output_dir is required when the first run is an .npz file.")
     output_dir = os.path.join(pairs[0][1], default_subdir)
-  for _, path in pairs:
-    checked = run_config(path, config)
-    train.data_source(checked).get_info(checked)
-  return {label: load(path, config) for label, path in pairs}, output_dir
+  configs = {path: run_config(path, config) for _, path in pairs}  # Each read once.
+  for run in configs.values():
+    train.data_source(run).get_info(run)
+  return {label: load(path, configs[path]) for label, path in pairs}, output_dir

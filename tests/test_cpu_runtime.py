@@ -38,13 +38,18 @@ print(applied, *faults)
 """
 
 
-def _probe(**env) -> tuple[bool, list[int]]:
+def _python(code: str, timeout: int, **env) -> list[str]:
+  """Words ``code`` prints in a fresh interpreter, with no heap or platform settings inherited."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   full_env = {k: v for k, v in os.environ.items()
               if k not in ("JAX_PLATFORMS", cpu_runtime.OPT_OUT) and not k.startswith("MALLOC_")}
   full_env.update(PYTHONPATH=root, **env)
-  out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
-                       env=full_env, check=True, timeout=60).stdout.split()
+  return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env=full_env, check=True, timeout=timeout).stdout.split()
+
+
+def _probe(**env) -> tuple[bool, list[int]]:
+  out = _python(PROBE, timeout=60, **env)
   return out[0] == "True", [int(x) for x in out[1:]]
 
 
@@ -89,8 +94,4 @@ def test_main_applies_it_before_jax_starts_and_importing_it_does_not(run_name, e
           "from sam_jax import cpu_runtime\n"
           "print(cpu_runtime.describe().startswith('heap reuse on'),\n"
           "      xla_bridge.backends_are_initialized())")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {k: v for k, v in os.environ.items() if k not in ("JAX_PLATFORMS", cpu_runtime.OPT_OUT)}
-  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=dict(env, PYTHONPATH=root), check=True, timeout=120).stdout.split()
-  assert out == expected
+  assert _python(code, timeout=120) == expected

@@ -1,5 +1,6 @@
 """Restoring runs (checkpoints, .npz) and ``sam_jax.evaluate`` on a tiny digits run."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -90,7 +91,7 @@ def test_command_line(run, tmp_path):
 
 
 def test_missing_data_fails_before_loading_weights(tmp_path):
-  config = __import__("configs.vit_b16", fromlist=["get_config"]).get_config()
+  config = importlib.import_module("configs.vit_b16").get_config()
   config.data_dir = str(tmp_path)
   missing = str(tmp_path / "never_read.npz")  # Reading it would raise another error.
   with pytest.raises(FileNotFoundError, match="imagenet2012"):
