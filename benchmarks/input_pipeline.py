@@ -11,7 +11,7 @@ AUTOTUNE sees them) measures, on the same files:
   decode_and_crop: read the file, sample the Inception window,
     tf.image.decode_and_crop_jpeg; nothing else (the floor of any such pipeline);
   + cast + resize: the same, resized to float32 S x S, batched into numpy;
-  pipeline: sam_jax.input_pipeline.train_iterator, i.e. the above plus flip,
+  pipeline: sam_jax.data.input_pipeline.train_iterator, i.e. the above plus flip,
     [-1, 1], per-epoch shuffle, labels.
 
 It prints a markdown table of images/s per core: the wall-clock rate divided by
@@ -67,8 +67,7 @@ def child(args: argparse.Namespace) -> None:
   os.sched_setaffinity(0, range(args.cores))
   import ml_collections  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from sam_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  from sam_jax.data import image_folder, preprocessing  # pylint: disable=g-import-not-at-top
+  from sam_jax.data import image_folder, input_pipeline, preprocessing  # pylint: disable=g-import-not-at-top
 
   config = ml_collections.ConfigDict(dict(
       dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size))

@@ -1,9 +1,9 @@
 r"""Our SAM train step next to timm + PyTorch and a hand-written jitted SAM step, interleaved.
 
 For each model (ViT-S/16, ResNet-50) and batch size (16, 32), 224 px, fp32, 1 CPU device:
-  * ours: ``sam_jax.train_step`` built as ``sam_jax.train`` builds it (the ImageNet recipe's
-    SAM + clipping + AdamW, shard_map over a 1-device mesh, donated state), with the CPU
-    runtime settings ``sam_jax.main`` applies (``sam_jax.cpu_runtime``);
+  * ours: ``sam_jax.training.train_step`` built as ``sam_jax.training.loop`` builds it (the
+    ImageNet recipe's SAM + clipping + AdamW, shard_map over a 1-device mesh, donated state),
+    with the CPU runtime settings ``sam_jax.main`` applies (``sam_jax.training.cpu_runtime``);
   * hand-written: a minimal ``jax.jit`` SAM step (same model, loss, clipping and AdamW;
     e = rho g / ||g||, gradient at w + e, update at w), no shard_map;
   * PyTorch: timm's model and davda54/sam's two-pass step (``torch_sam_worker.py``), run by
@@ -16,7 +16,7 @@ framework, minor page faults and CPU seconds per step (getrusage deltas), load a
   PYTHONPATH=. python benchmarks/peer_comparison.py --torch_python=/work/torchvenv/bin/python
 """
 
-from sam_jax import cpu_runtime
+from sam_jax.training import cpu_runtime
 
 cpu_runtime.configure()  # Before JAX (and anything else) starts threads: see the module.
 
@@ -37,8 +37,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from sam_jax import optim, recipes, train, train_step
+from sam_jax import optim
+from sam_jax.config import recipes
 from sam_jax.optim import optimizer
+from sam_jax.training import loop, train_step
 
 TIMM_NAMES = {("vit", "S/16"): "vit_small_patch16_224", ("resnet", "50"): "resnet50"}
 Step = Callable[[Any], Any]
@@ -71,13 +73,13 @@ def benchmark_config(name: str, variant: str, batch: int, rho: float) -> ml_coll
 
 
 def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:
-  """(step, state, FLOPs) of the full train step on one device, as ``sam_jax.train`` builds it."""
-  model = train.create_model(config, config.num_classes)
-  groups = train.sam_groups(config)
+  """(step, state, FLOPs) of the full train step on one device, as ``training.loop`` builds it."""
+  model = loop.create_model(config, config.num_classes)
+  groups = loop.sam_groups(config)
   mesh = train_step.create_mesh(jax.devices()[:1], groups)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
-  state = train.initial_state(config, model, tx, mesh)
+  state = loop.initial_state(config, model, tx, mesh)
   sharded = train_step.shard_batch(batch, mesh)
   compiled = train_step.make_train_step(model, tx, mesh, schedule, groups).lower(
       state, sharded).compile()
@@ -86,7 +88,7 @@ def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any,
 
 def handwritten_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any]:
   """(step, state) of a minimal jitted SAM step: same model, loss, clipping and AdamW."""
-  model = train.create_model(config, config.num_classes)
+  model = loop.create_model(config, config.num_classes)
   schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
   tx = optax.chain(optax.clip_by_global_norm(config.optimizer.grad_clip_norm),
                    optimizer.base_optimizer(config.optimizer, schedule))

@@ -1,8 +1,8 @@
 r"""What SAM costs on top of the base optimizer, measured in one run.
 
 For ViT-S/16 and ResNet-50 at 224 px and a CPU-sized batch, on one device:
-  * step time of the full train step (``sam_jax.train_step``) with SAM, with SAM on
-    every 2nd step only (as ``sam_jax.train`` runs it: a SAM and a plain program
+  * step time of the full train step (``sam_jax.training.train_step``) with SAM, with SAM on
+    every 2nd step only (as ``sam_jax.training.loop`` runs it: a SAM and a plain program
     alternated), the same in one program with a ``lax.cond``, and with rho=0 (the base
     optimizer): ratios to the base;
   * step time of our SAM transform against ``optax.contrib.sam`` (opaque mode) in the
@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sam_jax import models, train_step
+from sam_jax import models
 from sam_jax.optim import sam
+from sam_jax.training import train_step
 
 
 def _bare_step(model, tx, batch):

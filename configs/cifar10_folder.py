@@ -16,7 +16,7 @@ paper does not state. ``--config.sam.rho=0`` trains the same model without SAM.
 
 import ml_collections
 
-from sam_jax import analysis_settings
+from sam_jax.config import analysis_settings
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ Needs no download and finishes in a few minutes on 2 CPU cores:
 
 import ml_collections
 
-from sam_jax import analysis_settings
+from sam_jax.config import analysis_settings
 
 
 def get_config() -> ml_collections.ConfigDict:

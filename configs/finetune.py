@@ -19,7 +19,7 @@ adds it. Datasets: ``recipes.TRANSFER``.
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config(arg: str = "cifar10") -> ml_collections.ConfigDict:

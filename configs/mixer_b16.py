@@ -1,4 +1,4 @@
-"""Mixer-B/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""Mixer-B/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): 66.4% -> 77.4% top-1; ImageNet-C 33.8 -> 48.8.
 
@@ -11,7 +11,7 @@ stochastic depth.
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""Mixer-S/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""Mixer-S/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): SAM adds 4.1 points top-1 (vs +11.0 for Mixer-B/16);
 the absolute numbers are not in REFERENCE.md.
@@ -12,7 +12,7 @@ stochastic depth.
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

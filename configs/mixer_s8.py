@@ -1,4 +1,4 @@
-"""Mixer-S/8 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""Mixer-S/8 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): not in REFERENCE.md (SAM helps Mixers more with
 longer patch sequences: 784 tokens here).
@@ -12,7 +12,7 @@ stochastic depth.
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

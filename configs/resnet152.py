@@ -1,4 +1,4 @@
-"""ResNet-152 from scratch on ImageNet with SAM (ResNet recipe of sam_jax/recipes.py).
+"""ResNet-152 from scratch on ImageNet with SAM (ResNet recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): 78.5% -> 79.3% top-1; ImageNet-C 50.0 -> 52.2;
 ImageNet-R 25.7 with SAM.
@@ -7,12 +7,12 @@ ImageNet-R 25.7 with SAM.
   python -m sam_jax.main --config=configs/resnet152.py --workdir=DIR --config.sam.rho=0  # baseline
 
 Not confirmed by REFERENCE.md: rho=0.05 (small for ResNets; Foret et al.'s ImageNet value) and the
-lr schedule (see sam_jax/recipes.py).
+lr schedule (see sam_jax/config/recipes.py).
 """
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""ViT-B/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""ViT-B/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): 74.6% -> 79.9% top-1; ImageNet-C 46.6 -> 56.5;
 ImageNet-R 26.4 with SAM.
@@ -12,7 +12,7 @@ from-scratch setting).
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""ViT-B/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""ViT-B/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): 71.4% -> 73.6% top-1.
 
@@ -11,7 +11,7 @@ from-scratch setting).
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

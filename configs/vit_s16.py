@@ -1,4 +1,4 @@
-"""ViT-S/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""ViT-S/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): ViT-S/16 with SAM beats ResNet-50 with SAM by 1.4 points on ImageNet and 6.5
 on ImageNet-C; its own top-1 numbers are not in REFERENCE.md.
@@ -12,7 +12,7 @@ from-scratch setting).
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,4 +1,4 @@
-"""ViT-S/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/recipes.py).
+"""ViT-S/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): SAM adds 2.1 points top-1 (the smallest gain of the
 ViTs: short patch sequence); the absolute numbers are not in REFERENCE.md.
@@ -12,7 +12,7 @@ from-scratch setting).
 
 import ml_collections
 
-from sam_jax import recipes
+from sam_jax.config import recipes
 
 
 def get_config() -> ml_collections.ConfigDict:

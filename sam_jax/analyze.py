@@ -31,17 +31,19 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from sam_jax import (analysis_data, analysis_settings, attention_maps, block_stats, hessian,
-                     landscape, model_functions, ntk, param_blocks, plots, restore,
-                     training_curves)
-from sam_jax.models import patches
+from sam_jax.analysis import (attention_maps, block_stats, hessian, landscape, model_functions,
+                              ntk, plots, training_curves)
+from sam_jax.checkpoints import loading
+from sam_jax.config import analysis_settings
+from sam_jax.data import eval_batches
+from sam_jax.models import param_blocks, patches
 
 ANALYSES = ("hessian", "block_hessian", "ntk", "neurons", "norms", "landscape", "attention",
             "curves")
 CURVE_TAGS = ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
 
 
-def check(loaded: restore.Loaded, analyses: Sequence[str]) -> None:
+def check(loaded: loading.Loaded, analyses: Sequence[str]) -> None:
   """Raises ValueError for an unknown analysis, or one this run cannot have."""
   unknown = sorted(set(analyses) - set(ANALYSES))
   if unknown:
@@ -58,27 +60,27 @@ def _mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
   return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
 
 
-def _ntk(loaded: restore.Loaded, images: jax.Array, convention: str,
+def _ntk(loaded: loading.Loaded, images: jax.Array, convention: str,
          mesh: jax.sharding.Mesh) -> dict[str, float]:
-  params, state = analysis_data.replicate((loaded.params, loaded.model_state), mesh)
+  params, state = eval_batches.replicate((loaded.params, loaded.model_state), mesh)
   logits = model_functions.Logits(loaded.model, state)
   return ntk.condition_number(ntk.empirical_ntk(logits, params, images, convention))
 
 
-def analyze(loaded: restore.Loaded, analyses: Sequence[str],
+def analyze(loaded: loading.Loaded, analyses: Sequence[str],
             settings: ml_collections.ConfigDict | None = None,
             mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
   """Runs ``analyses`` on one model; returns JSON-serialisable results keyed by analysis."""
   check(loaded, analyses)
   config = loaded.config
   settings = analysis_settings.resolve(config, "analysis") if settings is None else settings
-  mesh = analysis_data.data_mesh() if mesh is None else mesh
-  params, state = analysis_data.replicate((loaded.params, loaded.model_state), mesh)
+  mesh = eval_batches.data_mesh() if mesh is None else mesh
+  params, state = eval_batches.replicate((loaded.params, loaded.model_state), mesh)
   loss = model_functions.Loss(loaded.model, state)
   metrics = model_functions.Metrics(loaded.model, state)
   intermediates = model_functions.Intermediates(loaded.model, state)
   blocks = param_blocks.partition(params, config.model.name)
-  data = lambda n, split=settings.split, size=settings.batch_size: analysis_data.batches(
+  data = lambda n, split=settings.split, size=settings.batch_size: eval_batches.batches(
       config, mesh, split=split, batch_size=size, num_batches=n)
   hidden_name = "out" if config.model.name == "resnet" else "hidden"
   results: dict[str, Any] = {}
@@ -101,7 +103,7 @@ def analyze(loaded: restore.Loaded, analyses: Sequence[str],
       images = data(1, size=n)[0]["image"]
       conv = settings.ntk.convention
       results[name] = {"convention": conv, "num_examples": n,
-                        "init": _ntk(restore.initial(config), images, conv, mesh),
+                        "init": _ntk(loading.initial(config), images, conv, mesh),
                         "trained": _ntk(loaded, images, conv, mesh)}
     elif name in ("neurons", "norms"):
       inter = [intermediates(params, b["image"]) for b in data(settings.neurons.num_batches)]
@@ -146,11 +148,11 @@ def attention_images(config: ml_collections.ConfigDict, settings: ml_collections
                      mesh: jax.sharding.Mesh) -> jax.Array:
   """The first batch of the attention split (the maps keep its first ``num_images``)."""
   size = settings.batch_size
-  return analysis_data.batches(config, mesh, split=settings.attention.split, batch_size=size,
+  return eval_batches.batches(config, mesh, split=settings.attention.split, batch_size=size,
                                num_batches=1)[0]["image"]
 
 
-def applicable(loaded: restore.Loaded) -> list[str]:
+def applicable(loaded: loading.Loaded) -> list[str]:
   """All analyses this run can have (attention: ViTs with a class token; curves: workdirs)."""
   names = []
   for name in ANALYSES:
@@ -204,7 +206,7 @@ def figures(results: dict[str, dict[str, Any]], output_dir: str,
   return paths
 
 
-def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_dir: str,
+def run(runs: dict[str, loading.Loaded], analyses: Sequence[str] | None, output_dir: str,
         mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
   """Analyses of each run (None: all applicable), ``analysis.json`` and figures in ``output_dir``.
 
@@ -216,7 +218,7 @@ def run(runs: dict[str, restore.Loaded], analyses: Sequence[str] | None, output_
   for label, loaded in runs.items():  # All checks before any work.
     check(loaded, analyses or [])
     settings[label] = analysis_settings.resolve(loaded.config, "analysis")
-  mesh = analysis_data.data_mesh() if mesh is None else mesh
+  mesh = eval_batches.data_mesh() if mesh is None else mesh
   results = {label: analyze(loaded, analyses or applicable(loaded), settings[label], mesh)
              for label, loaded in runs.items()}
   os.makedirs(output_dir, exist_ok=True)
@@ -255,7 +257,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
+    runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
     run(runs, FLAGS.analyses or None, output_dir)
   except FileNotFoundError as e:  # Missing data: the message says how to prepare it.
     raise SystemExit(f"sam_jax.analyze: {e}") from None

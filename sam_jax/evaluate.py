@@ -29,8 +29,10 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from sam_jax import adversarial, analysis_data, analysis_settings, restore
-from sam_jax.data import catalog, imagenet_c, imagenet_r, imagenet_real
+from sam_jax.checkpoints import loading
+from sam_jax.config import analysis_settings
+from sam_jax.data import catalog, eval_batches, imagenet_c, imagenet_r, imagenet_real
+from sam_jax.evaluation import adversarial
 
 
 def eval_sets(names: Sequence[str], config: ml_collections.ConfigDict
@@ -61,14 +63,14 @@ def _correct_counts(model: nn.Module, metric: str, variables: Any, batch: dict[s
   return jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask), jnp.sum(mask)
 
 
-def accuracy(loaded: restore.Loaded, dataset: str, split: str | None, batch_size: int,
+def accuracy(loaded: loading.Loaded, dataset: str, split: str | None, batch_size: int,
              mesh: jax.sharding.Mesh) -> dict[str, float]:
   """Accuracy (the dataset's catalog metric) over one pass of a split."""
   metric = catalog.spec(dataset).metric
-  variables = analysis_data.replicate(loaded.variables, mesh)
+  variables = eval_batches.replicate(loaded.variables, mesh)
   correct = total = 0.0
-  for batch in analysis_data.iterate(loaded.config, split, batch_size, dataset):
-    c, n = _correct_counts(loaded.model, metric, variables, analysis_data.shard(batch, mesh))
+  for batch in eval_batches.iterate(loaded.config, split, batch_size, dataset):
+    c, n = _correct_counts(loaded.model, metric, variables, eval_batches.shard(batch, mesh))
     correct, total = correct + float(c), total + float(n)
   return {"accuracy": correct / total, "num_examples": total, "metric": metric}
 
@@ -87,19 +89,19 @@ def _attack_counts(model: nn.Module, epsilon: float, step_size: float, num_steps
   return [jnp.sum(c & mask) for c in (clean, fgsm, pgd, jnp.ones_like(mask))]
 
 
-def robustness(loaded: restore.Loaded, settings: ml_collections.ConfigDict,
+def robustness(loaded: loading.Loaded, settings: ml_collections.ConfigDict,
                mesh: jax.sharding.Mesh) -> dict[str, float]:
   """Clean, FGSM and PGD accuracy on the config's eval split (``settings``: adversarial)."""
   attack = (adversarial.to_model_units(settings.epsilon),
             adversarial.to_model_units(settings.pgd_step_size), settings.pgd_steps)
-  variables = analysis_data.replicate(loaded.variables, mesh)
+  variables = eval_batches.replicate(loaded.variables, mesh)
   totals = np.zeros(4)
-  batches = analysis_data.iterate(loaded.config, loaded.config.eval_split, settings.batch_size)
+  batches = eval_batches.iterate(loaded.config, loaded.config.eval_split, settings.batch_size)
   for i, batch in enumerate(batches):
     if settings.num_examples and totals[3] >= settings.num_examples:
       break
     rng = jax.random.fold_in(jax.random.PRNGKey(settings.seed), i)
-    counts = _attack_counts(loaded.model, *attack, variables, analysis_data.shard(batch, mesh),
+    counts = _attack_counts(loaded.model, *attack, variables, eval_batches.shard(batch, mesh),
                             rng if settings.random_start else None)
     totals += np.array(jax.device_get(counts))
     logging.log_every_n_seconds(logging.INFO, "Attacked %d examples.", 10, int(totals[3]))
@@ -109,12 +111,12 @@ def robustness(loaded: restore.Loaded, settings: ml_collections.ConfigDict,
           "pgd_step_size": settings.pgd_step_size, "random_start": settings.random_start}
 
 
-def evaluate(loaded: restore.Loaded, names: Sequence[str] | None = None,
+def evaluate(loaded: loading.Loaded, names: Sequence[str] | None = None,
              mesh: jax.sharding.Mesh | None = None) -> dict[str, Any]:
   """Eval-set accuracies and robustness of one model (``names`` as for ``--eval_sets``)."""
   config = loaded.config
   settings = analysis_settings.resolve(config, "adversarial")
-  mesh = analysis_data.data_mesh() if mesh is None else mesh
+  mesh = eval_batches.data_mesh() if mesh is None else mesh
   names = names or list(config.get("eval_sets") or [f"{config.dataset}:{config.eval_split}"])
   sets = eval_sets(names, config)
   results = {name: accuracy(loaded, dataset, split, settings.batch_size, mesh)
@@ -144,8 +146,8 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    runs, output_dir = restore.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
-    mesh = analysis_data.data_mesh()
+    runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
+    mesh = eval_batches.data_mesh()
     results = {label: {"source": loaded.source, "step": loaded.step,
                        **evaluate(loaded, FLAGS.eval_sets, mesh)}
                for label, loaded in runs.items()}

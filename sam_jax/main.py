@@ -4,7 +4,7 @@ Any config value can be overridden on the command line, e.g.
 ``--config.sam.rho=0`` (the non-SAM baseline) or ``--config.batch_size=512``.
 """
 
-from sam_jax import cpu_runtime
+from sam_jax.training import cpu_runtime
 
 if __name__ == "__main__":  # A process of its own: importing this module changes nothing.
   cpu_runtime.configure()  # Before anything starts a thread (JAX, TensorFlow): see the module.
@@ -15,7 +15,7 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from sam_jax import distributed, train
+from sam_jax.training import distributed, loop
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> None:
   logging.info("Config:\n%s", FLAGS.config)
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except FileNotFoundError as e:  # Missing data or files: the message says what to do.
     raise SystemExit(f"sam_jax: {e}") from None
 

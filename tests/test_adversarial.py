@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax import adversarial
+from sam_jax.evaluation import adversarial
 
 N, D, K = 64, 12, 4
 

@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 
 from tests import tiny_digits_config
-from sam_jax import analysis_data, analysis_settings, analyze, restore, train
+from sam_jax import analyze
+from sam_jax.checkpoints import loading
+from sam_jax.config import analysis_settings
+from sam_jax.data import eval_batches
+from sam_jax.training import loop
 
 STEPS = 4
 
@@ -34,13 +38,13 @@ def tiny_config(rho: float) -> ml_collections.ConfigDict:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("sam"))
-  train.train_and_evaluate(tiny_config(0.05), path)
+  loop.train_and_evaluate(tiny_config(0.05), path)
   return path
 
 
 def test_all_analyses_and_figures(workdir, tmp_path):
-  loaded = {label: restore.load(workdir) for label in ("SAM", "again")}
-  mesh = analysis_data.data_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
+  loaded = {label: loading.load(workdir) for label in ("SAM", "again")}
+  mesh = eval_batches.data_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
   summary = analyze.run(loaded, None, str(tmp_path), mesh)
   assert json.load(open(tmp_path / "analysis.json")) == json.loads(json.dumps(summary))
   for label, result in summary["runs"].items():
@@ -76,7 +80,7 @@ def test_command_line(workdir, tmp_path):
 
 
 def test_bad_requests_fail_before_any_work(tmp_path):
-  loaded = restore.initial(tiny_config(0.0))
+  loaded = loading.initial(tiny_config(0.0))
   with pytest.raises(ValueError, match="unknown analyses.*'hessian'"):
     analyze.run({"a": loaded}, ["hessain"], str(tmp_path))
   config = tiny_config(0.0)
@@ -94,5 +98,5 @@ def test_bad_requests_fail_before_any_work(tmp_path):
   config.model.name = "mixer"
   config.model.variant = "S/4"
   with pytest.raises(ValueError, match="'attention' needs a ViT"):
-    analyze.check(restore.Loaded(config, loaded.model, {}, {}, None, "x"), ["attention"])
+    analyze.check(loading.Loaded(config, loaded.model, {}, {}, None, "x"), ["attention"])
   assert not any(tmp_path.iterdir())

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax import attention_maps, models
+from sam_jax import models
+from sam_jax.analysis import attention_maps
 
 
 def _random_attention(rng, batch, heads, n):

@@ -6,7 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax import block_stats, models, param_blocks
+from sam_jax import models
+from sam_jax.analysis import block_stats
+from sam_jax.models import param_blocks
 
 
 def _gelu(x):  # Flax's default GELU: the tanh approximation.

@@ -17,7 +17,9 @@ from ml_collections import config_flags
 import numpy as np
 import pytest
 
-from sam_jax import analysis_settings, config_validation, optim, recipes, train, train_step
+from sam_jax import optim
+from sam_jax.config import analysis_settings, recipes, validation
+from sam_jax.training import loop, train_step
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
@@ -63,19 +65,19 @@ def test_every_paper_run_has_a_config():
 def test_config_validates_and_takes_one_train_step(name):
   config = load(name)
   num_devices = jax.device_count()
-  config_validation.validate(config, num_devices)  # The full-size config.
+  validation.validate(config, num_devices)  # The full-size config.
   assert name not in PAPER_RUNS or "init_from" in config
   config.image_size = IMAGE_SIZE
   config.batch_size = num_devices
   config.eval_batch_size = num_devices
   config.model.update(TINY_MODEL[config.model.name])
   config.optimizer.warmup_steps = 0  # So the first step moves the parameters.
-  config_validation.validate(config, num_devices)
+  validation.validate(config, num_devices)
   num_classes = config.get("num_classes") or 10
 
-  groups = train.sam_groups(config)
+  groups = loop.sam_groups(config)
   mesh = train_step.create_mesh(groups=groups)
-  model = train.create_model(config, num_classes)
+  model = loop.create_model(config, num_classes)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
@@ -102,8 +104,8 @@ def test_config_validates_and_takes_one_train_step(name):
 @pytest.mark.parametrize("arg", FINETUNE_ARGS)
 def test_finetune_variant_validates_and_builds(arg):
   config = load("finetune", arg)
-  config_validation.validate(config, jax.device_count())
-  model = train.create_model(config, config.num_classes)
+  validation.validate(config, jax.device_count())
+  model = loop.create_model(config, config.num_classes)
   optim.create_optimizer(config)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
@@ -114,7 +116,7 @@ def test_finetune_variant_validates_and_builds(arg):
 @pytest.mark.parametrize("name, count", sorted(PARAMETER_COUNTS.items()))
 def test_full_size_model_has_the_published_parameter_count(name, count):
   config = load(name)
-  model = train.create_model(config, config.num_classes)
+  model = loop.create_model(config, config.num_classes)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
       train=False))

@@ -13,10 +13,10 @@ class Block(importlib.abc.MetaPathFinder):
     return None
 
 sys.meta_path.insert(0, Block())
-import sam_jax.models, sam_jax.optim, sam_jax.train_step, sam_jax.npz_checkpoint, sam_jax.digits
-import sam_jax.hessian, sam_jax.ntk, sam_jax.landscape, sam_jax.block_stats, sam_jax.adversarial
-import sam_jax.attention_maps, sam_jax.param_blocks, sam_jax.model_functions, sam_jax.plots
-import sam_jax.analysis_settings
+import sam_jax.models, sam_jax.optim, sam_jax.training.train_step, sam_jax.checkpoints.npz, sam_jax.data.digits
+import sam_jax.analysis.hessian, sam_jax.analysis.ntk, sam_jax.analysis.landscape, sam_jax.analysis.block_stats, sam_jax.evaluation.adversarial
+import sam_jax.analysis.attention_maps, sam_jax.models.param_blocks, sam_jax.analysis.model_functions, sam_jax.analysis.plots
+import sam_jax.config.analysis_settings
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "clu"))
 assert not loaded, loaded
 print("core imports without TensorFlow and clu")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from sam_jax import cpu_runtime
+from sam_jax.training import cpu_runtime
 
 MIB = 1 << 20
 PAGES = 64 * MIB // 4096
@@ -19,7 +19,7 @@ REPEATS = 8
 # step's temporary buffer) REPEATS times; prints configure()'s result and each time's faults.
 PROBE = f"""
 import ctypes, resource, sys, threading
-from sam_jax import cpu_runtime
+from sam_jax.training import cpu_runtime
 applied = cpu_runtime.configure()
 libc = ctypes.CDLL(None)
 faults = []
@@ -91,7 +91,7 @@ def test_main_applies_it_before_jax_starts_and_importing_it_does_not(run_name, e
           "except SystemExit:\n"
           "  pass\n"
           "from jax._src import xla_bridge\n"
-          "from sam_jax import cpu_runtime\n"
+          "from sam_jax.training import cpu_runtime\n"
           "print(cpu_runtime.describe().startswith('heap reuse on'),\n"
           "      xla_bridge.backends_are_initialized())")
   assert _python(code, timeout=120) == expected

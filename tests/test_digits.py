@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from configs import default
-from sam_jax import digits
+from sam_jax.data import digits
 
 
 def test_split_sizes_and_ranges():

@@ -10,52 +10,55 @@ import jax
 import numpy as np
 import pytest
 
-from sam_jax import evaluate, npz_checkpoint, restore, train, training_curves
+from sam_jax import evaluate
+from sam_jax.analysis import training_curves
+from sam_jax.checkpoints import loading, npz
+from sam_jax.training import loop
 from tests.test_analyze import STEPS, tiny_config
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("run"))
-  state = train.train_and_evaluate(tiny_config(0.05), path)
+  state = loop.train_and_evaluate(tiny_config(0.05), path)
   return path, jax.device_get(state.params)
 
 
 def test_restore_from_workdir_and_npz(run, tmp_path):
   path, params = run
-  loaded = restore.load(path)
+  loaded = loading.load(path)
   assert loaded.step == STEPS and loaded.source == path and loaded.model_state == {}
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(loaded.params), params)
-  earlier = restore.from_workdir(path, step=2)
+  earlier = loading.from_workdir(path, step=2)
   assert not np.array_equal(earlier.params["head"]["kernel"], params["head"]["kernel"])
   with pytest.raises(ValueError, match=r"no checkpoint at step 3 .*steps: \[2, 4\]"):
-    restore.from_workdir(path, step=3)
+    loading.from_workdir(path, step=3)
   with pytest.raises(ValueError, match="config.json does not exist"):
-    restore.load(str(tmp_path))
+    loading.load(str(tmp_path))
 
-  npz = str(tmp_path / "params.npz")
-  npz_checkpoint.export_npz(npz, params)
+  npz_path = str(tmp_path / "params.npz")
+  npz.export_npz(npz_path, params)
   with pytest.raises(ValueError, match="holds no config"):
-    restore.load(npz)
-  from_npz = restore.load(npz, loaded.config)
-  assert from_npz.step is None and from_npz.source == npz
+    loading.load(npz_path)
+  from_npz = loading.load(npz_path, loaded.config)
+  assert from_npz.step is None and from_npz.source == npz_path
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(from_npz.params), params)
   other = tiny_config(0.0)
   other.model.mlp_dim = 8
   with pytest.raises(ValueError, match="does not match"):
-    restore.load(npz, other)
+    loading.load(npz_path, other)
 
 
 def test_parse_run():
-  assert restore.parse_run("SAM=/tmp/a") == ("SAM", "/tmp/a")
-  assert restore.parse_run("/tmp/runs/base/") == ("base", "/tmp/runs/base/")
+  assert loading.parse_run("SAM=/tmp/a") == ("SAM", "/tmp/a")
+  assert loading.parse_run("/tmp/runs/base/") == ("base", "/tmp/runs/base/")
   with pytest.raises(ValueError, match="LABEL="):
-    restore.parse_run("SAM=")
+    loading.parse_run("SAM=")
 
 
 def test_accuracy_matches_training_and_attacks_only_lower_it(run):
   path, _ = run
-  loaded = restore.load(path)
+  loaded = loading.load(path)
   result = evaluate.evaluate(loaded)
   accuracy = result["eval"]["digits:test"]["accuracy"]
   steps, values = training_curves.read_scalars(path)["eval_accuracy"]
@@ -95,7 +98,7 @@ def test_missing_data_fails_before_loading_weights(tmp_path):
   config.data_dir = str(tmp_path)
   missing = str(tmp_path / "never_read.npz")  # Reading it would raise another error.
   with pytest.raises(FileNotFoundError, match="imagenet2012"):
-    restore.load_runs([missing], config, str(tmp_path / "out"), "")
+    loading.load_runs([missing], config, str(tmp_path / "out"), "")
   done = subprocess.run([sys.executable, "-m", "sam_jax.evaluate", f"--run={missing}",
                          "--config=configs/vit_b16.py", f"--config.data_dir={tmp_path}",
                          f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True,

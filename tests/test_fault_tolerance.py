@@ -13,7 +13,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from sam_jax import digits, npz_checkpoint, train
+from sam_jax.checkpoints import npz
+from sam_jax.data import digits
+from sam_jax.training import loop
 from tests import tiny_digits_config
 
 STEPS = 40
@@ -50,7 +52,7 @@ def _start_and_signal(workdir, sig, after_step, cwd):
 
 def _final_params(workdir):
   restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(STEPS), "default"))
-  return npz_checkpoint.flatten_params(restored["params"])
+  return npz.flatten_params(restored["params"])
 
 
 def test_sigkill_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):
@@ -97,7 +99,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
   monkeypatch.setattr(digits, "train_iterator", _poisoned_digits(poison_step=5))
   config = tiny_digits_config.get_config(num_train_steps=10)
   with pytest.raises(FloatingPointError, match=r"step 5\b.*last good checkpoint is step 4"):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
   restored = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "4" / "default")
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(restored["params"]))
   assert _steps(str(tmp_path)) == [2, 4]
@@ -105,7 +107,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
 
 def test_nonfinite_step_is_skipped_when_configured(tmp_path, monkeypatch):
   monkeypatch.setattr(digits, "train_iterator", _poisoned_digits(poison_step=3))
-  state = train.train_and_evaluate(
+  state = loop.train_and_evaluate(
       tiny_digits_config.get_config(num_train_steps=6, nonfinite="skip"), str(tmp_path))
   assert int(state.step) == 6
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(jax.device_get(state.params)))

@@ -8,7 +8,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sam_jax import hessian, param_blocks
+from sam_jax.analysis import hessian
+from sam_jax.models import param_blocks
 
 
 def _quadratic(eigenvalues, seed=0):

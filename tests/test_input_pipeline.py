@@ -16,8 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import default
-from sam_jax import digits, input_pipeline
-from sam_jax.data import epochs
+from sam_jax.data import digits, epochs, input_pipeline
 
 NUM_TRAIN, NUM_TEST = 37, 23
 

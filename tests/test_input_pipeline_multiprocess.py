@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from sam_jax import input_pipeline
+from sam_jax.data import input_pipeline
 
 NUM_IMAGES = 13
 
@@ -26,7 +26,7 @@ import jax
 jax.distributed.initialize(coordinator_address=sys.argv[1], num_processes=2,
                            process_id=int(sys.argv[2]))
 import itertools, ml_collections
-from sam_jax import input_pipeline
+from sam_jax.data import input_pipeline
 config = ml_collections.ConfigDict(json.loads(sys.argv[3]))
 evals = list(input_pipeline.eval_iterator(config, local_batch_size=4))
 train = itertools.islice(input_pipeline.train_iterator(config, local_batch_size=3, seed=7), 5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_jax import landscape
+from sam_jax.analysis import landscape
 
 
 def _params():

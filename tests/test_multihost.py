@@ -8,7 +8,8 @@ import sys
 import jax
 import numpy as np
 
-from sam_jax import npz_checkpoint, train
+from sam_jax.checkpoints import npz
+from sam_jax.training import loop
 from tests import tiny_digits_config
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
@@ -32,10 +33,10 @@ def test_two_processes_equal_one_process(tmp_path):
     assert p.returncode == 0, log[-3000:]
 
   assert jax.device_count() == 8 and jax.process_count() == 1
-  state = train.train_and_evaluate(tiny_digits_config.get_config(num_train_steps=5),
+  state = loop.train_and_evaluate(tiny_digits_config.get_config(num_train_steps=5),
                                    str(tmp_path / "single"))
-  single = npz_checkpoint.flatten_params(jax.device_get(state.params))
-  multi = npz_checkpoint.read_npz(out)
+  single = npz.flatten_params(jax.device_get(state.params))
+  multi = npz.read_npz(out)
   assert sorted(single) == sorted(multi)
   # Equal up to float summation order. (The attention key bias has an exactly zero
   # gradient in theory; Adam turns its ~1e-9 rounding noise into ~1e-6 steps.)

@@ -20,7 +20,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from sam_jax import npz_checkpoint, train, training_curves
+from sam_jax.analysis import training_curves
+from sam_jax.checkpoints import npz
+from sam_jax.training import loop
 from tests import tiny_digits_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,14 +67,14 @@ def test_notebook_is_stored_without_outputs_and_starts_with_parameters():
 
 def test_notebook_runs_on_a_tiny_run(tmp_path: pathlib.Path):
   """On an .npz with its config file, the official checkpoints' way; a workdir differs only in
-  ``restore.load`` reading its config.json (``CONFIG = None``, the default)."""
-  workdir, npz, output_dir = (str(tmp_path / n) for n in ("run", "run.npz", "analysis"))
-  state = train.train_and_evaluate(tiny_digits_config.get_config(4), workdir)
-  npz_checkpoint.export_npz(npz, jax.device_get(state.params))
+  ``loading.load`` reading its config.json (``CONFIG = None``, the default)."""
+  workdir, npz_path, output_dir = (str(tmp_path / n) for n in ("run", "run.npz", "analysis"))
+  state = loop.train_and_evaluate(tiny_digits_config.get_config(4), workdir)
+  npz.export_npz(npz_path, jax.device_get(state.params))
   config_file = os.path.join(REPO, "tests", "tiny_digits_config.py")
-  nb = with_parameters(read_notebook(), CHECKPOINT=npz, CONFIG=config_file, NUM_IMAGES=NUM_IMAGES,
-                       NUM_BATCHES=1, HESSIAN_STEPS=4, LANDSCAPE_POINTS=(5, 3),
-                       OUTPUT_DIR=output_dir)
+  nb = with_parameters(read_notebook(), CHECKPOINT=npz_path, CONFIG=config_file,
+                       NUM_IMAGES=NUM_IMAGES, NUM_BATCHES=1, HESSIAN_STEPS=4,
+                       LANDSCAPE_POINTS=(5, 3), OUTPUT_DIR=output_dir)
   nb.cells.append(nbformat.v4.new_code_cell(
       "import json, sys\n"
       "print(json.dumps([sys.executable, jax.device_count(), accuracy['accuracy']]))"))

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from sam_jax import models, ntk
+from sam_jax import models
+from sam_jax.analysis import ntk
 
 N, D, K = 6, 10, 3
 

@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from sam_jax import models, param_blocks
+from sam_jax import models
+from sam_jax.models import param_blocks
 
 
 def _params(name, variant, image_size, **overrides):

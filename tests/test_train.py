@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from sam_jax import train
+from sam_jax.training import loop
 from tests import tiny_digits_config
 
 
@@ -19,10 +19,10 @@ def test_resume_continues_exactly(tmp_path):
   """N steps, then M more from the step-N checkpoint, equal N + M steps in one go."""
   total, first = 7, 4
   config = _tiny_config(total, checkpoint_every_steps=first)
-  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   shutil.copytree(tmp_path / "straight" / "checkpoints" / str(first),
                   tmp_path / "resumed" / "checkpoints" / str(first))
-  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert int(resumed.step) == total
   assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == [str(first), str(total)]
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight.params),
@@ -44,18 +44,18 @@ def test_bad_config_fails_before_any_work(tmp_path, key, value, match):
   parent, _, leaf = key.rpartition(".")
   (config[parent] if parent else config)[leaf] = value
   with pytest.raises(ValueError, match=match):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    loop.train_and_evaluate(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 
 def test_bfloat16_activations_keep_float32_parameters_and_optimizer_state(tmp_path):
   config = _tiny_config(3)
   config.model.dtype = "bfloat16"
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   leaves = jax.tree.leaves(jax.device_get((state.params, state.opt_state)))
   float_leaves = [x for x in leaves if np.issubdtype(x.dtype, np.floating)]
   assert float_leaves and all(x.dtype == np.float32 for x in float_leaves)
   assert all(np.all(np.isfinite(x)) for x in float_leaves)
-  model = train.create_model(config, 10)
+  model = loop.create_model(config, 10)
   logits = model.apply({"params": state.params}, np.zeros((1, 8, 8, 3), np.float32), train=False)
   assert logits.dtype == np.dtype("bfloat16")

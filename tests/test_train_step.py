@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from sam_jax import train_step
 from sam_jax.optim import sam
+from sam_jax.training import train_step
 
 RHO, LR, BATCH = 0.1, 0.5, 16
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from clu import metric_writers
 
-from sam_jax import training_curves
+from sam_jax.analysis import training_curves
 
 
 def test_reads_what_clu_wrote_and_keeps_the_last_value_of_a_step(tmp_path):

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from sam_jax import plots
+from sam_jax.analysis import plots
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -23,7 +23,10 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from sam_jax import analyze, restore, train, training_curves
+from sam_jax import analyze
+from sam_jax.analysis import training_curves
+from sam_jax.checkpoints import loading
+from sam_jax.training import loop
 
 config_flags.DEFINE_config_file("config", None, "experiments/cifar10/config.py:MODEL",
                                 lock_config=True)
@@ -45,7 +48,7 @@ def _cpu_seconds() -> float:
 
 def measure(workdir: str, loss_window: int) -> dict:
   """The study's numbers for the trained run in ``workdir``."""
-  loaded = restore.load(workdir)
+  loaded = loading.load(workdir)
   results = analyze.analyze(loaded, ["hessian", "neurons", "ntk"])
   scalars = training_curves.read_scalars(workdir)
   _, train_loss = scalars["train_loss"]
@@ -70,7 +73,7 @@ def main(argv: list[str]) -> None:
   name = run_name(config)
   workdir = os.path.join(FLAGS.workdir_root, name)
   start, cpu_start = time.time(), _cpu_seconds()
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
   train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu_start
   row = {"name": name, "model": config.model.name, "rho": config.sam.rho, "seed": config.seed,
          **measure(workdir, FLAGS.loss_window),

@@ -1,4 +1,4 @@
-"""Data reading behind ``sam_jax.input_pipeline``.
+"""Data reading behind ``sam_jax.data.input_pipeline``.
 
 TensorFlow modules: ``preprocessing`` (per-example image ops), ``epochs`` (the
 resumable training stream), ``tfds_source`` (TFDS datasets), ``image_folder``

@@ -113,7 +113,7 @@ def sharpness_aware(perturbation: Perturbation,
       (averaged) gradient otherwise: about (k+1)/k instead of 2 passes per step.
       ``update(..., take_sam=True/False)`` fixes the branch at trace time instead
       of a ``lax.cond`` on the count: compile one program per branch and call the
-      right one (``sam_jax.train_step.make_train_step`` does; XLA:CPU runs convolution
+      right one (``sam_jax.training.train_step.make_train_step`` does; XLA:CPU runs convolution
       nets inside a conditional up to 11x slower).
   """
   if every_k_steps < 1:

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from sam_jax import block_stats
+from sam_jax.analysis import block_stats
 
 
 def attention_weights(intermediates: Mapping[str, Any], name: str = "attention_weights"

@@ -1,9 +1,9 @@
 """A model with its weights, for the analyses: a run's checkpoint, an official .npz, or the init.
 
-- A workdir written by ``sam_jax.train``: its ``config.json`` (unless a config is
+- A workdir written by ``sam_jax.training.loop``: its ``config.json`` (unless a config is
   given) and the newest (or a chosen) step of the Orbax checkpoints in
   ``<workdir>/checkpoints``; only ``params`` and ``model_state`` are read.
-- An official ViT / Mixer ``.npz``, read by ``npz_checkpoint.load_params`` (pre-linen
+- An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen
   names renamed; keys and shapes checked against the config's model).
 - ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
 """
@@ -20,7 +20,8 @@ import ml_collections
 import optax
 import orbax.checkpoint as ocp
 
-from sam_jax import npz_checkpoint, train, train_step
+from sam_jax.checkpoints import npz
+from sam_jax.training import loop, train_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +50,9 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
 
 def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
   """The config's model; the class count from ``config.num_classes`` or the dataset."""
-  num_classes = config.get("num_classes") or train.data_source(config).get_info(
+  num_classes = config.get("num_classes") or loop.data_source(config).get_info(
       config).num_classes
-  return train.create_model(config, num_classes)
+  return loop.create_model(config, num_classes)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -102,13 +103,13 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
 
 
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
-  """Parameters from an official .npz (``npz_checkpoint.load_params``) for the config's model."""
+  """Parameters from an official .npz (``npz.load_params``) for the config's model."""
   model = create_model(config)
   init_params, model_state = _init(model, config, abstract=False)
   if model_state:
     raise ValueError(f"restore: {config.model.name} has model state {list(model_state)}, which "
                      f".npz files do not hold.")
-  params = npz_checkpoint.load_params(path, config.model.name, init_params)
+  params = npz.load_params(path, config.model.name, init_params)
   return Loaded(config, model, params, {}, None, path)
 
 
@@ -152,5 +153,5 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
     output_dir = os.path.join(pairs[0][1], default_subdir)
   configs = {path: run_config(path, config) for _, path in pairs}  # Each read once.
   for run in configs.values():
-    train.data_source(run).get_info(run)
+    loop.data_source(run).get_info(run)
   return {label: load(path, configs[path]) for label, path in pairs}, output_dir

@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from sam_jax.dataset_info import DatasetInfo
+from sam_jax.data.dataset_info import DatasetInfo
 
 NUM_CLASSES = 10
 NUM_TRAIN = 1437

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sam_jax import train_step
+from sam_jax.training import train_step
 
 
 class ModelFunction:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_jax import param_blocks
+from sam_jax.models import param_blocks
 
 
 def sown(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:

@@ -1,6 +1,6 @@
 """Training and evaluation batches for the train loop, as host-local numpy arrays.
 
-``config.dataset`` is "digits" (``sam_jax.digits``, no TensorFlow), "folder" (an
+``config.dataset`` is "digits" (``sam_jax.data.digits``, no TensorFlow), "folder" (an
 image folder ``config.data_dir/<split>/<class>/<image>``) or a TFDS name
 (``config.data_dir`` is then the TFDS data dir); ``sam_jax.data.catalog`` lists
 the datasets of the paper. Each process reads its own even part of a split.
@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from sam_jax.data import image_folder, preprocessing, tfds_source
-from sam_jax.dataset_info import DatasetInfo
+from sam_jax.data.dataset_info import DatasetInfo
 
 Batch = dict[str, np.ndarray]
 Source = tfds_source.TfdsSource | image_folder.ImageFolder
@@ -34,7 +34,7 @@ DEFAULT_SHUFFLE_BUFFER = 10_000
 
 
 def _digits():
-  from sam_jax import digits  # pylint: disable=g-import-not-at-top
+  from sam_jax.data import digits  # pylint: disable=g-import-not-at-top
   return digits
 
 

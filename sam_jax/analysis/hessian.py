@@ -37,7 +37,7 @@ import numpy as np
 import tqdm
 from jax.flatten_util import ravel_pytree
 
-from sam_jax import param_blocks
+from sam_jax.models import param_blocks
 
 Params = Any
 Batch = Any

@@ -11,7 +11,7 @@ the Nones are typed placeholders for that.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from sam_jax import hessian, ntk
+from sam_jax.analysis import hessian, ntk
 
 
 def analysis() -> ml_collections.ConfigDict:

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from sam_jax import input_pipeline
+from sam_jax.data import input_pipeline
 
 AXIS = "data"
 Batch = dict[str, jax.Array]
@@ -45,7 +45,7 @@ def iterate(config: ml_collections.ConfigDict, split: str | None, batch_size: in
   default eval split. The last batch may be padded; its ``mask`` is 0 on padding.
   """
   if batch_size <= 0 or batch_size % jax.device_count():
-    raise ValueError(f"analysis_data: batch size {batch_size} must be a positive multiple of "
+    raise ValueError(f"eval_batches: batch size {batch_size} must be a positive multiple of "
                      f"the number of devices ({jax.device_count()}).")
   return input_pipeline.eval_iterator(config, split=split, dataset=dataset,
                                       local_batch_size=batch_size // jax.process_count())
@@ -66,6 +66,6 @@ def batches(config: ml_collections.ConfigDict, mesh: Mesh, *, split: str, batch_
     if len(out) == num_batches:
       break
   if len(out) < num_batches:
-    raise ValueError(f"analysis_data: split {split!r} has only {len(out)} full batches of "
+    raise ValueError(f"eval_batches: split {split!r} has only {len(out)} full batches of "
                      f"{batch_size}; asked for {num_batches}.")
   return out

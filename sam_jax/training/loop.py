@@ -1,7 +1,7 @@
 """Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
 
 Data-parallel over all devices of all processes with the shard_map steps of
-``sam_jax.train_step``. Writes TensorBoard summaries (clu metric writers) and Orbax
+``sam_jax.training.train_step``. Writes TensorBoard summaries (clu metric writers) and Orbax
 checkpoints to ``workdir``. A run on a workdir that holds a checkpoint resumes
 from the newest complete one and continues exactly: batches and dropout keys are
 functions of the step. SIGTERM (preemption) saves a checkpoint and exits; a
@@ -21,8 +21,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam_jax import checkpointing, config_validation, models, optim, train_step
-from sam_jax.dataset_info import DatasetInfo
+from sam_jax import models, optim
+from sam_jax.checkpoints import checkpointing
+from sam_jax.config import validation
+from sam_jax.data.dataset_info import DatasetInfo
+from sam_jax.training import train_step
 
 
 @flax.struct.dataclass
@@ -54,9 +57,9 @@ class Preemption:
 def data_source(config: ml_collections.ConfigDict):
   """The module that reads ``config.dataset``; the digits need no TensorFlow."""
   if config.dataset == "digits":
-    from sam_jax import digits  # pylint: disable=g-import-not-at-top
+    from sam_jax.data import digits  # pylint: disable=g-import-not-at-top
     return digits
-  from sam_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from sam_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
   return input_pipeline
 
 
@@ -100,8 +103,8 @@ def initial_state(config, model, tx, mesh) -> train_step.TrainState:
   """Fresh replicated state, with parameters from ``config.init_from`` (.npz) if set."""
   state = jax.jit(state_initializer(config, model, tx))()
   if config.get("init_from"):
-    from sam_jax import npz_checkpoint  # pylint: disable=g-import-not-at-top
-    params = npz_checkpoint.load_params(config.init_from, config.model.name,
+    from sam_jax.checkpoints import npz  # pylint: disable=g-import-not-at-top
+    params = npz.load_params(config.init_from, config.model.name,
                                         jax.device_get(state.params))
     logging.info("Initialised parameters from %s.", config.init_from)
     state = state.replace(params=params, opt_state=tx.init(params))
@@ -120,7 +123,7 @@ def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final state."""
-  config_validation.validate(config, jax.device_count())
+  validation.validate(config, jax.device_count())
   source = data_source(config)
   info: DatasetInfo = source.get_info(config)  # Fails fast when the data is missing.
   groups = sam_groups(config)

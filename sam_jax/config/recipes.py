@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import ml_collections
 from ml_collections import FieldReference
 
-from sam_jax import analysis_settings
+from sam_jax.config import analysis_settings
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]

@@ -1,0 +1,1 @@
+"""Checkpoints: a run's Orbax checkpoints, official ``.npz`` files, and loading a run."""

@@ -1,0 +1,1 @@
+"""Evaluation of trained models: eval-set accuracy and adversarial robustness."""
