@@ -16,7 +16,6 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "scikit-learn>=1.4",   # The offline default job's digits.
     "matplotlib>=3.8",     # PNG plots of the analyses.
-    "tqdm>=4.66",          # Progress bars of the analyses.
 ]
 
 setuptools.setup(

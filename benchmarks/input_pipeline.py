@@ -70,7 +70,8 @@ def child(args: argparse.Namespace) -> None:
   from sam_jax.data import image_folder, input_pipeline, preprocessing  # pylint: disable=g-import-not-at-top
 
   config = ml_collections.ConfigDict(dict(
-      dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size))
+      dataset="folder", data_dir=args.root, train_split="train", image_size=args.image_size,
+      pp={}))
   options = preprocessing.PreprocessOptions.from_config(config)
   paths = tf.constant(image_folder.ImageFolder(args.root, class_split="train").files("train")[0])
 

@@ -37,8 +37,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from sam_jax import optim
-from sam_jax.config import recipes
+from sam_jax import metrics, models, optim, parallel
+from sam_jax.config import defaults, recipes
 from sam_jax.optim import optimizer
 from sam_jax.training import loop, train_step
 
@@ -69,18 +69,19 @@ class TorchWorker:
 
 def benchmark_config(name: str, variant: str, batch: int, rho: float) -> ml_collections.ConfigDict:
   """The ImageNet recipe (AdamW, clipping at 1.0) with SAM radius ``rho``, dropout off as in timm."""
-  return recipes.imagenet(model=name, variant=variant, rho=rho, batch_size=batch)
+  config = recipes.imagenet(model=name, variant=variant, rho=rho, batch_size=batch)
+  return defaults.complete(config)
 
 
 def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:
   """(step, state, FLOPs) of the full train step on one device, as ``training.loop`` builds it."""
-  model = loop.create_model(config, config.num_classes)
+  model = models.from_config(config.model, config.num_classes)
   groups = loop.sam_groups(config)
-  mesh = train_step.create_mesh(jax.devices()[:1], groups)
+  mesh = parallel.create_mesh(jax.devices()[:1], groups.devices_per_group)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
   state = loop.initial_state(config, model, tx, mesh)
-  sharded = train_step.shard_batch(batch, mesh)
+  sharded = parallel.shard_batch(batch, mesh)
   compiled = train_step.make_train_step(model, tx, mesh, schedule, groups).lower(
       state, sharded).compile()
   return (lambda s: compiled(s, sharded)[0]), state, compiled.cost_analysis()["flops"]
@@ -88,7 +89,7 @@ def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any,
 
 def handwritten_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any]:
   """(step, state) of a minimal jitted SAM step: same model, loss, clipping and AdamW."""
-  model = loop.create_model(config, config.num_classes)
+  model = models.from_config(config.model, config.num_classes)
   schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
   tx = optax.chain(optax.clip_by_global_norm(config.optimizer.grad_clip_norm),
                    optimizer.base_optimizer(config.optimizer, schedule))
@@ -100,7 +101,7 @@ def handwritten_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[St
     out = model.apply({"params": params, **model_state}, images, train=True,
                       rngs={"dropout": jax.random.PRNGKey(1)}, mutable=list(model_state) or False)
     logits, new_model_state = out if model_state else (out, {})
-    return train_step.cross_entropy(logits, labels), new_model_state
+    return metrics.cross_entropy(logits, labels), new_model_state
 
   @functools.partial(jax.jit, donate_argnums=0)
   def step(carry):

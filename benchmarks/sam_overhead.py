@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sam_jax import models
+from sam_jax import models, parallel
 from sam_jax.optim import sam
 from sam_jax.training import train_step
 
@@ -56,7 +56,7 @@ def measure(name: str, variant: str, batch_size: int, repeats: int) -> dict:
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (batch_size, 224, 224, 3)).astype(np.float32),
            "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
-  mesh = train_step.create_mesh(jax.devices()[:1])
+  mesh = parallel.create_mesh(jax.devices()[:1])
   base_opt = lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
   full = {
       "base": optax.chain(sam(0.0, axis_name=train_step.SamGroups().axis_name), base_opt()),
@@ -66,10 +66,10 @@ def measure(name: str, variant: str, batch_size: int, repeats: int) -> dict:
   }
   full["sam_every_2_cond"] = full["sam_every_2"]
   steps, states, memory = {}, {}, {}
-  sharded = train_step.shard_batch(batch, mesh)
+  sharded = parallel.shard_batch(batch, mesh)
   for key, tx in full.items():
-    state = train_step.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0),
-                                                       (224, 224, 3)), mesh)
+    state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), 224),
+                               mesh)
     fn = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(1e-3),
                                     every_k_steps=2 if key == "sam_every_2" else 1)
     programs = (fn.sam_step, fn.plain_step) if key == "sam_every_2" else (fn,)

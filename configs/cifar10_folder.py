@@ -16,7 +16,7 @@ paper does not state. ``--config.sam.rho=0`` trains the same model without SAM.
 
 import ml_collections
 
-from sam_jax.config import analysis_settings
+from sam_jax.config import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -39,11 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
       name="vit", variant="Ti/4", hidden_size=128, mlp_dim=256, num_heads=4, num_layers=4,
       dropout_rate=0.0, dtype="float32"))
 
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=500,
-      decay="cosine", b1=0.9, b2=0.999, weight_decay=0.1, momentum=0.9, nesterov=False,
-      grad_clip_norm=1.0))
-  config.sam = ml_collections.ConfigDict(dict(rho=0.05, sync="device", eps=1e-12))
+  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=500,
+                                        decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
+  config.sam = defaults.sam(rho=0.05)
 
   config.num_train_steps = 5000  # About 13 epochs; ~0.5 steps/s (~3 h) on 2 CPU cores.
   config.log_every_steps = 100
@@ -51,5 +49,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
   config.nonfinite = "stop"
-  config.update(analysis_settings.sections())  # Of analyze and evaluate.
+  config.update(defaults.sections())  # Of analyze and evaluate.
   return config

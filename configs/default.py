@@ -9,7 +9,7 @@ Needs no download and finishes in a few minutes on 2 CPU cores:
 
 import ml_collections
 
-from sam_jax.config import analysis_settings
+from sam_jax.config import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -29,11 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
       name="vit", variant="Ti/4", hidden_size=64, mlp_dim=128, num_heads=4, num_layers=4,
       dropout_rate=0.1, dtype="float32"))  # Activations; "bfloat16" keeps float32 weights.
 
-  config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=100,
-      decay="cosine", b1=0.9, b2=0.999, weight_decay=0.1, momentum=0.9, nesterov=False,
-      grad_clip_norm=1.0))
-  config.sam = ml_collections.ConfigDict(dict(rho=0.05, sync="device", eps=1e-12))
+  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=100,
+                                        decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
+  config.sam = defaults.sam(rho=0.05)  # --config.sam.kind=asam|gsam picks another kind.
 
   config.num_train_steps = 1200
   config.log_every_steps = 100
@@ -41,5 +39,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 400
   config.keep_checkpoints = 3
   config.nonfinite = "stop"  # Or "skip": leave the state unchanged on a non-finite step.
-  config.update(analysis_settings.sections())  # Of analyze and evaluate.
+  config.update(defaults.sections())  # Of analyze and evaluate.
   return config

@@ -15,6 +15,7 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from sam_jax import cli
 from sam_jax.training import distributed, loop
 
 FLAGS = flags.FLAGS
@@ -35,17 +36,14 @@ def _quiet_orbax(record) -> bool:
 
 
 def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  cli.no_arguments(argv)
   logging.get_absl_handler().addFilter(_quiet_orbax)
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
-  try:
+  with cli.exit_on_missing_files("sam_jax"):
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except FileNotFoundError as e:  # Missing data or files: the message says what to do.
-    raise SystemExit(f"sam_jax: {e}") from None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""``sam_jax.analyze`` end to end on a tiny digits run (compared with itself, as two labels)."""
+"""The analyses (``analysis.runner``, ``sam_jax.analyze``) end to end on a tiny digits run."""
 
 import json
 import os
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from tests import tiny_digits_config
-from sam_jax import analyze
+from sam_jax import models, parallel
+from sam_jax.analysis import registry, runner
 from sam_jax.checkpoints import loading
-from sam_jax.config import analysis_settings
-from sam_jax.data import eval_batches
+from sam_jax.config import defaults
 from sam_jax.training import loop
 
 STEPS = 4
@@ -44,11 +44,11 @@ def workdir(tmp_path_factory):
 
 def test_all_analyses_and_figures(workdir, tmp_path):
   loaded = {label: loading.load(workdir) for label in ("SAM", "again")}
-  mesh = eval_batches.data_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
-  summary = analyze.run(loaded, None, str(tmp_path), mesh)
+  mesh = parallel.create_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
+  summary = runner.run(loaded, None, str(tmp_path), mesh)
   assert json.load(open(tmp_path / "analysis.json")) == json.loads(json.dumps(summary))
   for label, result in summary["runs"].items():
-    assert set(analyze.ANALYSES) <= set(result) and result["step"] == STEPS
+    assert set(registry.ANALYSES) <= set(result) and result["step"] == STEPS
     assert list(result["block_hessian"]["lambda_max"]) == [
         "embedding", "block_0/attention", "block_0/mlp", "head"]
     assert np.isfinite(result["hessian"]["lambda_max"])
@@ -82,21 +82,22 @@ def test_command_line(workdir, tmp_path):
 def test_bad_requests_fail_before_any_work(tmp_path):
   loaded = loading.initial(tiny_config(0.0))
   with pytest.raises(ValueError, match="unknown analyses.*'hessian'"):
-    analyze.run({"a": loaded}, ["hessain"], str(tmp_path))
+    runner.run({"a": loaded}, ["hessain"], str(tmp_path))
   config = tiny_config(0.0)
   config.analysis.hessian.num_iters = 3
   with pytest.raises(ValueError, match="config.analysis has a key"):
-    analysis_settings.resolve(config, "analysis")
+    defaults.complete(config)
   config = tiny_config(0.0)
   config.analysis.hessian.method = "arnoldi"
-  with pytest.raises(ValueError, match="hessian.method='arnoldi' is not one of"):
-    analysis_settings.resolve(config, "analysis")
+  with pytest.raises(ValueError, match="hessian.method='arnoldi' must be one of"):
+    loading.initial(config)
+  config = tiny_config(0.0)
   config.adversarial.epsilon = -1.0
   with pytest.raises(ValueError, match="adversarial.epsilon=-1.0 must be >= 0"):
-    analysis_settings.resolve(config, "adversarial")
-  config = tiny_config(0.0)
-  config.model.name = "mixer"
-  config.model.variant = "S/4"
+    loading.initial(config)
+  mixer = models.create_model("mixer", "S/4", num_classes=10)
   with pytest.raises(ValueError, match="'attention' needs a ViT"):
-    analyze.check(loading.Loaded(config, loaded.model, {}, {}, None, "x"), ["attention"])
+    runner.check(loading.Loaded(config, mixer, {}, {}, None, "x"), ["attention"])
+  with pytest.raises(ValueError, match="'curves' needs a training workdir"):
+    runner.check(loaded, ["curves"])
   assert not any(tmp_path.iterdir())

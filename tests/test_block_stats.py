@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from sam_jax import models
-from sam_jax.analysis import block_stats
+from sam_jax.analysis import block_stats, model_functions
 from sam_jax.models import param_blocks
 
 
@@ -67,7 +67,7 @@ def test_active_fractions_and_activation_norms_by_hand():
 
 def test_weight_norms_by_hand():
   params, *_ = _run()
-  blocks = param_blocks.partition(params, "net")
+  blocks = param_blocks.partition(params, ())
   norms = block_stats.weight_norms(params, blocks)
   leaves = {k: np.asarray(v, np.float64) for k, v in param_blocks.flatten(params).items()}
   for name in ("block_0", "block_1"):
@@ -82,7 +82,7 @@ def test_sown_walks_models_generically():
   x = jnp.zeros((2, 8, 8, 3))
   variables = model.init(jax.random.PRNGKey(0), x, train=False)
   _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
-  hidden = block_stats.sown(state, "hidden")
+  hidden = model_functions.sown(state, "hidden")
   assert list(hidden) == [f"Transformer/encoderblock_{i}/MlpBlock_0" for i in range(3)]
   assert all(v.shape == (2, 5, 16) for v in hidden.values())
   assert list(block_stats.activation_norms(state)) == [

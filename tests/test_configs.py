@@ -17,8 +17,8 @@ from ml_collections import config_flags
 import numpy as np
 import pytest
 
-from sam_jax import optim
-from sam_jax.config import analysis_settings, recipes, validation
+from sam_jax import models, optim, parallel
+from sam_jax.config import defaults, recipes, validation
 from sam_jax.training import loop, train_step
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -65,32 +65,33 @@ def test_every_paper_run_has_a_config():
 def test_config_validates_and_takes_one_train_step(name):
   config = load(name)
   num_devices = jax.device_count()
-  validation.validate(config, num_devices)  # The full-size config.
+  validation.validate(defaults.complete(config), num_devices)  # The full-size config.
   assert name not in PAPER_RUNS or "init_from" in config
   config.image_size = IMAGE_SIZE
   config.batch_size = num_devices
   config.eval_batch_size = num_devices
   config.model.update(TINY_MODEL[config.model.name])
   config.optimizer.warmup_steps = 0  # So the first step moves the parameters.
+  config = defaults.complete(config)
   validation.validate(config, num_devices)
   num_classes = config.get("num_classes") or 10
 
   groups = loop.sam_groups(config)
-  mesh = train_step.create_mesh(groups=groups)
-  model = loop.create_model(config, num_classes)
+  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
+  model = models.from_config(config.model, num_classes)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
   # An "rbg" key: XLA compiles its random bits several times faster on CPU than threefry's.
-  state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, image_shape))(
+  state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, IMAGE_SIZE))(
       jax.random.key(config.seed, impl="rbg"))
   before = jax.device_get(state.params)
-  state = train_step.replicate(state, mesh)
+  state = parallel.replicate(state, mesh)
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
   step = train_step.make_train_step(model, tx, mesh, schedule, groups)
-  state, metrics = step(state, train_step.shard_batch(batch, mesh))
+  state, metrics = step(state, parallel.shard_batch(batch, mesh))
 
   assert int(state.step) == 1
   np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
@@ -103,9 +104,9 @@ def test_config_validates_and_takes_one_train_step(name):
 
 @pytest.mark.parametrize("arg", FINETUNE_ARGS)
 def test_finetune_variant_validates_and_builds(arg):
-  config = load("finetune", arg)
+  config = defaults.complete(load("finetune", arg))
   validation.validate(config, jax.device_count())
-  model = loop.create_model(config, config.num_classes)
+  model = models.from_config(config.model, config.num_classes)
   optim.create_optimizer(config)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
@@ -116,7 +117,7 @@ def test_finetune_variant_validates_and_builds(arg):
 @pytest.mark.parametrize("name, count", sorted(PARAMETER_COUNTS.items()))
 def test_full_size_model_has_the_published_parameter_count(name, count):
   config = load(name)
-  model = loop.create_model(config, config.num_classes)
+  model = models.from_config(config.model, config.num_classes)
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
       train=False))
@@ -163,8 +164,9 @@ def test_analysis_and_adversarial_settings_can_be_set_on_the_command_line(name):
   config = parse(f"--config={CONFIG_DIR / (name + '.py')}", "--config.adversarial.num_examples=64",
                  "--config.analysis.batch_size=32", "--config.analysis.attention.split=test",
                  "--config.analysis.hessian.num_steps=7")
-  adversarial = analysis_settings.resolve(config, "adversarial")
+  complete = defaults.complete(config)
+  adversarial = complete.adversarial
   assert (adversarial.num_examples, adversarial.batch_size) == (64, config.eval_batch_size)
-  analysis = analysis_settings.resolve(config, "analysis")
+  analysis = complete.analysis
   assert (analysis.batch_size, analysis.attention.split, analysis.hessian.num_steps,
           analysis.split) == (32, "test", 7, config.train_split)

@@ -13,10 +13,14 @@ class Block(importlib.abc.MetaPathFinder):
     return None
 
 sys.meta_path.insert(0, Block())
-import sam_jax.models, sam_jax.optim, sam_jax.training.train_step, sam_jax.checkpoints.npz, sam_jax.data.digits
-import sam_jax.analysis.hessian, sam_jax.analysis.ntk, sam_jax.analysis.landscape, sam_jax.analysis.block_stats, sam_jax.evaluation.adversarial
-import sam_jax.analysis.attention_maps, sam_jax.models.param_blocks, sam_jax.analysis.model_functions, sam_jax.analysis.plots
-import sam_jax.config.analysis_settings
+import sam_jax.models, sam_jax.optim, sam_jax.parallel, sam_jax.metrics
+import sam_jax.training.train_step, sam_jax.checkpoints.npz
+import sam_jax.data.digits, sam_jax.data.input_pipeline, sam_jax.data.eval_batches
+import sam_jax.analysis.hessian, sam_jax.analysis.ntk, sam_jax.analysis.landscape
+import sam_jax.analysis.block_stats, sam_jax.analysis.attention_maps
+import sam_jax.analysis.model_functions
+import sam_jax.analysis.plots, sam_jax.evaluation.adversarial
+import sam_jax.config.defaults, sam_jax.config.recipes, sam_jax.config.validation
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "clu"))
 assert not loaded, loaded
 print("core imports without TensorFlow and clu")

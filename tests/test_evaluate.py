@@ -1,4 +1,5 @@
-"""Restoring runs (checkpoints, .npz) and ``sam_jax.evaluate`` on a tiny digits run."""
+"""Loading runs (checkpoints, .npz) and the evaluation (``evaluation.runner``, ``sam_jax.evaluate``)
+on a tiny digits run."""
 
 import importlib
 import json
@@ -10,9 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from sam_jax import evaluate
 from sam_jax.analysis import training_curves
 from sam_jax.checkpoints import loading, npz
+from sam_jax.evaluation import eval_sets, runner
 from sam_jax.training import loop
 from tests.test_analyze import STEPS, tiny_config
 
@@ -59,7 +60,7 @@ def test_parse_run():
 def test_accuracy_matches_training_and_attacks_only_lower_it(run):
   path, _ = run
   loaded = loading.load(path)
-  result = evaluate.evaluate(loaded)
+  result = runner.evaluate(loaded)
   accuracy = result["eval"]["digits:test"]["accuracy"]
   steps, values = training_curves.read_scalars(path)["eval_accuracy"]
   assert steps[-1] == STEPS and accuracy == pytest.approx(values[-1], abs=1e-6)
@@ -70,14 +71,14 @@ def test_accuracy_matches_training_and_attacks_only_lower_it(run):
   with loaded.config.unlocked():
     loaded.config.adversarial.epsilon = 0.0  # No budget: no attack can change anything.
     loaded.config.adversarial.num_examples = 80
-  adv = evaluate.evaluate(loaded, ["digits:test"])["adversarial"]
+  adv = runner.evaluate(loaded, ["digits:test"])["adversarial"]
   assert adv["num_examples"] == 80
   assert adv["fgsm_accuracy"] == adv["pgd_accuracy"] == adv["clean_accuracy"]
 
 
 def test_eval_set_names():
   config = tiny_config(0.0)
-  sets = evaluate.eval_sets(["imagenet_real", "imagenet_c", "digits:test", ":train"], config)
+  sets = eval_sets.eval_sets(["imagenet_real", "imagenet_c", "digits:test", ":train"], config)
   assert sets["imagenet_real"] == ("imagenet2012_real", "validation")
   assert sets["imagenet_c/fog_3"] == ("imagenet2012_corrupted/fog_3", "validation")
   assert len([n for n in sets if n.startswith("imagenet_c/")]) == 95

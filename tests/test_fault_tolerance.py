@@ -13,8 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from sam_jax.checkpoints import npz
 from sam_jax.data import digits
+from sam_jax.models import param_blocks
 from sam_jax.training import loop
 from tests import tiny_digits_config
 
@@ -52,7 +52,7 @@ def _start_and_signal(workdir, sig, after_step, cwd):
 
 def _final_params(workdir):
   restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(STEPS), "default"))
-  return npz.flatten_params(restored["params"])
+  return param_blocks.flatten(restored["params"])
 
 
 def test_sigkill_and_sigterm_then_resume_equal_an_uninterrupted_run(tmp_path):

@@ -84,7 +84,7 @@ def test_mlp_matches_dense_hessian():
 
 def test_blocks_match_dense_diagonal_blocks():
   loss, params, batches, dense = _mlp_problem()
-  blocks = param_blocks.partition(params, "mlp")
+  blocks = param_blocks.partition(params, ())
   assert list(blocks) == ["Dense_0", "Dense_1"]
   values = hessian.block_lambda_max(loss, params, batches, blocks, num_steps=40)
   for name, paths in blocks.items():

@@ -81,7 +81,7 @@ def test_catalog_entries():
   assert catalog.spec("imagenet_v2/topimages").eval_split == "test"
   assert catalog.spec("imagenet2012_real").label_key == "original_label"
   assert catalog.spec("some_other_dataset") == catalog.DatasetSpec()
-  assert {s.metric for s in catalog.DATASETS.values()} <= set(catalog.METRICS)
+  assert {s.metric for s in catalog.DATASETS.values()} <= {"top1", "real", "imagenet_r"}
   assert len(catalog.PAPER_EVAL_SETS) == 5 + 95
   assert catalog.PAPER_EVAL_SETS["imagenet_minival"] == ("imagenet2012", "train[99%:]")
 

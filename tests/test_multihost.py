@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from sam_jax.checkpoints import npz
+from sam_jax.models import param_blocks
 from sam_jax.training import loop
 from tests import tiny_digits_config
 
@@ -35,7 +36,7 @@ def test_two_processes_equal_one_process(tmp_path):
   assert jax.device_count() == 8 and jax.process_count() == 1
   state = loop.train_and_evaluate(tiny_digits_config.get_config(num_train_steps=5),
                                    str(tmp_path / "single"))
-  single = npz.flatten_params(jax.device_get(state.params))
+  single = param_blocks.flatten(jax.device_get(state.params))
   multi = npz.read_npz(out)
   assert sorted(single) == sorted(multi)
   # Equal up to float summation order. (The attention key bias has an exactly zero

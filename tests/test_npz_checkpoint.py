@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sam_jax.checkpoints import npz
-from sam_jax.checkpoints.npz import export_npz, flatten_params, load_params, read_npz
+from sam_jax.checkpoints.npz import export_npz, load_params, read_npz
+from sam_jax.models.param_blocks import flatten as flatten_params
 from sam_jax.models import create_model
 
 D, MLP, HEADS, LAYERS, PATCH, CLASSES = 8, 16, 2, 2, 4, 5

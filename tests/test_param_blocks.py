@@ -26,7 +26,7 @@ def _params(name, variant, image_size, **overrides):
 ])
 def test_partition_in_network_order(name, variant, size, overrides, expected):
   params = _params(name, variant, size, **overrides)
-  blocks = param_blocks.partition(params, name)
+  blocks = param_blocks.partition(params, models.family(name).param_blocks)
   assert list(blocks) == expected
   paths = [p for block in blocks.values() for p in block]
   assert sorted(paths) == sorted(param_blocks.flatten(params))  # Each parameter exactly once.
@@ -34,7 +34,8 @@ def test_partition_in_network_order(name, variant, size, overrides, expected):
 
 def test_vit_blocks_hold_the_right_modules():
   blocks = param_blocks.partition(_params("vit", "Ti/4", 8, hidden_size=8, mlp_dim=16,
-                                          num_heads=2, num_layers=1), "vit")
+                                          num_heads=2, num_layers=1),
+                                  models.family("vit").param_blocks)
   assert set(blocks["embedding"]) == {"embedding/kernel", "embedding/bias", "cls",
                                       "Transformer/posembed_input/pos_embedding"}
   assert all("LayerNorm_1" in p or "MlpBlock_0" in p for p in blocks["block_0/mlp"])
@@ -42,10 +43,11 @@ def test_vit_blocks_hold_the_right_modules():
 
 
 def test_other_models_group_by_top_level_module_and_unmatched_paths_fail():
-  assert param_blocks.partition({"a": {"k": 1}, "b": {"k": 2, "j": 3}}, "other") == {
+  assert param_blocks.partition({"a": {"k": 1}, "b": {"k": 2, "j": 3}}, ()) == {
       "a": ("a/k",), "b": ("b/k", "b/j")}
   with pytest.raises(ValueError, match="'extra/kernel'.*matches no block rule"):
-    param_blocks.partition({"head": {"kernel": 1}, "extra": {"kernel": 2}}, "vit")
+    param_blocks.partition({"head": {"kernel": 1}, "extra": {"kernel": 2}},
+                           models.family("vit").param_blocks)
 
 
 def test_flatten_round_trip_and_natural_order():

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from sam_jax import models
 from sam_jax.training import loop
 from tests import tiny_digits_config
 
@@ -56,6 +57,6 @@ def test_bfloat16_activations_keep_float32_parameters_and_optimizer_state(tmp_pa
   float_leaves = [x for x in leaves if np.issubdtype(x.dtype, np.floating)]
   assert float_leaves and all(x.dtype == np.float32 for x in float_leaves)
   assert all(np.all(np.isfinite(x)) for x in float_leaves)
-  model = loop.create_model(config, 10)
+  model = models.from_config(config.model, 10)
   logits = model.apply({"params": state.params}, np.zeros((1, 8, 8, 3), np.float32), train=False)
   assert logits.dtype == np.dtype("bfloat16")

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from sam_jax.optim import sam
+from sam_jax import parallel
 from sam_jax.training import train_step
 
 RHO, LR, BATCH = 0.1, 0.5, 16
@@ -38,14 +39,14 @@ def _batch(n=BATCH, seed=1):
 def _run(rho, m, num_devices, batch, model=TinyNet()):
   """One SGD(LR)+SAM step with m examples per perturbation on ``num_devices`` devices."""
   groups = train_step.sam_groups(m, len(batch["label"]), num_devices)
-  mesh = train_step.create_mesh(jax.devices()[:num_devices], groups)
+  mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
   tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
                    optax.sgd(LR))
-  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3))
+  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
   step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
-  state = train_step.replicate(state, mesh)
+  state = parallel.replicate(state, mesh)
   init = jax.device_get(state)
-  state, metrics = step(state, train_step.shard_batch(batch, mesh))
+  state, metrics = step(state, parallel.shard_batch(batch, mesh))
   return init, jax.device_get(state), jax.device_get(metrics)
 
 
@@ -152,14 +153,14 @@ def test_dropout_masks_are_identical_in_both_passes():
 def _all_reduced_elements(rho, m):
   """(number of all-reduce ops, elements they reduce) in the compiled 8-device step."""
   groups = train_step.sam_groups(m, BATCH, 8)
-  mesh = train_step.create_mesh(None, groups)
+  mesh = parallel.create_mesh(None, groups.devices_per_group)
   tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
                    optax.sgd(LR))
   model = TinyNet()
-  state = train_step.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3)),
+  state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4),
                                mesh)
   step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
-  hlo = step.lower(state, train_step.shard_batch(_batch(), mesh)).compile().as_text()
+  hlo = step.lower(state, parallel.shard_batch(_batch(), mesh)).compile().as_text()
   ops = re.findall(r"= (\(.*?\)|\S+) all-reduce(?:-start)?\(", hlo)
   elements = sum(int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
                  for shapes in ops for dims in re.findall(r"\[([\d,]*)\]", shapes))
@@ -177,21 +178,21 @@ def test_per_device_sam_adds_compute_not_communication():
 def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond():
   """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
   model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]
-  mesh = train_step.create_mesh(jax.devices()[:2])
+  mesh = parallel.create_mesh(jax.devices()[:2])
   tx = optax.chain(sam(RHO, axis_name=train_step.SamGroups().axis_name, every_k_steps=3),
                    optax.sgd(LR))
-  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), (4, 4, 3)))
+  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
   schedule = optax.constant_schedule(LR)
   cond = train_step.make_train_step(model, tx, mesh, schedule)
   alternating = train_step.make_train_step(model, tx, mesh, schedule, every_k_steps=3)
   assert isinstance(alternating, train_step.AlternatingStep)
   states, rhos = {}, {}
   for name, step in (("cond", cond), ("alternating", alternating)):
-    state, rhos[name] = train_step.replicate(init, mesh), []
+    state, rhos[name] = parallel.replicate(init, mesh), []
     for i, batch in enumerate(batches):
       if i == 4:  # A state the step did not return (as after a restore): its step is read.
-        state = train_step.replicate(jax.device_get(state), mesh)
-      state, metrics = step(state, train_step.shard_batch(batch, mesh))
+        state = parallel.replicate(jax.device_get(state), mesh)
+      state, metrics = step(state, parallel.shard_batch(batch, mesh))
       rhos[name].append(float(metrics["rho"]))
     states[name] = jax.device_get(state)
   assert rhos["cond"] == rhos["alternating"]

@@ -8,7 +8,7 @@ r"""Trains and measures one run of the CIFAR-10 reproduction study; writes its r
 test accuracy, the final training loss (the clean-pass loss, mean of the last
 ``--loss_window`` logged values), Hessian lambda_max of the training loss, the
 fraction of active hidden units per block and the NTK condition number at
-initialisation and after training (``sam_jax.analyze`` with ``config.analysis``).
+initialisation and after training (``sam_jax.analysis.runner`` with ``config.analysis``).
 The row goes to ``<results_dir>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``,
 with the wall and CPU seconds the run used.
 """
@@ -23,8 +23,8 @@ import jax
 from ml_collections import config_flags
 import numpy as np
 
-from sam_jax import analyze
-from sam_jax.analysis import training_curves
+
+from sam_jax.analysis import runner, training_curves
 from sam_jax.checkpoints import loading
 from sam_jax.training import loop
 
@@ -49,7 +49,7 @@ def _cpu_seconds() -> float:
 def measure(workdir: str, loss_window: int) -> dict:
   """The study's numbers for the trained run in ``workdir``."""
   loaded = loading.load(workdir)
-  results = analyze.analyze(loaded, ["hessian", "neurons", "ntk"])
+  results = runner.analyze(loaded, ["hessian", "neurons", "ntk"])
   scalars = training_curves.read_scalars(workdir)
   _, train_loss = scalars["train_loss"]
   eval_steps, eval_accuracy = scalars["eval_accuracy"]

@@ -16,13 +16,13 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from sam_jax.analysis import block_stats
+from sam_jax.analysis import model_functions
 
 
 def attention_weights(intermediates: Mapping[str, Any], name: str = "attention_weights"
                       ) -> list[jax.Array]:
   """The sown attention weights [batch, heads, q, k] of each layer, in layer order."""
-  layers = block_stats.sown(intermediates, name)
+  layers = model_functions.sown(intermediates, name)
   if not layers:
     raise ValueError(f"attention_maps: no attention weights sown under {name!r}; is the model "
                      "a ViT applied with mutable=['intermediates']?")

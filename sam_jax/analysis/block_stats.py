@@ -1,8 +1,8 @@
 """Per-block statistics of a network (Fig. 2, Table 3): active neurons, activation and weight norms.
 
 The models sow per-block tensors into the ``intermediates`` collection
-(``model.apply(..., mutable=["intermediates"])``); these functions walk that tree
-generically and pick the entries by name:
+(``model.apply(..., mutable=["intermediates"])``); these functions pick the entries by
+name (``model_functions.sown``):
 
 - active fraction of a hidden layer h (post-GELU units ``hidden``, or the post-ReLU
   block outputs ``out`` of a ResNet): mean over examples, tokens and units of
@@ -19,27 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sam_jax.analysis import model_functions
 from sam_jax.models import param_blocks
-
-
-def sown(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:
-  """``{module path: value}`` of every value sown under ``name``, in natural path order.
-
-  Accepts the ``intermediates`` collection or the whole mutable output holding it. A
-  module that sowed several values under one name gets entries ``path/0``, ``path/1``...
-  """
-  tree = intermediates.get("intermediates", intermediates)
-  found = {}
-  for path, values in param_blocks.flatten(tree).items():
-    module, _, leaf = path.rpartition("/")
-    if leaf != name:
-      continue
-    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
-    if len(values) == 1:
-      found[module] = values[0]
-    else:
-      found.update({f"{module}/{i}": v for i, v in enumerate(values)})
-  return {k: found[k] for k in sorted(found, key=param_blocks.natural_key)}
 
 
 def active_fractions(intermediates: Mapping[str, Any], name: str = "hidden"
@@ -72,9 +53,8 @@ def weight_norms(params: Mapping[str, Any], blocks: Mapping[str, Sequence[str]]
 
 
 def _require(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:
-  layers = sown(intermediates, name)
+  layers = model_functions.sown(intermediates, name)
   if not layers:
-    names = sorted({p.rpartition("/")[2] for p in param_blocks.flatten(
-        intermediates.get("intermediates", intermediates))})
-    raise ValueError(f"block_stats: nothing sown under {name!r}; sown names: {names}.")
+    raise ValueError(f"block_stats: nothing sown under {name!r}; sown names: "
+                     f"{model_functions.sown_names(intermediates)}.")
   return layers

@@ -29,12 +29,12 @@ flattened parameters:
 """
 
 import functools
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 from jax.flatten_util import ravel_pytree
 
 from sam_jax.models import param_blocks
@@ -67,13 +67,14 @@ def lanczos(matvec: MatVec, v0: jax.Array, num_steps: int, *, progress: str | No
   """Ritz values (ascending, float64) of a symmetric operator after ``num_steps`` steps.
 
   Stops early when the Krylov space is exhausted (beta below 1e-6 of the largest |alpha|).
-  ``progress`` is a tqdm label, or None for no bar.
+  ``progress``: a label to log the steps under (every 10 s), or None.
   """
   v = v0 / jnp.linalg.norm(v0)
   v_prev = 0 * v
   alphas, betas = [], []
   beta = 0.0
-  for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
+  for step in range(num_steps):
+    _log_progress(progress, step, num_steps)
     alpha, beta, v_next = _lanczos_step(matvec(v), v, v_prev, beta)
     alphas.append(float(alpha))
     beta = float(beta)
@@ -97,7 +98,8 @@ def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float
   """The eigenvalue of largest magnitude, stopping when it changes by < ``tol`` relative."""
   v = v0 / jnp.linalg.norm(v0)
   eigenvalue = np.nan
-  for _ in tqdm.trange(num_steps, desc=progress, disable=progress is None, leave=False):
+  for step in range(num_steps):
+    _log_progress(progress, step, num_steps)
     quotient, norm, v = _power_step(matvec(v), v)
     previous, eigenvalue = eigenvalue, float(quotient)
     if norm == 0 or abs(eigenvalue - previous) <= tol * abs(eigenvalue):
@@ -167,7 +169,11 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
 def block_lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
                      blocks: Mapping[str, Sequence[str]], **kwargs) -> dict[str, float]:
   """lambda_max of each diagonal block ``{name: paths}``; ``kwargs`` as for ``lambda_max``."""
-  names: Iterable[str] = tqdm.tqdm(blocks, desc="Hessian blocks", leave=False,
-                                   disable=kwargs.get("progress") is None)
-  return {name: lambda_max(loss_fn, params, batches, paths=blocks[name], **kwargs)
-          for name in names}
+  return {name: lambda_max(loss_fn, params, batches, paths=paths, **kwargs)
+          for name, paths in blocks.items()}
+
+
+def _log_progress(label: str | None, step: int, num_steps: int) -> None:
+  if label is not None:
+    logging.log_every_n_seconds(logging.INFO, "%s: step %d of at most %d.", 10, label, step + 1,
+                                num_steps)

@@ -18,10 +18,10 @@ with every metric averaged over a fixed list of (equal-sized) batches.
 import functools
 from typing import Any, Callable, Sequence
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 Params = Any
 MetricsFn = Callable[[Params, Any], dict[str, jax.Array]]  # (params, batch) -> {name: mean}.
@@ -59,7 +59,8 @@ def loss_surface(metrics_fn: MetricsFn, params: Params, directions: Sequence[Par
   """Each metric at w + sum_i c_i d_i over the grid of ``coordinates`` (one axis per direction).
 
   ``metrics_fn`` must be hashable (jit caches on it). Returns ``{name: array}`` of shape
-  ``[len(coordinates[0]), ...]``.
+  ``[len(coordinates[0]), ...]``. ``progress``: a label to log the points under (every
+  10 s), or None.
   """
   if len(directions) != len(coordinates) or not 1 <= len(directions) <= 2:
     raise ValueError(f"landscape: needs 1 or 2 directions with one coordinate grid each, got "
@@ -70,7 +71,10 @@ def loss_surface(metrics_fn: MetricsFn, params: Params, directions: Sequence[Par
   grid = np.stack(np.meshgrid(*coordinates, indexing="ij"), axis=-1)
   points = grid.reshape(-1, len(directions))
   results = []
-  for point in tqdm.tqdm(points, desc=progress, disable=progress is None, leave=False):
+  for i, point in enumerate(points):
+    if progress is not None:
+      logging.log_every_n_seconds(logging.INFO, "%s: point %d of %d.", 10, progress, i + 1,
+                                  len(points))
     coords = jnp.asarray(point, jnp.float32)
     per_batch = [_metrics_at(metrics_fn, params, tuple(directions), coords, b) for b in batches]
     results.append(jax.tree.map(lambda *v: float(np.mean(v)), *per_batch))

@@ -1,5 +1,7 @@
 """Functions of a model's parameters for the analyses: logits, loss, metrics, intermediates.
 
+``sown`` reads the values the models sow into ``intermediates`` (see ``sam_jax.models``).
+
 Each is a callable object fixed by the model and its model state (e.g. BatchNorm
 statistics), applied with ``train=False``. Objects of one class are equal (and
 hash equal) for an equal model and the very same model-state arrays, so the jit
@@ -9,13 +11,13 @@ arguments) compile once for every run of an architecture without model state
 """
 
 import functools
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from sam_jax.training import train_step
+from sam_jax import metrics
+from sam_jax.models import param_blocks
 
 
 class ModelFunction:
@@ -47,7 +49,7 @@ class Loss(ModelFunction):
   """(params, batch) -> mean softmax cross-entropy."""
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-    return train_step.cross_entropy(self._apply(params, batch["image"]), batch["label"])
+    return metrics.cross_entropy(self._apply(params, batch["image"]), batch["label"])
 
 
 class Metrics(ModelFunction):
@@ -55,8 +57,8 @@ class Metrics(ModelFunction):
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     logits = self._apply(params, batch["image"])
-    return {"loss": train_step.cross_entropy(logits, batch["label"]),
-            "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
+    return {"loss": metrics.cross_entropy(logits, batch["label"]),
+            "accuracy": metrics.accuracy(logits, batch["label"])}
 
 
 class Intermediates(ModelFunction):
@@ -65,3 +67,29 @@ class Intermediates(ModelFunction):
   @functools.partial(jax.jit, static_argnums=0)
   def __call__(self, params: Any, images: jax.Array) -> dict[str, Any]:
     return self._apply(params, images, mutable=["intermediates"])[1]
+
+
+def sown(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:
+  """``{module path: value}`` of every value sown under ``name``, in natural path order.
+
+  Accepts the ``intermediates`` collection or the whole mutable output holding it. A
+  module that sowed several values under one name gets entries ``path/0``, ``path/1``...
+  """
+  tree = intermediates.get("intermediates", intermediates)
+  found = {}
+  for path, values in param_blocks.flatten(tree).items():
+    module, _, leaf = path.rpartition("/")
+    if leaf != name:
+      continue
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if len(values) == 1:
+      found[module] = values[0]
+    else:
+      found.update({f"{module}/{i}": v for i, v in enumerate(values)})
+  return {k: found[k] for k in sorted(found, key=param_blocks.natural_key)}
+
+
+def sown_names(intermediates: Mapping[str, Any]) -> list[str]:
+  """The names anything was sown under."""
+  tree = intermediates.get("intermediates", intermediates)
+  return sorted({p.rpartition("/")[2] for p in param_blocks.flatten(tree)})

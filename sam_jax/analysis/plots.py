@@ -1,25 +1,24 @@
-"""PNG figures of the analyses (matplotlib, Agg backend: no display needed).
+"""PNG figures of the analyses, drawn on ``matplotlib.figure.Figure`` (no pyplot, no backend).
 
 Every function takes results keyed by run label (e.g. ``{"SAM": ..., "no SAM": ...}``),
-so runs are compared in one figure, writes one PNG to ``path`` and returns ``path``.
+so runs are compared in one figure, writes one PNG to ``path`` (local or ``gs://``,
+through ``etils.epath``) and returns ``path`` as a string.
 """
 
 from typing import Mapping, Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=wrong-import-position
+from etils import epath
+from matplotlib.figure import Figure
+import numpy as np
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), as from training_curves.read_scalars.
 
 
-def _save(fig: plt.Figure, path: str) -> str:
+def _save(fig: Figure, path: epath.PathLike) -> str:
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-  return path
+  with epath.Path(path).open("wb") as f:
+    fig.savefig(f, format="png", dpi=120)
+  return str(path)
 
 
 def _short_names(names: Sequence[str]) -> list[str]:
@@ -34,16 +33,16 @@ def _short_names(names: Sequence[str]) -> list[str]:
   return ["/".join(p[lead:len(p) - trail]) for p in parts]
 
 
-def block_bars(path: str, values: Mapping[str, Mapping[str, float]], *, ylabel: str,
-               title: str, log: bool = False) -> str:
+def block_bars(path: epath.PathLike, values: Mapping[str, Mapping[str, float]], *,
+               ylabel: str, title: str, log: bool = False) -> str:
   """Grouped bars: one group per block (in the first run's order), one bar per run."""
   blocks = list(next(iter(values.values())))
   return grouped_bars(path, {b: {label: [v.get(b, np.nan)] for label, v in values.items()}
                              for b in blocks}, ylabel=ylabel, title=title, log=log, short=True)
 
 
-def grouped_bars(path: str, values: Mapping[str, Mapping[str, Sequence[float]]], *,
-                 ylabel: str, title: str, log: bool = False, short: bool = False) -> str:
+def grouped_bars(path: epath.PathLike, values: Mapping[str, Mapping[str, Sequence[float]]],
+                 *, ylabel: str, title: str, log: bool = False, short: bool = False) -> str:
   """One group of bars per key of ``values``, one bar per label: the mean of the label's values.
 
   Where a bar has several values (e.g. seeds), the bar also shows their standard
@@ -53,7 +52,8 @@ def grouped_bars(path: str, values: Mapping[str, Mapping[str, Sequence[float]]],
   groups = list(values)
   labels = list(dict.fromkeys(label for g in groups for label in values[g]))
   width = 0.8 / len(labels)
-  fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(groups) * len(labels) + 2), 4))
+  fig = Figure(figsize=(max(6.0, 0.45 * len(groups) * len(labels) + 2), 4))
+  ax = fig.subplots()
   x = np.arange(len(groups))
   for i, label in enumerate(labels):
     xs = x + (i - (len(labels) - 1) / 2) * width
@@ -75,10 +75,11 @@ def grouped_bars(path: str, values: Mapping[str, Mapping[str, Sequence[float]]],
   return _save(fig, path)
 
 
-def landscape_1d(path: str, alphas: Sequence[float], losses: Mapping[str, np.ndarray], *,
-                 ylabel: str = "training loss") -> str:
+def landscape_1d(path: epath.PathLike, alphas: Sequence[float],
+                 losses: Mapping[str, np.ndarray], *, ylabel: str = "training loss") -> str:
   """L(w + a d) against a, one curve per run."""
-  fig, ax = plt.subplots(figsize=(5, 4))
+  fig = Figure(figsize=(5, 4))
+  ax = fig.subplots()
   for label, values in losses.items():
     ax.plot(alphas, values, label=label)
   ax.set_xlabel("a (filter-normalised direction)")
@@ -88,14 +89,14 @@ def landscape_1d(path: str, alphas: Sequence[float], losses: Mapping[str, np.nda
   return _save(fig, path)
 
 
-def landscape_2d(path: str, alphas: Sequence[float], betas: Sequence[float],
+def landscape_2d(path: epath.PathLike, alphas: Sequence[float], betas: Sequence[float],
                  losses: Mapping[str, np.ndarray], *, zlabel: str = "training loss") -> str:
   """Per run (rows): contour and 3-D surface of L(w + a d1 + b d2), on shared levels."""
   a, b = np.meshgrid(alphas, betas, indexing="ij")
   top = max(float(np.nanmax(z)) for z in losses.values())
   bottom = min(float(np.nanmin(z)) for z in losses.values())
   levels = np.linspace(bottom, top, 25)
-  fig = plt.figure(figsize=(10, 4.2 * len(losses)))
+  fig = Figure(figsize=(10, 4.2 * len(losses)))
   for row, (label, z) in enumerate(losses.items()):
     ax = fig.add_subplot(len(losses), 2, 2 * row + 1)
     contour = ax.contour(a, b, z, levels=levels, cmap="viridis")
@@ -113,15 +114,16 @@ def landscape_2d(path: str, alphas: Sequence[float], betas: Sequence[float],
   return _save(fig, path)
 
 
-def attention_overlays(path: str, images: np.ndarray, maps: Mapping[str, np.ndarray]) -> str:
+def attention_overlays(path: epath.PathLike, images: np.ndarray,
+                       maps: Mapping[str, np.ndarray]) -> str:
   """Row 0: the images ([-1, 1] NHWC); then per run, its class-token maps over the images.
 
   Each map is stretched to its own [min, max] for display.
   """
   images = np.clip((np.asarray(images, np.float32) + 1) / 2, 0, 1)
   n, height, width = images.shape[:3]
-  fig, axes = plt.subplots(1 + len(maps), n, figsize=(1.6 * n, 1.7 * (1 + len(maps))),
-                           squeeze=False)
+  fig = Figure(figsize=(1.6 * n, 1.7 * (1 + len(maps))))
+  axes = fig.subplots(1 + len(maps), n, squeeze=False)
   for j in range(n):
     axes[0, j].imshow(images[j])
     for i, (label, m) in enumerate(maps.items(), start=1):
@@ -140,11 +142,12 @@ def attention_overlays(path: str, images: np.ndarray, maps: Mapping[str, np.ndar
   return _save(fig, path)
 
 
-def training_curves(path: str, runs: Mapping[str, Mapping[str, Curve]]) -> str:
+def training_curves(path: epath.PathLike, runs: Mapping[str, Mapping[str, Curve]]) -> str:
   """Training loss, training error (1 - train_accuracy) and eval accuracy of each run."""
   panels = (("train_loss", "training loss", False), ("train_accuracy", "training error", True),
             ("eval_accuracy", "eval accuracy", False))
-  fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+  fig = Figure(figsize=(4.2 * len(panels), 3.6))
+  axes = fig.subplots(1, len(panels))
   for ax, (tag, title, error) in zip(axes, panels):
     for label, scalars in runs.items():
       if tag in scalars:

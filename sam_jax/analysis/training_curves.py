@@ -1,30 +1,43 @@
-"""Scalar curves a run wrote to TensorBoard event files in its workdir.
+"""Scalar curves a run wrote to TensorBoard event files in its workdir (local or ``gs://``).
 
 The train loop (clu metric writers) writes ``train_loss``, ``train_accuracy``,
 ``eval_loss``, ``eval_accuracy``... as TF2 tensor summaries; older writers use
 ``simple_value`` scalars. Both are read with TensorBoard's ``EventAccumulator``
-(no TensorFlow needed). A step written twice (a run resumed from an earlier
-checkpoint) keeps its last value.
+(no TensorFlow needed). A remote workdir's event files are first copied to a local
+temporary directory through ``etils.epath`` (any filesystem epath reads). A step
+written twice (a run resumed from an earlier checkpoint) keeps its last value.
 """
 
-import os
+import tempfile
 
+from etils import epath
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
 Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), steps ascending.
+EVENT_FILES = "events.out.tfevents*"
 
 
-def read_scalars(logdir: str) -> dict[str, Curve]:
+def read_scalars(logdir: epath.PathLike) -> dict[str, Curve]:
   """``{tag: (steps, values)}`` of every scalar summary in the event files of ``logdir``.
 
   Raises:
     ValueError: ``logdir`` holds no event files.
   """
-  if not os.path.isdir(logdir) or not any(
-      f.startswith("events.out.tfevents") for f in os.listdir(logdir)):
-    raise ValueError(f"training_curves: no TensorBoard event files in {logdir!r}.")
+  root = epath.Path(logdir)
+  files = sorted(root.glob(EVENT_FILES)) if root.is_dir() else []
+  if not files:
+    raise ValueError(f"training_curves: no TensorBoard event files in {str(logdir)!r}.")
+  if "://" not in str(logdir):
+    return _read_local(str(root))
+  with tempfile.TemporaryDirectory() as local:
+    for f in files:
+      (epath.Path(local) / f.name).write_bytes(f.read_bytes())
+    return _read_local(local)
+
+
+def _read_local(logdir: str) -> dict[str, Curve]:
   acc = event_accumulator.EventAccumulator(logdir, size_guidance={
       event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
   acc.Reload()

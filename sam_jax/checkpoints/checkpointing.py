@@ -10,24 +10,32 @@ leaves a ``*.orbax-checkpoint-tmp`` directory that resuming skips with a warning
 from absl import logging
 from etils import epath
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 import orbax.checkpoint as ocp
 
+from sam_jax import parallel
+
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
+LATEST, BEST = "checkpoints", "checkpoints_best"  # Subdirectories of the workdir.
+CONFIG_FILE = "config.json"  # The run's completed config, in the workdir.
+
+
+def workdir_path(workdir: str | epath.PathLike) -> epath.Path:
+  """The workdir as an epath: gs:// (any remote) paths as they are, local ones absolute."""
+  root = epath.Path(workdir)
+  return root if "://" in str(workdir) else root.absolute()
 
 
 class Checkpoints:
   """The run's checkpoint directories."""
 
   def __init__(self, workdir: str, *, keep: int, every_steps: int):
-    root = epath.Path(workdir)  # Local or gs:// paths.
-    root = root if "://" in str(workdir) else root.absolute()
+    root = workdir_path(workdir)
     self.every_steps = every_steps
     self.latest = ocp.CheckpointManager(
-        root / "checkpoints",
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        root / LATEST, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
     self.best = ocp.CheckpointManager(
-        root / "checkpoints_best",
+        root / BEST,
         options=ocp.CheckpointManagerOptions(
             max_to_keep=1, create=True, best_fn=lambda m: m["accuracy"], best_mode="max"))
 
@@ -49,7 +57,7 @@ class Checkpoints:
     if step is None:
       return None
     logging.info("Resuming from the checkpoint of step %d in %s.", step, self.directory)
-    replicated = NamedSharding(mesh, P())
+    replicated = parallel.replicated(mesh)
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
     return self.latest.restore(step, args=ocp.args.StandardRestore(target))

@@ -1,27 +1,32 @@
-"""A model with its weights, for the analyses: a run's checkpoint, an official .npz, or the init.
+"""A model with its weights, for evaluation and analysis: a run's checkpoint, an .npz, or the init.
 
-- A workdir written by ``sam_jax.training.loop``: its ``config.json`` (unless a config is
-  given) and the newest (or a chosen) step of the Orbax checkpoints in
-  ``<workdir>/checkpoints``; only ``params`` and ``model_state`` are read.
-- An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen
-  names renamed; keys and shapes checked against the config's model).
+- A workdir written by ``sam_jax.training.loop`` (local or ``gs://``, all through
+  ``etils.epath`` and Orbax): its ``config.json`` (unless a config is given) and the
+  newest (or a chosen) step of the Orbax checkpoints in ``<workdir>/checkpoints``; only
+  ``params`` and ``model_state`` are read.
+- An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen names
+  renamed; keys and shapes checked against the config's model).
 - ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
+
+Every ``Loaded.config`` is completed (``config.defaults.complete``) and its analysis and
+adversarial settings checked.
 """
 
 import dataclasses
 import functools
 import json
-import os
 from typing import Any
 
+from etils import epath
 import flax
 import jax
 import ml_collections
-import optax
 import orbax.checkpoint as ocp
 
-from sam_jax.checkpoints import npz
-from sam_jax.training import loop, train_step
+from sam_jax import models
+from sam_jax.checkpoints import checkpointing, npz
+from sam_jax.config import defaults, validation
+from sam_jax.data import input_pipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,61 +44,60 @@ class Loaded:
     return {"params": self.params, **self.model_state}
 
 
+def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` completed, its tool settings checked (ValueError naming a bad one)."""
+  config = defaults.complete(config)
+  validation.validate_sections(config)
+  return config
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved as ``<workdir>/config.json``."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"restore: {path} does not exist; pass the run's config explicitly.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  """The config a run saved as ``<workdir>/config.json``, completed."""
+  path = epath.Path(workdir) / checkpointing.CONFIG_FILE
+  if not path.exists():
+    raise ValueError(f"loading: {path} does not exist; pass the run's config explicitly.")
+  return complete(ml_collections.ConfigDict(json.loads(path.read_text())))
 
 
 def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
   """The config's model; the class count from ``config.num_classes`` or the dataset."""
-  num_classes = config.get("num_classes") or loop.data_source(config).get_info(
-      config).num_classes
-  return loop.create_model(config, num_classes)
+  return models.from_config(config.model, input_pipeline.num_classes(config))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _init_variables(model: flax.linen.Module, image_shape: tuple[int, ...], rng: jax.Array):
-  """The variables training starts from (``train_step.init_state``, same key use)."""
-  state = train_step.init_state(model, optax.identity(), rng, image_shape)
-  return {"params": state.params, **state.model_state}
+def _init(model: flax.linen.Module, image_size: int, rng: jax.Array):
+  """(params, model state) at initialisation, as training starts (``models.initialize``)."""
+  return models.initialize(model, rng, image_size)[:2]
 
 
-def _init(model: flax.linen.Module, config: ml_collections.ConfigDict, abstract: bool):
-  """(params, model state) at initialisation with ``config.seed``, or their shapes."""
-  args = (model, (config.image_size, config.image_size, 3), jax.random.PRNGKey(config.seed))
-  variables = jax.eval_shape(_init_variables, *args) if abstract else _init_variables(*args)
-  variables = flax.core.unfreeze(variables)
-  params = variables.pop("params")
-  return params, variables
+def _init_args(model: flax.linen.Module, config: ml_collections.ConfigDict):
+  return model, config.image_size, jax.random.PRNGKey(config.seed)
 
 
 def initial(config: ml_collections.ConfigDict) -> Loaded:
   """The model at initialisation, with the seed training uses (``config.seed``)."""
+  config = complete(config)
   model = create_model(config)
-  params, model_state = _init(model, config, abstract=False)
+  params, model_state = _init(*_init_args(model, config))
   return Loaded(config, model, params, model_state, None, "init")
 
 
 def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
                  step: int | None = None) -> Loaded:
   """The newest (or ``step``) checkpoint of a training run."""
-  config = load_config(workdir) if config is None else config
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  if not os.path.isdir(directory):
-    raise ValueError(f"restore: {directory} does not exist; is {workdir!r} a training workdir?")
+  config = load_config(workdir) if config is None else complete(config)
+  directory = checkpointing.workdir_path(workdir) / checkpointing.LATEST
+  if not directory.is_dir():
+    raise ValueError(f"loading: {directory} does not exist; is {workdir!r} a training workdir?")
   with ocp.CheckpointManager(directory) as manager:
     steps = list(manager.all_steps())
     if not steps:
-      raise ValueError(f"restore: {directory} holds no checkpoint yet.")
+      raise ValueError(f"loading: {directory} holds no checkpoint yet.")
     step = max(steps) if step is None else step
     if step not in steps:
-      raise ValueError(f"restore: no checkpoint at step {step} in {directory}; steps: {steps}.")
+      raise ValueError(f"loading: no checkpoint at step {step} in {directory}; steps: {steps}.")
     model = create_model(config)
-    params, model_state = _init(model, config, abstract=True)
+    params, model_state = jax.eval_shape(_init, *_init_args(model, config))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
                           {"params": params, "model_state": model_state})
@@ -104,10 +108,11 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
 
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
   """Parameters from an official .npz (``npz.load_params``) for the config's model."""
+  config = complete(config)
   model = create_model(config)
-  init_params, model_state = _init(model, config, abstract=False)
+  init_params, model_state = _init(*_init_args(model, config))
   if model_state:
-    raise ValueError(f"restore: {config.model.name} has model state {list(model_state)}, which "
+    raise ValueError(f"loading: {config.model.name} has model state {list(model_state)}, which "
                      f".npz files do not hold.")
   params = npz.load_params(path, config.model.name, init_params)
   return Loaded(config, model, params, {}, None, path)
@@ -116,9 +121,9 @@ def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
 def run_config(path: str, config: ml_collections.ConfigDict | None) -> ml_collections.ConfigDict:
   """The config of run ``path``: ``config`` if given, else the workdir's (required for .npz)."""
   if config is not None:
-    return config
+    return complete(config)
   if path.endswith(".npz"):
-    raise ValueError(f"restore: {path} holds no config; pass the model's config.")
+    raise ValueError(f"loading: {path} holds no config; pass the model's config.")
   return load_config(path)
 
 
@@ -133,9 +138,9 @@ def parse_run(spec: str) -> tuple[str, str]:
   """``"LABEL=PATH"`` or ``"PATH"`` (labelled by its last component) -> (label, path)."""
   label, sep, path = spec.partition("=")
   if not sep:
-    path, label = spec, os.path.basename(os.path.normpath(spec))
+    path, label = spec, epath.Path(spec).name
   if not label or not path:
-    raise ValueError(f"restore: run {spec!r} is not [LABEL=]PATH.")
+    raise ValueError(f"loading: run {spec!r} is not [LABEL=]PATH.")
   return label, path
 
 
@@ -149,9 +154,9 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
   pairs = [parse_run(s) for s in specs]
   if output_dir is None:
     if pairs[0][1].endswith(".npz"):
-      raise ValueError("restore: --output_dir is required when the first run is an .npz file.")
-    output_dir = os.path.join(pairs[0][1], default_subdir)
+      raise ValueError("loading: --output_dir is required when the first run is an .npz file.")
+    output_dir = str(epath.Path(pairs[0][1]) / default_subdir)
   configs = {path: run_config(path, config) for _, path in pairs}  # Each read once.
   for run in configs.values():
-    loop.data_source(run).get_info(run)
+    input_pipeline.get_info(run)
   return {label: load(path, configs[path]) for label, path in pairs}, output_dir

@@ -26,32 +26,25 @@ import zipfile
 
 from absl import logging
 from etils import epath
-import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 
+from sam_jax import models
+from sam_jax.models import param_blocks
+
 Flat = dict[str, np.ndarray]
 
-# Family -> a key only its checkpoints have.
-FAMILY_MARKERS = {"vit": "Transformer/encoder_norm/scale", "mixer": "pre_head_layer_norm/scale"}
+# Family -> a key only its checkpoints have (``models.Family.npz_marker``).
+FAMILY_MARKERS = {name: family.npz_marker for name, family in models.MODELS.items()
+                  if family.npz_marker}
 POSEMB = "Transformer/posembed_input/pos_embedding"
 MAX_LISTED = 30  # mismatches listed in an error message
 _PRE_LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_1|LayerNorm_2|MlpBlock_3)/")
 _LINEN_NAME = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
                "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
-
-
-def flatten_params(params) -> dict[str, jax.Array | np.ndarray]:
-  """Nested param dict -> ``{"a/b/kernel": array}``."""
-  return flax.traverse_util.flatten_dict(params, sep="/")
-
-
-def unflatten_params(flat: Flat) -> dict:
-  """``{"a/b/kernel": array}`` -> nested param dict."""
-  return flax.traverse_util.unflatten_dict(flat, sep="/")
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
@@ -95,7 +88,7 @@ def detect_family(flat: Flat) -> str:
   found = [name for name, marker in FAMILY_MARKERS.items() if marker in flat]
   if len(found) != 1:
     raise ValueError(f"Unknown architecture: expected exactly one of the keys "
-                     f"{list(FAMILY_MARKERS.values())} (ViT, Mixer); the file has "
+                     f"{list(FAMILY_MARKERS.values())} ({list(FAMILY_MARKERS)}); the file has "
                      f"{len(flat)} keys starting {sorted(flat)[:5]}.")
   return found[0]
 
@@ -142,7 +135,7 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
   if "params" in init_params and len(init_params) == 1:
     raise ValueError("load_params: init_params must be variables['params'], not the whole "
                      "variables dict.")
-  template = flatten_params(init_params)
+  template = param_blocks.flatten(init_params)
   flat = to_linen_names(read_npz(path))
   family = detect_family(flat)
   if family != model_name:
@@ -163,7 +156,8 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
     raise ValueError(f"load_params: {path} does not match the {model_name} model "
                      f"({len(problems)} problems, nothing loaded; keys in linen names):\n"
                      + "\n".join(shown))
-  return unflatten_params({k: jnp.asarray(flat[k], dtype=template[k].dtype) for k in template})
+  return param_blocks.unflatten({k: jnp.asarray(flat[k], dtype=template[k].dtype)
+                                 for k in template})
 
 
 def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
@@ -195,6 +189,6 @@ def export_npz(path: str | os.PathLike, params) -> None:
   The file is exactly at ``path`` (no ".npz" appended) and reads back with
   ``read_npz`` / ``load_params`` bit for bit.
   """
-  flat = {k: np.asarray(jax.device_get(v)) for k, v in flatten_params(params).items()}
+  flat = {k: np.asarray(jax.device_get(v)) for k, v in param_blocks.flatten(params).items()}
   with epath.Path(path).open("wb") as f:
     np.savez(f, **flat)

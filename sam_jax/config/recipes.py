@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import ml_collections
 from ml_collections import FieldReference
 
-from sam_jax.config import analysis_settings
+from sam_jax.config import defaults
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
@@ -53,15 +53,6 @@ TRANSFER: dict[str, Transfer] = {
 }
 
 
-def _optimizer(name: str, learning_rate: Any, warmup_steps: Any, decay: str, weight_decay: float,
-               grad_clip_norm: float, nesterov: bool = False) -> ml_collections.ConfigDict:
-  """Every ``config.optimizer`` key, so any can be overridden from the command line."""
-  return ml_collections.ConfigDict(dict(
-      name=name, learning_rate=learning_rate, end_learning_rate=0.0, warmup_steps=warmup_steps,
-      decay=decay, b1=0.9, b2=0.999, weight_decay=weight_decay, momentum=0.9, nesterov=nesterov,
-      grad_clip_norm=grad_clip_norm))
-
-
 def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
             model: dict[str, Any], rho: float) -> ml_collections.ConfigDict:
   """The keys every paper run shares; the recipe sets the optimizer and the run length."""
@@ -75,8 +66,9 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.batch_size = batch_size
   config.eval_batch_size = 1024
   config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
-  config.sam = ml_collections.ConfigDict(dict(rho=rho, sync="device", eps=1e-12))
-  config.update(analysis_settings.sections())  # Of analyze and evaluate.
+  config.sam = defaults.sam(rho)
+  config.nonfinite = "stop"
+  config.update(defaults.sections())  # Of analyze and evaluate.
   config.log_every_steps = 100
   config.eval_every_steps = 5000
   config.checkpoint_every_steps = 1000
@@ -100,8 +92,8 @@ def imagenet(*, model: str, variant: str, rho: float, epochs: int = 300, batch_s
                    batch_size=batch_size, rho=rho,
                    model=dict(name=model, variant=variant, **model_overrides))
   config.num_train_steps = _imagenet(config, epochs)
-  config.optimizer = _optimizer("adamw", 3e-3, 10_000, "linear", weight_decay=0.3,
-                                grad_clip_norm=1.0)
+  config.optimizer = defaults.optimizer("adamw", 3e-3, 10_000, "linear", weight_decay=0.3,
+                                        grad_clip_norm=1.0)
   return config
 
 
@@ -115,8 +107,9 @@ def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int
   batch = config.get_ref("batch_size")
   learning_rate = FieldReference(lr_per_256 / 256, field_type=float) * batch
   warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
-  config.optimizer = _optimizer("sgd", learning_rate, warmup_steps, "cosine",
-                                weight_decay=weight_decay, grad_clip_norm=0.0, nesterov=True)
+  config.optimizer = defaults.optimizer("sgd", learning_rate, warmup_steps, "cosine",
+                                        weight_decay=weight_decay, grad_clip_norm=0.0,
+                                        nesterov=True)
   return config
 
 
@@ -144,6 +137,6 @@ def finetune(*, dataset: str, model: str = "vit", variant: str = "B/16", rho: fl
   config.log_every_steps = 10
   config.eval_every_steps = steps // 10
   config.checkpoint_every_steps = steps // 5
-  config.optimizer = _optimizer("sgd", learning_rate, target.warmup_steps, "cosine",
-                                weight_decay=0.0, grad_clip_norm=1.0)
+  config.optimizer = defaults.optimizer("sgd", learning_rate, target.warmup_steps, "cosine",
+                                        weight_decay=0.0, grad_clip_norm=1.0)
   return config

@@ -1,25 +1,31 @@
-"""Checks a training config before any expensive work, with errors that say what is valid."""
+"""Checks a completed config (``defaults.complete``) before any expensive work.
+
+Each error names the first bad value and what would be valid. The valid choices are
+listed here, as plain data (this package imports no JAX); the modules that act on them
+(``optim.optimizer``, ``analysis.hessian``, ``analysis.ntk``) hold the same names, which
+``tests/test_layering.py`` checks.
+"""
+
+from typing import Any
 
 import ml_collections
 
-from sam_jax.optim import optimizer as optimizer_lib
+from sam_jax.config import defaults
 
 SYNC_MODES = ("device", "global")
 NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
 DTYPES = ("float32", "bfloat16")  # Of activations; parameters and optimizer state stay float32.
+OPTIMIZERS = ("adamw", "sgd")
+DECAYS = ("linear", "cosine", "constant")
+HESSIAN_METHODS = ("lanczos", "power")
+NTK_CONVENTIONS = ("trace", "full", "sum")
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
 
 
-def _positive_int(config: ml_collections.ConfigDict, key: str) -> None:
-  value = config[key]
-  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-    raise ValueError(f"config.{key}={value!r} must be a positive integer.")
-
-
 def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError naming the first bad config value and what would be valid."""
+  """Raises ValueError naming the first bad value of a completed training config."""
   missing = [k for k in REQUIRED if k not in config]
   if missing:
     raise ValueError(f"config is missing the keys {missing}; see configs/default.py for a "
@@ -31,23 +37,48 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     if config[key] % num_devices:
       raise ValueError(f"config.{key}={config[key]} must be divisible by the number of "
                        f"devices ({num_devices}).")
-  if config.model.get("dtype", "float32") not in DTYPES:
-    raise ValueError(f"config.model.dtype={config.model.dtype!r} must be one of {DTYPES}.")
-  if config.get("nonfinite", "stop") not in NONFINITE:
-    raise ValueError(f"config.nonfinite={config.nonfinite!r} must be one of {NONFINITE}.")
+  _choice(config, "model.dtype", DTYPES)
+  _choice(config, "nonfinite", NONFINITE)
   if not config.sam.rho >= 0:
     raise ValueError(f"config.sam.rho={config.sam.rho!r} must be >= 0 (0 trains without SAM).")
-  if config.sam.sync not in SYNC_MODES:
-    raise ValueError(f"config.sam.sync={config.sam.sync!r} must be one of {SYNC_MODES}.")
-  if config.sam.get("kind", "sam") not in optimizer_lib.SAM_KINDS:
-    raise ValueError(f"config.sam.kind={config.sam.kind!r} must be one of "
-                     f"{optimizer_lib.SAM_KINDS}.")
-  if config.optimizer.name not in optimizer_lib.OPTIMIZERS:
-    raise ValueError(f"config.optimizer.name={config.optimizer.name!r} must be one of "
-                     f"{optimizer_lib.OPTIMIZERS}.")
-  if config.optimizer.decay not in optimizer_lib.DECAYS:
-    raise ValueError(f"config.optimizer.decay={config.optimizer.decay!r} must be one of "
-                     f"{optimizer_lib.DECAYS}.")
+  _choice(config, "sam.sync", SYNC_MODES)
+  _choice(config, "sam.kind", tuple(defaults.SAM_KINDS))
+  _positive_int(config, "sam.every_k_steps")
+  _choice(config, "optimizer.name", OPTIMIZERS)
+  _choice(config, "optimizer.decay", DECAYS)
   if not 0 <= config.optimizer.warmup_steps < config.num_train_steps:
     raise ValueError(f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be in "
                      f"[0, num_train_steps={config.num_train_steps}).")
+  validate_sections(config)
+
+
+def validate_sections(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad value of ``config.analysis`` or ``.adversarial``."""
+  for key in ("analysis.batch_size", "analysis.hessian.num_batches", "analysis.hessian.num_steps",
+              "analysis.ntk.batch_size", "analysis.neurons.num_batches",
+              "analysis.landscape.num_batches", "analysis.landscape.points_1d",
+              "analysis.landscape.points_2d", "analysis.attention.num_images",
+              "adversarial.batch_size", "adversarial.pgd_steps"):
+    _positive_int(config, key)
+  _choice(config, "analysis.hessian.method", HESSIAN_METHODS)
+  _choice(config, "analysis.ntk.convention", NTK_CONVENTIONS)
+  for key in ("analysis.landscape.radius", "adversarial.epsilon", "adversarial.pgd_step_size"):
+    if not _get(config, key) >= 0:
+      raise ValueError(f"config.{key}={_get(config, key)!r} must be >= 0.")
+
+
+def _positive_int(config: ml_collections.ConfigDict, key: str) -> None:
+  value = _get(config, key)
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ValueError(f"config.{key}={value!r} must be a positive integer.")
+
+
+def _choice(config: ml_collections.ConfigDict, key: str, valid: tuple[str, ...]) -> None:
+  if _get(config, key) not in valid:
+    raise ValueError(f"config.{key}={_get(config, key)!r} must be one of {valid}.")
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  for part in dotted.split("."):
+    config = config[part]
+  return config

@@ -11,8 +11,6 @@ import dataclasses
 
 from sam_jax.data import imagenet_c
 
-METRICS = ("top1", "real", "imagenet_r")
-
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:

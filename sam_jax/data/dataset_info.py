@@ -6,5 +6,4 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   num_classes: int
-  num_train_examples: int
   eval_num_examples: int

@@ -10,7 +10,8 @@ the permutation drawn from (seed, e). Each process takes its own contiguous part
 of each global batch, so the global batch is the same for any number of
 processes, and a run resumed at ``start_step`` continues exactly. The only
 augmentation is an optional random translation by up to ``config.pp.max_shift``
-pixels (of the 8x8 grid).
+pixels (of the 8x8 grid). The config is data-complete (``config.defaults.complete_data``);
+a split None is "train" for training, "test" for evaluation.
 """
 
 import functools
@@ -25,6 +26,7 @@ from sam_jax.data.dataset_info import DatasetInfo
 NUM_CLASSES = 10
 NUM_TRAIN = 1437
 SPLITS = ("train", "test")
+DEFAULT_SPLITS = {"train": "train", "eval": "test"}
 _SPLIT_SEED = 0
 
 
@@ -60,9 +62,17 @@ def _to_model_input(images: np.ndarray, image_size: int) -> np.ndarray:
 
 
 def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-  eval_split = config.get("eval_split", "test")
-  return DatasetInfo(num_classes=NUM_CLASSES, num_train_examples=len(_load_split("train")[1]),
-                     eval_num_examples=len(_load_split(eval_split)[1]))
+  return DatasetInfo(num_classes=NUM_CLASSES,
+                     eval_num_examples=len(_load_split(_split(config.eval_split, "eval"))[1]))
+
+
+def class_names(config: ml_collections.ConfigDict, dataset: str) -> list[str]:
+  del config, dataset
+  return [str(i) for i in range(NUM_CLASSES)]
+
+
+def _split(split: str | None, role: str) -> str:
+  return split or DEFAULT_SPLITS[role]
 
 
 def _process_slice(local_batch_size: int) -> slice:
@@ -71,16 +81,17 @@ def _process_slice(local_batch_size: int) -> slice:
 
 
 def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
-                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+                   start_step: int = 0, **processes: int) -> Iterator[dict[str, np.ndarray]]:
   """Infinite shuffled training batches, starting at ``start_step``."""
-  images, labels = _load_split(config.get("train_split", "train"))
+  _check_processes(processes)
+  images, labels = _load_split(_split(config.train_split, "train"))
   global_batch = local_batch_size * jax.process_count()
   steps_per_epoch = len(labels) // global_batch
   if steps_per_epoch == 0:
     raise ValueError(f"digits: global batch {global_batch} exceeds the {len(labels)} "
                      "training examples.")
   local = _process_slice(local_batch_size)
-  max_shift = config.get("pp", {}).get("max_shift", 0)
+  max_shift = config.pp.get("max_shift", 0)
   step = start_step
   while True:
     epoch, index = divmod(step, steps_per_epoch)
@@ -95,9 +106,12 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
 
 
 def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
-                  split: str | None = None) -> Iterator[dict[str, np.ndarray]]:
+                  split: str | None = None, dataset: str = "digits",
+                  **processes: int) -> Iterator[dict[str, np.ndarray]]:
   """One pass over the split; the last batch is padded, with ``mask`` 0 on padding."""
-  images, labels = _load_split(split or config.get("eval_split", "test"))
+  del dataset
+  _check_processes(processes)
+  images, labels = _load_split(_split(split or config.eval_split, "eval"))
   global_batch = local_batch_size * jax.process_count()
   local = _process_slice(local_batch_size)
   for start in range(0, len(labels), global_batch):
@@ -106,3 +120,8 @@ def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
     idx = np.minimum(idx, len(labels) - 1)
     yield {"image": _to_model_input(images[idx], config.image_size), "label": labels[idx],
            "mask": mask}
+
+
+def _check_processes(processes: dict[str, int]) -> None:
+  if any(v is not None for v in processes.values()):
+    raise ValueError("The digits read the process index and count from JAX.")

@@ -1,114 +1,57 @@
-"""Training and evaluation batches for the train loop, as host-local numpy arrays.
+"""Training and evaluation batches, as host-local numpy arrays: the one place that picks a reader.
 
-``config.dataset`` is "digits" (``sam_jax.data.digits``, no TensorFlow), "folder" (an
-image folder ``config.data_dir/<split>/<class>/<image>``) or a TFDS name
-(``config.data_dir`` is then the TFDS data dir); ``sam_jax.data.catalog`` lists
-the datasets of the paper. Each process reads its own even part of a split.
+``config.dataset`` (or the ``dataset`` asked for) is read by ``sam_jax.data.digits``
+for ``"digits"`` (scikit-learn's digits, no TensorFlow) and by
+``sam_jax.data.tf_pipeline`` (tf.data) for ``"folder"`` (an image folder
+``config.data_dir/<split>/<class>/<image>``) and TFDS names. Both readers take a
+data-complete config (``config.defaults.complete_data``, applied here) and give:
 
-Training batches (infinite): Inception crop + flip (``sam_jax.data.preprocessing``),
-``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``. The stream is
-a pure function of (seed, process index, position): example j of step s sits at
-position s B + j, which fixes both its place in the per-epoch shuffle and its
-crop/flip seed, so ``start_step`` resumes exactly.
-
-Evaluation batches (one pass): resize + central crop, the same keys plus ``"mask"``
-(float32, 0 on padding) and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]).
-Every process yields ceil(ceil(N / P) / B) batches, padding its part, so each of
-the N examples is counted exactly once over all processes.
+- training batches (infinite, resumable at ``start_step``):
+  ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``;
+- evaluation batches (one pass): the same keys plus ``"mask"`` (float32, 0 on padding)
+  and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]). Every example of the split
+  is counted exactly once over all processes.
 """
 
-import math
-from typing import Callable, Iterator
+import types
+from typing import Any, Iterator
 
-import jax
 import ml_collections
 import numpy as np
-import tensorflow as tf
 
-from sam_jax.data import image_folder, preprocessing, tfds_source
+from sam_jax.config import defaults
 from sam_jax.data.dataset_info import DatasetInfo
 
 Batch = dict[str, np.ndarray]
-Source = tfds_source.TfdsSource | image_folder.ImageFolder
-DEFAULT_SHUFFLE_BUFFER = 10_000
 
 
-def _digits():
-  from sam_jax.data import digits  # pylint: disable=g-import-not-at-top
-  return digits
-
-
-def _source(config: ml_collections.ConfigDict, dataset: str | None = None) -> Source:
-  name = dataset or config.dataset
-  if name == "folder":
-    return image_folder.ImageFolder(
-        config.get("data_dir"), class_split=config.get("train_split") or "train",
-        skip_corrupt=preprocessing.PreprocessOptions.from_config(config).skip_corrupt)
-  return tfds_source.TfdsSource(name, config.get("data_dir"))
-
-
-def _train_split(config: ml_collections.ConfigDict, source: Source) -> str | None:
-  return config.get("train_split") or source.default_train_split
-
-
-def _processes(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-  index = jax.process_index() if process_index is None else process_index
-  count = jax.process_count() if process_count is None else process_count
-  if not 0 <= index < count:
-    raise ValueError(f"process_index={index} must be in [0, process_count={count}).")
-  return index, count
-
-
-def _keys(seed: int, process_index: int) -> tuple[int, int]:
-  """Two independent non-negative int64 keys: (shuffle order, crop/flip) of this process."""
-  state = np.random.SeedSequence([seed, process_index]).generate_state(2, np.uint64)
-  return int(state[0] >> 1), int(state[1] >> 1)
-
-
-def _image_bytes(record: dict[str, tf.Tensor]) -> tf.Tensor:
-  return tf.io.read_file(record["path"]) if "path" in record else record["image"]
-
-
-def _finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
-  # A sequential batch: parallel batching cost about 20% more CPU per image here.
-  options = tf.data.Options()
-  options.deterministic = True
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ds.with_options(options)
-
-
-def _numpy_batches(ds: tf.data.Dataset, check: Callable[[int], None]) -> Iterator[Batch]:
-  """Batches of ``ds``; if batch k fails, ``check(k)`` may raise a clearer error."""
-  batches = ds.as_numpy_iterator()
-  k = 0
-  while True:
-    try:
-      batch = next(batches)
-    except StopIteration:
-      return
-    except tf.errors.OpError:
-      check(k)  # Raises a ValueError naming unreadable image files, if it finds any.
-      raise
-    yield batch
-    k += 1
+def reader(dataset: str) -> types.ModuleType:
+  """The module that reads ``dataset``; TensorFlow is imported only for the tf.data one."""
+  # pylint: disable=g-import-not-at-top
+  if dataset == "digits":
+    from sam_jax.data import digits
+    return digits
+  from sam_jax.data import tf_pipeline
+  return tf_pipeline
 
 
 def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-  """Class count and split sizes; fails fast, naming the data, if it is missing or invalid."""
-  if config.dataset == "digits":
-    return _digits().get_info(config)
-  preprocessing.PreprocessOptions.from_config(config)
-  source = _source(config)
-  train_split = _train_split(config, source)
-  info = DatasetInfo(
-      num_classes=source.num_classes,
-      num_train_examples=source.num_examples(train_split) if train_split else 0,
-      eval_num_examples=source.num_examples(config.get("eval_split") or
-                                            source.default_eval_split))
-  if config.get("num_classes") not in (None, info.num_classes):
+  """Class count and eval size; fails fast, naming the data, if it is missing or invalid.
+
+  Raises:
+    ValueError: ``config.num_classes`` is set and differs from the dataset's.
+  """
+  config = defaults.complete_data(config)
+  info = reader(config.dataset).get_info(config)
+  if config.num_classes not in (None, info.num_classes):
     raise ValueError(f"config.num_classes={config.num_classes} but {config.dataset!r} has "
                      f"{info.num_classes} classes.")
   return info
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  """``config.num_classes``, else the dataset's (which then has to be readable)."""
+  return defaults.complete_data(config).num_classes or get_info(config).num_classes
 
 
 def class_names(config: ml_collections.ConfigDict, dataset: str | None = None) -> list[str]:
@@ -118,101 +61,21 @@ def class_names(config: ml_collections.ConfigDict, dataset: str | None = None) -
   (for ImageNet the WordNet ids, e.g. "n01440764"). Needs no prepared data for TFDS.
   """
   name = dataset or config.dataset
-  if name == "digits":
-    return [str(i) for i in range(_digits().NUM_CLASSES)]
-  source = _source(config, name)
-  if isinstance(source, image_folder.ImageFolder):
-    return list(source.classes)
-  return list(source.builder.info.features[source.spec.label_key].names)
+  return reader(name).class_names(defaults.complete_data(config), name)
 
 
 def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
-                   start_step: int = 0, process_index: int | None = None,
-                   process_count: int | None = None) -> Iterator[Batch]:
-  """Infinite training batches of this process, from step ``start_step`` on.
-
-  ``process_index``/``process_count`` default to JAX's (tests set them to simulate
-  several hosts).
-  """
-  if config.dataset == "digits":
-    if process_index is not None or process_count is not None:
-      raise ValueError("The digits read the process index and count from JAX.")
-    return _digits().train_iterator(config, local_batch_size=local_batch_size, seed=seed,
-                                    start_step=start_step)
-  process_index, process_count = _processes(process_index, process_count)
-  options = preprocessing.PreprocessOptions.from_config(config)
-  source = _source(config)
-  split = _train_split(config, source)
-  if split is None:
-    raise ValueError(f"{config.dataset!r} is an evaluation-only dataset; set config.train_split.")
-  order_key, augment_key = _keys(seed, process_index)
-  start = start_step * local_batch_size
-  process = dict(process_index=process_index, process_count=process_count)
-  records = source.train_records(split, **process, seed_key=order_key, start=start,
-                                 shuffle_buffer=config.get("shuffle_buffer") or
-                                 DEFAULT_SHUFFLE_BUFFER)
-
-  def preprocess(position: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    seed = tf.stack([tf.constant(augment_key, tf.int64), position])
-    return {"image": preprocessing.decode_and_inception_crop(_image_bytes(record), seed, options),
-            "label": record["label"]}
-
-  ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size)
-
-  def check(k: int) -> None:
-    first = start + k * local_batch_size
-    source.raise_if_unreadable(split, range(first, first + local_batch_size), train=True,
-                               **process, seed_key=order_key)
-
-  return _numpy_batches(ds, check)
+                   **kwargs: Any) -> Iterator[Batch]:
+  """Infinite training batches of this process (``start_step``, ``process_index``/``_count``)."""
+  return reader(config.dataset).train_iterator(
+      defaults.complete_data(config), local_batch_size=local_batch_size, seed=seed, **kwargs)
 
 
 def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int,
                   split: str | None = None, dataset: str | None = None,
-                  process_index: int | None = None,
-                  process_count: int | None = None) -> Iterator[Batch]:
-  """One pass over ``split`` of ``dataset`` (default: config.eval_split of config.dataset).
-
-  Another ``dataset`` (e.g. "imagenet_r", see ``sam_jax.data.catalog``) defaults to
-  its catalog split and shares ``config.data_dir``.
-  """
+                  **kwargs: Any) -> Iterator[Batch]:
+  """One pass over ``split`` of ``dataset`` (default: config.eval_split of config.dataset)."""
   name = dataset or config.dataset
-  if name == "digits":
-    if process_index is not None or process_count is not None:
-      raise ValueError("The digits read the process index and count from JAX.")
-    return _digits().eval_iterator(config, local_batch_size=local_batch_size, split=split)
-  process_index, process_count = _processes(process_index, process_count)
-  options = preprocessing.PreprocessOptions.from_config(config)
-  source = _source(config, name)
-  if split is None and name == config.dataset:
-    split = config.get("eval_split")
-  split = split or source.default_eval_split
-  records, total = source.eval_records(split, process_index=process_index,
-                                       process_count=process_count)
-  per_process = math.ceil(total / process_count)
-  if int(records.cardinality()) > per_process:
-    raise ValueError(f"{name!r} split {split!r}: process {process_index} holds "
-                     f"{int(records.cardinality())} of {total} examples, more than an even "
-                     f"part ({per_process}).")
-  num_batches = math.ceil(per_process / local_batch_size)
-
-  def preprocess(record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    image = preprocessing.decode_and_central_crop(_image_bytes(record), options,
-                                                  central_crop=source.central_crop)
-    example = {"image": image, "label": record["label"], "mask": tf.constant(1.0, tf.float32)}
-    if "real_label" in record:
-      example["real_label"] = record["real_label"]
-    return example
-
-  examples = records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
-  padding = tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), examples.element_spec)
-  examples = examples.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
-  ds = _finish(examples.take(num_batches * local_batch_size), local_batch_size)
-
-  def check(k: int) -> None:
-    first = k * local_batch_size
-    source.raise_if_unreadable(split, range(first, first + local_batch_size), train=False,
-                               process_index=process_index, process_count=process_count,
-                               seed_key=0)
-
-  return _numpy_batches(ds, check)
+  return reader(name).eval_iterator(defaults.complete_data(config),
+                                    local_batch_size=local_batch_size, split=split,
+                                    dataset=name, **kwargs)

@@ -52,8 +52,11 @@ class PreprocessOptions:
 
   @classmethod
   def from_config(cls, config: Any) -> "PreprocessOptions":
-    """Reads ``config.image_size`` and the optional ``config.pp``; unknown keys are an error."""
-    pp = dict(config.get("pp") or {})
+    """Reads ``config.image_size`` and ``config.pp`` (keys it lacks: the fields' defaults here).
+
+    Unknown keys are an error.
+    """
+    pp = dict(config.pp)
     fields = {f.name for f in dataclasses.fields(cls)} - {"image_size"}
     unknown = sorted(set(pp) - fields)
     if unknown:

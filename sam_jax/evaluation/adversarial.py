@@ -18,7 +18,8 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
+
+from sam_jax import metrics
 
 LogitsFn = Callable[[jax.Array], jax.Array]  # images [n, ...] -> logits [n, K].
 BOUNDS = (-1.0, 1.0)
@@ -36,14 +37,13 @@ def input_gradient(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array
   """(grad_x of the summed cross-entropy, i.e. each example's own gradient; the logits)."""
   def loss(x):
     logits = logits_fn(x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-    return ce.sum(), logits
+    return metrics.cross_entropies(logits, labels).sum(), logits
   return jax.grad(loss, has_aux=True)(images)
 
 
 def correct(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array) -> jax.Array:
   """Per-example: is the prediction the label."""
-  return jnp.argmax(logits_fn(images), axis=-1) == labels
+  return metrics.correct(logits_fn(images), labels)
 
 
 def fgsm(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, epsilon: float) -> jax.Array:
@@ -71,7 +71,7 @@ def pgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, *, epsilon: f
   def step(_, carry):
     x, robust = carry
     grad, logits = input_gradient(logits_fn, x, labels)
-    robust &= jnp.argmax(logits, axis=-1) == labels
+    robust &= metrics.correct(logits, labels)
     return jnp.clip(x + step_size * jnp.sign(grad), lo, hi), robust
 
   x, robust = jax.lax.fori_loop(0, num_steps, step, (x, robust))

@@ -1,54 +1,91 @@
-"""Model families and ``create_model``, the constructor configs use.
+"""The model families' registry, and ``create_model``, the constructor configs use.
 
 A model is named by family and variant, big_vision style: ``("vit", "B/16")`` is
 width B with 16x16 patches (any patch size), ``("mixer", "S/32")``, ``("resnet",
 "50")``. The variant sets the size fields; keyword overrides replace any field of
 the family's module (e.g. ``hidden_size=64``, ``dropout_rate=0.1``).
+
+Everything else the library knows about a family is in its ``Family`` entry: its
+parameter blocks (``param_blocks``), the name its hidden units are sown under (the
+"active neurons" of the analyses), and the key that marks its official ``.npz``
+checkpoints. Adding a family is its module plus one entry in ``MODELS``.
 """
 
 import dataclasses
 from typing import Any, Mapping
 
+import flax
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from sam_jax.models import mixer, resnet, vit
+
+BlockRules = tuple[tuple[str, str], ...]  # (pattern, block name), see ``param_blocks``.
 
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-  """A module class, its named sizes, and whether variants carry a patch size."""
+  """A module class and what the library needs to know about it.
+
+  Attributes:
+    module: the Flax module class.
+    sizes: variant width (or depth) -> module fields.
+    patched: whether variants carry a patch size (``"B/16"``) or are a depth (``"50"``).
+    param_blocks: rules naming the paper's parameter blocks (``param_blocks.partition``);
+      empty: group by top-level module.
+    hidden_units: the ``intermediates`` name of the units counted as active neurons.
+    npz_marker: a key only this family's official ``.npz`` checkpoints have; None when
+      there is no such format.
+  """
   module: type[nn.Module]
   sizes: Mapping[str, Mapping[str, Any]]
   patched: bool
+  param_blocks: BlockRules = ()
+  hidden_units: str = "hidden"
+  npz_marker: str | None = None
 
 
 MODELS: dict[str, Family] = {
-    "vit": Family(vit.VisionTransformer, vit.SIZES, patched=True),
-    "mixer": Family(mixer.MlpMixer, mixer.SIZES, patched=True),
-    "resnet": Family(resnet.ResNet, resnet.SIZES, patched=False),
+    "vit": Family(vit.VisionTransformer, vit.SIZES, patched=True, param_blocks=vit.PARAM_BLOCKS,
+                  npz_marker=vit.NPZ_MARKER),
+    "mixer": Family(mixer.MlpMixer, mixer.SIZES, patched=True, param_blocks=mixer.PARAM_BLOCKS,
+                    npz_marker=mixer.NPZ_MARKER),
+    # Post-ReLU block outputs: a ResNet has no separate hidden layer to sow.
+    "resnet": Family(resnet.ResNet, resnet.SIZES, patched=False,
+                     param_blocks=resnet.PARAM_BLOCKS, hidden_units="out"),
 }
+
+
+def family(name: str) -> Family:
+  """The registry entry of ``name``; ValueError naming the valid ones."""
+  if name not in MODELS:
+    raise ValueError(f"Unknown model {name!r}; valid names: {sorted(MODELS)}.")
+  return MODELS[name]
 
 
 def model_fields(name: str) -> tuple[str, ...]:
   """The fields of family ``name``'s module that a variant or override may set."""
-  return tuple(f.name for f in dataclasses.fields(_family(name).module)
+  return tuple(f.name for f in dataclasses.fields(family(name).module)
                if f.name not in ("parent", "name"))
 
 
 def create_model(name: str, variant: str, *, num_classes: int, **overrides: Any) -> nn.Module:
   """Builds e.g. ``create_model("vit", "B/16", num_classes=1000, dropout_rate=0.1)``.
 
+  A ``dtype`` given by name (``"bfloat16"``, as configs hold it) becomes a numpy dtype.
+
   Raises:
     ValueError: unknown family, variant or override field.
   """
-  family = _family(name)
+  entry = family(name)
   size, sep, patch = variant.partition("/")
-  expected = "'<width>/<patch>', e.g. 'B/16'" if family.patched else "a depth, e.g. '50'"
-  if size not in family.sizes or bool(sep) != family.patched or (sep and not patch.isdigit()):
+  expected = "'<width>/<patch>', e.g. 'B/16'" if entry.patched else "a depth, e.g. '50'"
+  if size not in entry.sizes or bool(sep) != entry.patched or (sep and not patch.isdigit()):
     raise ValueError(f"create_model: unknown {name} variant {variant!r}; expected {expected} "
-                     f"with the size one of {sorted(family.sizes)}.")
-  fields = dict(family.sizes[size], num_classes=num_classes)
-  if family.patched:
+                     f"with the size one of {sorted(entry.sizes)}.")
+  fields = dict(entry.sizes[size], num_classes=num_classes)
+  if entry.patched:
     fields["patch_size"] = int(patch)
   unknown = sorted(set(overrides) - set(model_fields(name)))
   if unknown:
@@ -56,13 +93,33 @@ def create_model(name: str, variant: str, *, num_classes: int, **overrides: Any)
                      f"{list(model_fields(name))}.")
   # Lists (e.g. from a config) become tuples: Flax modules are hashed as static arguments.
   overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-  return family.module(**(fields | overrides))
+  if isinstance(overrides.get("dtype"), str):
+    overrides["dtype"] = jnp.dtype(overrides["dtype"])
+  return entry.module(**(fields | overrides))
 
 
-def _family(name: str) -> Family:
-  if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; valid names: {sorted(MODELS)}.")
-  return MODELS[name]
+def from_config(model_config: Mapping[str, Any], num_classes: int) -> nn.Module:
+  """The model of a config's ``model`` section: ``name``, ``variant`` and field overrides."""
+  overrides = {k: v for k, v in model_config.items() if k not in ("name", "variant")}
+  return create_model(model_config["name"], model_config["variant"], num_classes=num_classes,
+                      **overrides)
 
 
-__all__ = ["MODELS", "Family", "create_model", "model_fields"]
+def initialize(model: nn.Module, rng: jax.Array, image_size: int
+               ) -> tuple[dict[str, Any], dict[str, Any], jax.Array]:
+  """(params, other collections, dropout key) of ``model`` initialised from ``rng``.
+
+  ``rng`` splits into the init key (``model.init`` on one zero [1, S, S, 3] image,
+  ``train=False``) and the key left for dropout, so a run and its later analyses
+  start from the same weights.
+  """
+  init_rng, dropout_rng = jax.random.split(rng)
+  variables = model.init(init_rng, jnp.zeros((1, image_size, image_size, 3), jnp.float32),
+                         train=False)
+  variables = flax.core.unfreeze(variables)
+  params = variables.pop("params")
+  return params, variables, dropout_rng
+
+
+__all__ = ["MODELS", "Family", "create_model", "family", "from_config", "initialize",
+           "model_fields"]

@@ -32,6 +32,14 @@ SIZES = {
     "L": dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),
     "H": dict(hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120),
 }
+# The paper's parameter blocks (see ``param_blocks``).
+PARAM_BLOCKS = (
+    (r"^stem/", "embedding"),
+    (r"^MixerBlock_(\d+)/(?:LayerNorm_0|token_mixing)/", r"block_\1/token_mlp"),
+    (r"^MixerBlock_(\d+)/(?:LayerNorm_1|channel_mixing)/", r"block_\1/channel_mlp"),
+    (r"^(?:pre_head_layer_norm|head)/", "head"),
+)
+NPZ_MARKER = "pre_head_layer_norm/scale"  # A key only Mixer checkpoints (.npz) have.
 
 
 class MixerBlock(nn.Module):

@@ -12,36 +12,17 @@ network order: embedding, then by block number, then head.
             head (pre-head LayerNorm, head)
     ResNet: embedding (stem conv + BN), block_{i} (one residual block), head
 
-Other model names group by the top-level module.
+Each family's rules are ``param_blocks`` in its ``sam_jax.models.Family`` entry (defined
+in its module); with no rules, parameters group by their top-level module.
+
+``flatten`` / ``unflatten`` are the "/"-joined parameter paths used everywhere (the
+official ``.npz`` keys are the same paths).
 """
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flax import traverse_util
-
-# (pattern, block name). A pattern without a block-number group "(\d+)" names a block that
-# comes before or after all numbered blocks, according to its place in the list.
-RULES: dict[str, tuple[tuple[str, str], ...]] = {
-    "vit": (
-        (r"^(?:embedding|cls|Transformer/posembed_input)/", "embedding"),
-        (r"^Transformer/encoderblock_(\d+)/(?:LayerNorm_0|MultiHeadDotProductAttention_0)/",
-         r"block_\1/attention"),
-        (r"^Transformer/encoderblock_(\d+)/(?:LayerNorm_1|MlpBlock_0)/", r"block_\1/mlp"),
-        (r"^(?:Transformer/encoder_norm|pre_logits|head)/", "head"),
-    ),
-    "mixer": (
-        (r"^stem/", "embedding"),
-        (r"^MixerBlock_(\d+)/(?:LayerNorm_0|token_mixing)/", r"block_\1/token_mlp"),
-        (r"^MixerBlock_(\d+)/(?:LayerNorm_1|channel_mixing)/", r"block_\1/channel_mlp"),
-        (r"^(?:pre_head_layer_norm|head)/", "head"),
-    ),
-    "resnet": (
-        (r"^(?:conv_init|bn_init)/", "embedding"),
-        (r"^(?:Bottleneck)?ResNetBlock_(\d+)/", r"block_\1"),
-        (r"^head/", "head"),
-    ),
-}
 
 
 def flatten(tree: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,19 +40,23 @@ def natural_key(name: str) -> tuple:
   return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name))
 
 
-def partition(params: Mapping[str, Any], model_name: str) -> dict[str, tuple[str, ...]]:
+def partition(params: Mapping[str, Any], rules: Sequence[tuple[str, str]]
+              ) -> dict[str, tuple[str, ...]]:
   """Block name -> the flat paths (see ``flatten``) of its parameters, in network order.
 
+  ``rules``: (pattern, block name) pairs; a pattern without a block-number group
+  "(\\d+)" names a block that comes before or after all numbered blocks, according to
+  its place in the list. No rules: group by top-level module.
+
   Raises:
-    ValueError: a parameter of a known model family matches no rule.
+    ValueError: a parameter matches no rule.
   """
   paths = list(flatten(params))
   blocks: dict[str, list[str]] = {}
-  if model_name not in RULES:
+  if not rules:
     for path in paths:
       blocks.setdefault(path.split("/")[0], []).append(path)
     return {b: tuple(p) for b, p in blocks.items()}
-  rules = RULES[model_name]
   first_numbered = min(i for i, (pattern, _) in enumerate(rules) if r"(\d+)" in pattern)
   keys: dict[str, tuple[int, int, int]] = {}
   for path in paths:
@@ -84,6 +69,6 @@ def partition(params: Mapping[str, Any], model_name: str) -> dict[str, tuple[str
         blocks.setdefault(block, []).append(path)
         break
     else:
-      raise ValueError(f"param_blocks: parameter {path!r} of model {model_name!r} matches no "
-                       f"block rule; rules: {[p for p, _ in rules]}.")
+      raise ValueError(f"param_blocks: parameter {path!r} matches no block rule; rules: "
+                       f"{[p for p, _ in rules]}.")
   return {b: tuple(blocks[b]) for b in sorted(blocks, key=keys.__getitem__)}

@@ -33,6 +33,12 @@ SIZES = {
 }
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar")
+# The paper's parameter blocks (see ``param_blocks``): the stem, each residual block, the head.
+PARAM_BLOCKS = (
+    (r"^(?:conv_init|bn_init)/", "embedding"),
+    (r"^(?:Bottleneck)?ResNetBlock_(\d+)/", r"block_\1"),
+    (r"^head/", "head"),
+)
 
 
 def _layers(train: bool, bn_axis_name: str | None, dtype: Any):

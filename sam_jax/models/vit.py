@@ -37,6 +37,16 @@ SIZES = {
     "H": dict(hidden_size=1280, mlp_dim=5120, num_heads=16, num_layers=32),
 }
 CLASSIFIERS = ("token", "gap")
+# The paper's parameter blocks (see ``param_blocks``): a LayerNorm belongs to the sub-block it
+# normalises the input of.
+PARAM_BLOCKS = (
+    (r"^(?:embedding|cls|Transformer/posembed_input)/", "embedding"),
+    (r"^Transformer/encoderblock_(\d+)/(?:LayerNorm_0|MultiHeadDotProductAttention_0)/",
+     r"block_\1/attention"),
+    (r"^Transformer/encoderblock_(\d+)/(?:LayerNorm_1|MlpBlock_0)/", r"block_\1/mlp"),
+    (r"^(?:Transformer/encoder_norm|pre_logits|head)/", "head"),
+)
+NPZ_MARKER = "Transformer/encoder_norm/scale"  # A key only ViT checkpoints (.npz) have.
 
 
 class AddPositionEmbs(nn.Module):

@@ -2,37 +2,34 @@
 
     optax.chain(sam | asam | gsam, clip_by_global_norm(c), base)
 
-The SAM-family transformation comes first, so clipping and the base optimizer see the final, device-averaged
-SAM gradient, and weight decay and momentum act at the clean parameters.
+The SAM-family transformation comes first, so clipping and the base optimizer see the final,
+device-averaged SAM gradient, and weight decay and momentum act at the clean parameters. The
+config is a completed one (``sam_jax.config.defaults.complete``), checked by
+``sam_jax.config.validation``: every key is read as it is.
 """
 
 import jax
 import ml_collections
 import optax
 
-from sam_jax.optim import asam as asam_lib
-from sam_jax.optim import gsam as gsam_lib
-from sam_jax.optim import sam as sam_lib
-
-OPTIMIZERS = ("adamw", "sgd")
-DECAYS = ("linear", "cosine", "constant")
-SAM_KINDS = ("sam", "asam", "gsam")
+# The functions themselves: ``sam_jax.optim`` binds the names sam, asam and gsam to them, which
+# hides the submodules of the same names from ``from sam_jax.optim import asam``.
+from sam_jax.optim.asam import asam
+from sam_jax.optim.gsam import gsam
+from sam_jax.optim.sam import sam
+from sam_jax.parallel import AxisNames
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
   """Linear warm-up from 0 to ``opt.learning_rate``, then ``opt.decay`` to ``opt.end_learning_rate``."""
-  if opt.decay not in DECAYS:
-    raise ValueError(f"optimizer.decay={opt.decay!r} is not one of {DECAYS}.")
-  if not 0 <= opt.warmup_steps < num_train_steps:
-    raise ValueError(f"optimizer.warmup_steps={opt.warmup_steps} must be in "
-                     f"[0, num_train_steps={num_train_steps}).")
-  peak, end = opt.learning_rate, opt.get("end_learning_rate", 0.0)
+  peak, end = opt.learning_rate, opt.end_learning_rate
   decay_steps = num_train_steps - opt.warmup_steps
   decay = {
-      "linear": optax.linear_schedule(peak, end, decay_steps),
-      "cosine": optax.cosine_decay_schedule(peak, decay_steps, alpha=end / peak if peak else 0.0),
-      "constant": optax.constant_schedule(peak),
-  }[opt.decay]
+      "linear": lambda: optax.linear_schedule(peak, end, decay_steps),
+      "cosine": lambda: optax.cosine_decay_schedule(peak, decay_steps,
+                                                    alpha=end / peak if peak else 0.0),
+      "constant": lambda: optax.constant_schedule(peak),
+  }[opt.decay]()
   if opt.warmup_steps == 0:
     return decay
   warmup = optax.linear_schedule(0.0, peak, opt.warmup_steps)
@@ -44,40 +41,62 @@ def _decay_mask(params: optax.Params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """AdamW (decoupled decay, multiplied by the learning rate) or SGD with momentum and L2 decay."""
-  if opt.name == "adamw":
-    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
-                       mask=_decay_mask)
-  if opt.name == "sgd":
-    return optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
-        optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
-  raise ValueError(f"optimizer.name={opt.name!r} is not one of {OPTIMIZERS}.")
+def _adamw(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+  """AdamW: decoupled weight decay, multiplied by the learning rate."""
+  return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
+                     mask=_decay_mask)
+
+
+def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+  """SGD with momentum (optionally Nesterov) and L2 weight decay added to the gradient."""
+  return optax.chain(
+      optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+      optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
+
+
+# config.optimizer.name -> (optimizer section, schedule) -> base optimizer.
+BASE_OPTIMIZERS = {"adamw": _adamw, "sgd": _sgd}
+
+
+def _sam(config, schedule, **common):
+  del schedule
+  return sam(config.sam.rho, **common)
+
+
+def _asam(config, schedule, **common):
+  del schedule
+  return asam(config.sam.rho, eta=config.sam.eta, **common)
+
+
+def _gsam(config, schedule, **common):
+  return gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
+                       lr_max=config.optimizer.learning_rate,
+                       lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
+                       **common)
+
+
+# config.sam.kind -> (config, schedule, axis_name=, sync_axis_name=, eps=, every_k_steps=) -> the
+# SAM-family transformation. The kinds and their own config.sam keys: sam_jax.config.defaults.
+SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam}
+
+
+def base_optimizer(opt: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  """The base optimizer ``opt.name`` names (``BASE_OPTIMIZERS``)."""
+  return BASE_OPTIMIZERS[opt.name](opt, schedule)
 
 
 def sharpness_aware(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                    axis_name: sam_lib.AxisNames, sync_axis_name: sam_lib.AxisNames
+                    axis_name: AxisNames, sync_axis_name: AxisNames
                     ) -> optax.GradientTransformationExtraArgs:
-  """The SAM-family transformation ``config.sam.kind`` asks for."""
-  cfg = config.sam
-  common = dict(axis_name=axis_name, sync_axis_name=sync_axis_name, eps=cfg.eps,
-                every_k_steps=cfg.get("every_k_steps", 1))
-  kind = cfg.get("kind", "sam")
-  if kind == "sam":
-    return sam_lib.sam(cfg.rho, **common)
-  if kind == "asam":
-    return asam_lib.asam(cfg.rho, eta=cfg.get("eta", 0.01), **common)
-  if kind == "gsam":
-    return gsam_lib.gsam(schedule, rho_max=cfg.rho, rho_min=cfg.get("rho_min", cfg.rho),
-                         lr_max=config.optimizer.learning_rate,
-                         lr_min=config.optimizer.get("end_learning_rate", 0.0),
-                         alpha=cfg.get("alpha", 0.4), **common)
-  raise ValueError(f"config.sam.kind={kind!r} is not one of {SAM_KINDS}.")
+  """The SAM-family transformation ``config.sam.kind`` asks for (``SAM_BUILDERS``)."""
+  return SAM_BUILDERS[config.sam.kind](
+      config, schedule, axis_name=axis_name, sync_axis_name=sync_axis_name, eps=config.sam.eps,
+      every_k_steps=config.sam.every_k_steps)
 
 
-def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: sam_lib.AxisNames = None,
-                     sync_axis_name: sam_lib.AxisNames = None
+def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames = None,
+                     sync_axis_name: AxisNames = None
                      ) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
   """The optimizer a config asks for, and its learning-rate schedule (for logging).
 

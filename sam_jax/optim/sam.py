@@ -23,15 +23,15 @@ SAM on the global batch; a sub-axis gives groups of devices. Each entry of eithe
 list is a name or a tuple of mesh axis names, reduced one entry after another.
 """
 
-from typing import Callable, NamedTuple, Sequence
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from sam_jax.parallel import AxisNames, mean_over
+
 GradFn = Callable[[optax.Params], optax.Updates]
-AxisName = str | tuple[str, ...]
-AxisNames = AxisName | Sequence[AxisName] | None
 # (grads, params, rho) -> perturbation e with the structure of params.
 Perturbation = Callable[[optax.Updates, optax.Params, jax.Array], optax.Updates]
 # (perturbed gradient, clean gradient), both averaged -> final gradient.
@@ -41,21 +41,6 @@ Combine = Callable[[optax.Updates, optax.Updates], optax.Updates]
 class SharpnessAwareState(NamedTuple):
   count: jax.Array  # Steps taken; drives rho schedules and every-k-th-step SAM.
   rho: jax.Array    # The radius of the last step (0 on a step without SAM), for logging.
-
-
-def _axis_list(axis_name: AxisNames) -> list[AxisName]:
-  if axis_name is None:
-    return []
-  if isinstance(axis_name, str):
-    return [axis_name]
-  return list(axis_name)
-
-
-def mean_over(tree, axis_name: AxisNames):
-  """pmean over each named axis in turn (equal-sized axes: the mean over all)."""
-  for name in _axis_list(axis_name):
-    tree = jax.lax.pmean(tree, name)
-  return tree
 
 
 def global_norm_f32(tree: optax.Updates) -> jax.Array:

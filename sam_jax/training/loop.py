@@ -1,11 +1,13 @@
 """Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
 
 Data-parallel over all devices of all processes with the shard_map steps of
-``sam_jax.training.train_step``. Writes TensorBoard summaries (clu metric writers) and Orbax
-checkpoints to ``workdir``. A run on a workdir that holds a checkpoint resumes
-from the newest complete one and continues exactly: batches and dropout keys are
-functions of the step. SIGTERM (preemption) saves a checkpoint and exits; a
-non-finite loss or gradient stops the run naming the step (or skips the step).
+``sam_jax.training.train_step``. The config is completed (``config.defaults``) and
+checked (``config.validation``) first. Writes TensorBoard summaries (clu metric
+writers), the completed ``config.json`` and Orbax checkpoints to ``workdir``. A run on
+a workdir that holds a checkpoint resumes from the newest complete one and continues
+exactly: batches and dropout keys are functions of the step. SIGTERM (preemption) saves
+a checkpoint and exits; a non-finite loss or gradient stops the run naming the step (or
+skips the step).
 """
 
 import signal
@@ -17,14 +19,14 @@ from clu import metric_writers, metrics, parameter_overview, periodic_actions
 from etils import epath
 import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from sam_jax import models, optim
+from sam_jax import metrics as metrics_lib
+from sam_jax import models, optim, parallel
 from sam_jax.checkpoints import checkpointing
-from sam_jax.config import validation
-from sam_jax.data.dataset_info import DatasetInfo
+from sam_jax.config import defaults, validation
+from sam_jax.data import input_pipeline
 from sam_jax.training import train_step
 
 
@@ -54,66 +56,45 @@ class Preemption:
     signal.signal(signal.SIGTERM, self._previous)
 
 
-def data_source(config: ml_collections.ConfigDict):
-  """The module that reads ``config.dataset``; the digits need no TensorFlow."""
-  if config.dataset == "digits":
-    from sam_jax.data import digits  # pylint: disable=g-import-not-at-top
-    return digits
-  from sam_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  return input_pipeline
-
-
-def create_model(config: ml_collections.ConfigDict, num_classes: int):
-  """The model of ``config.model``: name, variant, and field overrides (dtype by name)."""
-  overrides = {k: v for k, v in config.model.items() if k not in ("name", "variant")}
-  if isinstance(overrides.get("dtype"), str):
-    overrides["dtype"] = jnp.dtype(overrides["dtype"])
-  return models.create_model(config.model.name, config.model.variant, num_classes=num_classes,
-                             **overrides)
-
-
 def sam_groups(config: ml_collections.ConfigDict) -> train_step.SamGroups:
   """m examples per SAM perturbation: ``config.sam.m``, else by ``config.sam.sync``."""
-  m = config.sam.get("m")
+  m = config.sam.m
   if m is None and config.sam.sync == "global":
     m = config.batch_size
   return train_step.sam_groups(m, config.batch_size, jax.device_count())
 
 
-def evaluate(eval_step, state: train_step.TrainState, batches: Iterator[dict[str, np.ndarray]],
-             mesh) -> dict[str, float]:
+def eval_metrics(eval_step, state: train_step.TrainState,
+                 batches: Iterator[dict[str, np.ndarray]], mesh) -> dict[str, float]:
   """Loss and accuracy over one pass of ``batches`` (padding masked out)."""
-  totals = None
-  for batch in batches:
-    sums = eval_step(state, train_step.shard_batch(batch, mesh))
-    totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals["count"])
-  return {"loss": float(totals["loss_sum"]) / count, "accuracy": float(totals["correct"]) / count,
+  totals = metrics_lib.sum_over(lambda b: eval_step(state, parallel.shard_batch(b, mesh)),
+                                batches)
+  count = totals["count"]
+  return {"loss": totals["loss_sum"] / count, "accuracy": totals["correct"] / count,
           "num_examples": count}
 
 
 def state_initializer(config, model, tx):
   """A function of no arguments that builds the run's fresh TrainState."""
-  image_shape = (config.image_size, config.image_size, 3)
-  return lambda: train_step.init_state(model, tx, jax.random.PRNGKey(config.seed), image_shape)
+  return lambda: train_step.init_state(model, tx, jax.random.PRNGKey(config.seed),
+                                       config.image_size)
 
 
 def initial_state(config, model, tx, mesh) -> train_step.TrainState:
   """Fresh replicated state, with parameters from ``config.init_from`` (.npz) if set."""
   state = jax.jit(state_initializer(config, model, tx))()
-  if config.get("init_from"):
+  if config.init_from:
     from sam_jax.checkpoints import npz  # pylint: disable=g-import-not-at-top
     params = npz.load_params(config.init_from, config.model.name,
                                         jax.device_get(state.params))
     logging.info("Initialised parameters from %s.", config.init_from)
     state = state.replace(params=params, opt_state=tx.init(params))
-  return train_step.replicate(state, mesh)
+  return parallel.replicate(state, mesh)
 
 
 def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
   """Raises FloatingPointError naming ``step`` if its loss or gradient was not finite."""
-  if config.get("nonfinite", "stop") == "stop" and not bool(metrics_of_step["finite"]):
+  if config.nonfinite == "stop" and not bool(metrics_of_step["finite"]):
     raise FloatingPointError(
         f"Non-finite loss or gradient at step {step} (loss={float(metrics_of_step['loss'])}, "
         f"grad_norm={float(metrics_of_step['grad_norm'])}). The last good checkpoint is step "
@@ -123,12 +104,12 @@ def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final state."""
+  config = defaults.complete(config)
   validation.validate(config, jax.device_count())
-  source = data_source(config)
-  info: DatasetInfo = source.get_info(config)  # Fails fast when the data is missing.
+  info = input_pipeline.get_info(config)  # Fails fast when the data is missing.
   groups = sam_groups(config)
-  mesh = train_step.create_mesh(groups=groups)
-  model = create_model(config, info.num_classes)
+  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
+  model = models.from_config(config.model, info.num_classes)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
   manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints,
@@ -140,26 +121,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(state.params)
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+    (epath.Path(workdir) / checkpointing.CONFIG_FILE).write_text(
+        config.to_json_best_effort(indent=2))
 
   p_train_step = train_step.make_train_step(
-      model, tx, mesh, schedule, groups, skip_nonfinite=config.get("nonfinite") == "skip",
-      every_k_steps=config.sam.get("every_k_steps", 1) if config.sam.rho > 0 else 1)
+      model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
+      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1)
   p_eval_step = train_step.make_eval_step(model, mesh)
   local_batch = config.batch_size // jax.process_count()
-  train_iter = source.train_iterator(config, local_batch_size=local_batch, seed=config.seed,
-                                     start_step=start_step)
+  train_iter = input_pipeline.train_iterator(config, local_batch_size=local_batch,
+                                             seed=config.seed, start_step=start_step)
   progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                              writer=writer, every_steps=config.log_every_steps)
   preemption = Preemption()
   logging.info("Training %s/%s (%s rho=%s, %s) for steps %d..%d on %d devices.",
-               config.model.name, config.model.variant, config.sam.get("kind", "sam"),
+               config.model.name, config.model.variant, config.sam.kind,
                config.sam.rho, groups, start_step, config.num_train_steps, jax.device_count())
   train_metrics, previous, log_time = None, None, time.time()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, step_metrics = p_train_step(state, train_step.shard_batch(next(train_iter), mesh))
+        state, step_metrics = p_train_step(state, parallel.shard_batch(next(train_iter), mesh))
       if previous is not None:  # Checked one step late: no wait for the step just queued.
         _check_finite(previous, step - 1, config, manager)
       previous = step_metrics
@@ -176,9 +158,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         train_metrics, log_time = None, now
       eval_results = None
       if step % config.eval_every_steps == 0 or last:
-        eval_batches = source.eval_iterator(
+        eval_batches = input_pipeline.eval_iterator(
             config, local_batch_size=config.eval_batch_size // jax.process_count())
-        eval_results = evaluate(p_eval_step, state, eval_batches, mesh)
+        eval_results = eval_metrics(p_eval_step, state, eval_batches, mesh)
         writer.write_scalars(step, {f"eval_{k}": v for k, v in eval_results.items()})
       stop = preemption.received or manager.reached_preemption(step)
       if step % config.checkpoint_every_steps == 0 or last or stop or eval_results:

@@ -1,7 +1,7 @@
 """The data-parallel train and eval steps: per-device code under ``jax.shard_map``.
 
 Every config uses these steps unchanged. The state is replicated, the batch is
-split over the data-parallel mesh (see ``create_mesh``); inside, the code is written for one
+split over the data-parallel mesh (``sam_jax.parallel``); inside, the code is written for one
 device (pmap semantics: ``check_vma=False``, so a gradient is the local one and
 nothing is summed implicitly) and averages with ``pmean`` over the named axis. The
 optimizer (``sam_jax.optim``) receives the local clean gradient and a ``grad_fn``
@@ -16,14 +16,13 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 
-from sam_jax.optim.sam import mean_over
+from sam_jax import metrics, models
+from sam_jax.parallel import DATA, mean_over
 
 GROUP = "group"                  # vmapped SAM groups inside one device.
-DATA = ("replica", "member")     # Mesh axes; the batch is split over both.
 Batch = dict[str, jax.Array]
 
 
@@ -77,33 +76,12 @@ class TrainState:
   rng: jax.Array    # Base key; each step folds in the step and the SAM group index.
 
 
-def create_mesh(devices=None, groups: SamGroups = SamGroups()) -> Mesh:
-  """The data-parallel mesh over all (or the given) devices.
-
-  Its two axes ("replica", "member") split the batch together; "member" holds the
-  devices of one SAM group (size 1 unless m spans devices).
-  """
-  devices = np.asarray(jax.devices() if devices is None else devices)
-  if devices.size % groups.devices_per_group:
-    raise ValueError(f"{groups.devices_per_group} devices per SAM group do not divide "
-                     f"{devices.size} devices.")
-  return Mesh(devices.reshape(-1, groups.devices_per_group), DATA)
-
-
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
-               image_shape: tuple[int, ...]) -> TrainState:
-  """Initialises parameters, model state and optimizer state (one example shape)."""
-  init_rng, dropout_rng = jax.random.split(rng)
-  variables = model.init(init_rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
-  variables = flax.core.unfreeze(variables)
-  params = variables.pop("params")
+               image_size: int) -> TrainState:
+  """Parameters and model state (``models.initialize`` from ``rng``), optimizer state."""
+  params, model_state, dropout_rng = models.initialize(model, rng, image_size)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    model_state=variables, rng=dropout_rng)
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy with integer labels, in float32."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+                    model_state=model_state, rng=dropout_rng)
 
 
 def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
@@ -128,7 +106,7 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
       out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
                         mutable=mutable)
       logits, new_model_state = out if mutable else (out, {})
-      return cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
+      return metrics.cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
 
     (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
@@ -140,34 +118,34 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
     extra = {} if take_sam is None else {"take_sam": take_sam}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn, **extra)
-    metrics = {
+    step_metrics = {
         "loss": loss,  # The clean-pass loss (at w, not at w + e).
-        "accuracy": jnp.mean(jnp.argmax(logits, -1) == group_batch["label"]),
+        "accuracy": metrics.accuracy(logits, group_batch["label"]),
         "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
     }
-    return updates, opt_state, mean_over((metrics, new_model_state), groups.axis_name)
+    return updates, opt_state, mean_over((step_metrics, new_model_state), groups.axis_name)
 
   device_index = jax.lax.axis_index(DATA)
   n = groups.groups_per_device
   if n == 1:
-    updates, opt_state, (metrics, new_model_state) = group_step(batch, device_index)
+    updates, opt_state, (step_metrics, new_model_state) = group_step(batch, device_index)
   else:
     grouped = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
-    updates, opt_state, (metrics, new_model_state) = jax.vmap(
+    updates, opt_state, (step_metrics, new_model_state) = jax.vmap(
         lambda b: group_step(b, device_index * n + jax.lax.axis_index(GROUP)),
         axis_name=GROUP, out_axes=None)(grouped)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                             opt_state=opt_state, model_state=new_model_state)
   # Every device holds the same averaged values, so all take the same branch.
-  finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
+  finite = jnp.isfinite(step_metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
   if skip_nonfinite:
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                              new_state, state.replace(step=state.step + 1))
-  metrics.update(
+  step_metrics.update(
       finite=finite, skipped=(~finite if skip_nonfinite else jnp.zeros_like(finite)),
       learning_rate=learning_rate_fn(state.step),
       rho=optax.tree_utils.tree_get(opt_state, "rho", default=jnp.zeros(())))
-  return new_state, metrics
+  return new_state, step_metrics
 
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
@@ -217,18 +195,10 @@ class AlternatingStep:
 
 
 def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str, jax.Array]:
-  """Sums of loss, correct predictions and real (unpadded) examples over the mesh."""
+  """``metrics.masked_sums`` of the batch, summed over the mesh."""
   variables = {"params": state.params, **state.model_state}
   logits = model.apply(variables, batch["image"], train=False)
-  mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           batch["label"])
-  sums = {
-      "loss_sum": jnp.sum(losses * mask),
-      "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
-      "count": jnp.sum(mask),
-  }
-  return jax.lax.psum(sums, DATA)
+  return jax.lax.psum(metrics.masked_sums(logits, batch["label"], batch["mask"]), DATA)
 
 
 def make_eval_step(model: nn.Module, mesh: Mesh):
@@ -236,14 +206,3 @@ def make_eval_step(model: nn.Module, mesh: Mesh):
   sharded = jax.shard_map(functools.partial(_eval_step, model=model), mesh=mesh,
                           in_specs=(P(), P(DATA)), out_specs=P(), check_vma=False)
   return jax.jit(sharded)
-
-
-def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree on every device of the mesh."""
-  return jax.device_put(tree, NamedSharding(mesh, P()))
-
-
-def shard_batch(batch: dict[str, Any], mesh: Mesh) -> Batch:
-  """Assembles this process's part of the global batch into arrays split over the mesh."""
-  sharding = NamedSharding(mesh, P(DATA))
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}

@@ -1,0 +1,37 @@
+"""Analysis ``neurons``: the fraction of active hidden units per layer (Fig. 2).
+
+Units > 0 of the family's hidden units (``models.Family.hidden_units``: post-GELU MLP
+units, or a ResNet's post-ReLU block outputs) on the first ``neurons.num_batches``
+batches of ``analysis.split`` (``block_stats.active_fractions``).
+"""
+
+from typing import Any
+
+from etils import epath
+import numpy as np
+
+from sam_jax.analysis import block_stats, plots
+from sam_jax.analysis.context import Analysis, Context, Results
+
+FIGURE = "active_neurons.png"
+
+
+def mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
+  """The mean of each key over dicts with the same keys (one per batch)."""
+  return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
+
+
+def run(context: Context) -> dict[str, Any]:
+  unit = context.family.hidden_units
+  return {"active_fraction": mean_dicts([block_stats.active_fractions(s, unit)
+                                         for s in context.sown]), "unit": unit}
+
+
+def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
+  del first
+  values = {label: r["neurons"]["active_fraction"] for label, r in results.items()}
+  return [plots.block_bars(output_dir / FIGURE, values, ylabel="fraction of units > 0",
+                           title="Active neurons per layer")]
+
+
+NEURONS = Analysis("neurons", run, figures)

@@ -1,0 +1,32 @@
+"""Analysis ``norms``: weight norm per parameter block, mean L2 norm of each block's output.
+
+Table 3's norms (``block_stats``): ||w_B||_2 of each parameter block and of all
+parameters; the mean over examples of each block output's norm on the first
+``neurons.num_batches`` batches of ``analysis.split``.
+"""
+
+from typing import Any
+
+from etils import epath
+
+from sam_jax.analysis import block_stats, plots
+from sam_jax.analysis.context import Analysis, Context, Results
+from sam_jax.analysis.neurons import mean_dicts
+
+
+def run(context: Context) -> dict[str, Any]:
+  return {"weight_norm": block_stats.weight_norms(context.params, context.blocks),
+          "activation_norm": mean_dicts([block_stats.activation_norms(s, "out")
+                                         for s in context.sown])}
+
+
+def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
+  del first
+  pick = lambda key: {label: r["norms"][key] for label, r in results.items()}
+  return [plots.block_bars(output_dir / "weight_norms.png", pick("weight_norm"),
+                           ylabel="||w||_2", title="Weight norm per block"),
+          plots.block_bars(output_dir / "activation_norms.png", pick("activation_norm"),
+                           ylabel="mean ||a||_2", title="Activation norm per block output")]
+
+
+NORMS = Analysis("norms", run, figures)

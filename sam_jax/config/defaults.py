@@ -1,0 +1,166 @@
+"""Every config key that may be left out, with its default: the one place defaults live.
+
+A config either sets every key or leaves some out. The files in ``configs/`` build their
+``sam``, ``optimizer``, ``analysis`` and ``adversarial`` sections with the functions
+below, so they hold every key and any of them can be set on the command line
+(``--config.sam.kind=asam --config.sam.eta=0.1``); the Nones there are typed
+placeholders. ``complete(config)`` returns a copy with every missing key filled in from
+this module and each "None: another value" key (commented below) resolved; the library
+reads a completed config directly. Keys without a default (the dataset, image size,
+model, batch sizes, lengths, ``optimizer.name``...) are required
+(``validation.REQUIRED``).
+
+Epsilons and PGD step sizes of ``adversarial`` are in pixel units of [0, 255].
+"""
+
+import copy
+from typing import Any, Mapping
+
+import ml_collections
+from ml_collections.config_dict import placeholder
+
+# Each SAM kind and the config.sam keys only it reads. Adding a kind: an entry here, its
+# keys' defaults in ``sam()``, and its builder in ``sam_jax.optim.optimizer.SAM_BUILDERS``.
+SAM_KINDS: dict[str, tuple[str, ...]] = {
+    "sam": (),
+    "asam": ("eta",),
+    "gsam": ("rho_min", "alpha"),
+}
+
+# Top-level keys of the data; None means the dataset's own default (split, class count).
+DATA = dict(
+    data_dir="",          # TFDS data dir (""; $TFDS_DATA_DIR or ~/tensorflow_datasets) or folder.
+    num_classes=None,     # Checked against the dataset; None: the dataset's.
+    train_split=None,
+    eval_split=None,
+    pp={},                # Preprocessing options (``data.preprocessing.PreprocessOptions``).
+    shuffle_buffer=10_000,
+)
+TRAINING = dict(
+    init_from="",         # An official-format .npz to start from; "": from scratch.
+    nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
+)
+MODEL = dict(dtype="float32")  # Of activations; parameters and optimizer state stay float32.
+
+
+def sam(rho: float, **overrides: Any) -> ml_collections.ConfigDict:
+  """A complete ``config.sam``: radius ``rho`` and every other key's default."""
+  section = dict(
+      kind="sam",               # One of SAM_KINDS.
+      rho=rho,                  # GSAM: rho_max.
+      sync="device",            # m-sharpness with m = per-device batch; "global": all devices.
+      m=placeholder(int),       # Examples per perturbation group (overrides sync); None: sync.
+      every_k_steps=1,          # SAM on every k-th step only.
+      eps=1e-12,                # Added to the gradient norm.
+      eta=0.01,                 # ASAM: T = |w| + eta.
+      rho_min=placeholder(float),  # GSAM: rho at the end learning rate; None: rho.
+      alpha=0.4,                # GSAM: weight of the surrogate-gap term.
+  )
+  return ml_collections.ConfigDict(section | overrides)
+
+
+def optimizer(name: str, learning_rate: Any, warmup_steps: Any, decay: str, *,
+              weight_decay: float, grad_clip_norm: float,
+              **overrides: Any) -> ml_collections.ConfigDict:
+  """A complete ``config.optimizer`` (AdamW's and SGD's keys both, so either can be chosen)."""
+  return ml_collections.ConfigDict(dict(
+      name=name, learning_rate=learning_rate, warmup_steps=warmup_steps, decay=decay,
+      weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
+      **(_OPTIMIZER_OPTIONAL | overrides)))
+
+
+_OPTIMIZER_OPTIONAL = dict(end_learning_rate=0.0, b1=0.9, b2=0.999, momentum=0.9, nesterov=False)
+
+
+def analysis() -> ml_collections.ConfigDict:
+  """Defaults of ``config.analysis`` (``sam_jax.analyze``)."""
+  return ml_collections.ConfigDict(dict(
+      split=placeholder(str),       # None: config.train_split, the data of the training loss.
+      batch_size=placeholder(int),  # None: config.eval_batch_size (global; a device multiple).
+      hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
+      ntk=dict(batch_size=32, convention="trace"),
+      neurons=dict(num_batches=2),   # Also the data of the activation norms.
+      landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
+      attention=dict(num_images=8, split=placeholder(str)),  # None: config.eval_split.
+  ))
+
+
+def adversarial() -> ml_collections.ConfigDict:
+  """Defaults of ``config.adversarial`` (``sam_jax.evaluate``: FGSM and PGD, L-inf budget)."""
+  return ml_collections.ConfigDict(dict(
+      epsilon=1.0,          # L-inf radius in pixel units (x / 255 * 2 in model units).
+      pgd_steps=10,
+      pgd_step_size=0.25,   # Pixel units.
+      random_start=True,    # PGD starts at a uniform random point of the ball.
+      num_examples=placeholder(int),  # None: all of the split; else the first (whole batches).
+      batch_size=placeholder(int),    # None: config.eval_batch_size.
+      seed=0,
+  ))
+
+
+SECTIONS = {"analysis": analysis, "adversarial": adversarial}
+
+
+def sections() -> dict[str, ml_collections.ConfigDict]:
+  """Both tool sections with their defaults, for a config file: ``config.update(sections())``."""
+  return {name: defaults() for name, defaults in SECTIONS.items()}
+
+
+def complete_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with every data key (``DATA``) it lacks at its default."""
+  config = _copy(config)
+  with config.unlocked():
+    _fill(config, DATA)
+  return config
+
+
+def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with every key it lacks at its default, and the Nones resolved.
+
+  Raises:
+    ValueError: a tool section holds a key its defaults do not (a typo), naming the valid ones.
+  """
+  config = complete_data(config)
+  with config.unlocked():
+    _fill(config, TRAINING)
+    if "model" in config:
+      _fill(config.model, MODEL)
+    if "sam" in config:
+      _fill(config.sam, sam(config.sam.get("rho")).to_dict())
+      if config.sam.rho_min is None:
+        config.sam.rho_min = config.sam.rho
+    if "optimizer" in config:
+      _fill(config.optimizer, _OPTIMIZER_OPTIONAL)
+    for name, defaults in SECTIONS.items():
+      given = config.get(name) or {}
+      given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+      section = defaults()
+      section.lock()
+      try:
+        section.update(given)
+      except (KeyError, AttributeError) as e:
+        raise ValueError(f"config.{name} has a key the settings do not: {e}. Valid settings:\n"
+                         f"{defaults()}") from e
+      config[name] = section.to_dict()
+    eval_batch_size = config.get("eval_batch_size")
+    config.analysis.split = config.analysis.split or config.train_split
+    config.analysis.batch_size = config.analysis.batch_size or eval_batch_size
+    config.analysis.attention.split = config.analysis.attention.split or config.eval_split
+    config.adversarial.batch_size = config.adversarial.batch_size or eval_batch_size
+  return config
+
+
+def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """An unlocked deep copy (FieldReferences resolved: a completed config is final)."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.copy_and_resolve_references()
+  config = ml_collections.ConfigDict(copy.deepcopy(
+      config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)))
+  return config
+
+
+def _fill(section: ml_collections.ConfigDict, defaults: Mapping[str, Any]) -> None:
+  """Sets each key of ``defaults`` that ``section`` lacks."""
+  for key, value in defaults.items():
+    if key not in section:
+      section[key] = copy.deepcopy(value)
