@@ -64,6 +64,27 @@ def sam_perturbation(eps: float) -> Perturbation:
   return perturbation
 
 
+def perturbed_gradient(perturbation: Perturbation, grads: optax.Updates, params: optax.Params,
+                       grad_fn: GradFn, rho: jax.Array, *, axis_name: AxisNames,
+                       sync_axis_name: AxisNames) -> optax.Updates:
+  """mean over ``axis_name`` of grad_fn(w + perturbation(g, w, rho)), g = mean over ``sync_axis_name``."""
+  synced = mean_over(grads, sync_axis_name)
+  return mean_over(grad_fn(add_f32(params, perturbation(synced, params, rho))), axis_name)
+
+
+def branch(take_sam: bool | jax.Array, sam_branch: Callable, plain_branch: Callable, operand):
+  """``sam_branch(operand)`` if ``take_sam`` else ``plain_branch(operand)``.
+
+  A Python bool chooses at trace time (the program holds one branch); an array
+  chooses on the device with ``lax.cond``, which XLA:CPU runs slowly for
+  convolution nets: it leaves the backward convolutions of a branch in the form
+  its generic loop emitter runs, not the fast path (measured 10-70x).
+  """
+  if isinstance(take_sam, bool):
+    return sam_branch(operand) if take_sam else plain_branch(operand)
+  return jax.lax.cond(take_sam, sam_branch, plain_branch, operand)
+
+
 def check_rho(name: str, rho: float) -> None:
   if not rho >= 0:
     raise ValueError(f"{name}: rho must be >= 0, got {rho!r}.")
@@ -111,9 +132,8 @@ def sharpness_aware(perturbation: Perturbation,
     return SharpnessAwareState(count=jnp.zeros((), jnp.int32), rho=jnp.zeros((), jnp.float32))
 
   def sam_gradient(grads, params, grad_fn, count):
-    synced = mean_over(grads, sync_axis_name)
-    perturbed = grad_fn(add_f32(params, perturbation(synced, params, rho_fn(count))))
-    perturbed = mean_over(perturbed, axis_name)
+    perturbed = perturbed_gradient(perturbation, grads, params, grad_fn, rho_fn(count),
+                                   axis_name=axis_name, sync_axis_name=sync_axis_name)
     if combine is None:
       return perturbed
     return combine(perturbed, mean_over(grads, axis_name))
@@ -132,11 +152,8 @@ def sharpness_aware(perturbation: Perturbation,
       return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
     if take_sam is None:  # One program: the branch is chosen on the device from the count.
       take_sam = state.count % every_k_steps == 0
-      out = jax.lax.cond(take_sam, lambda g: sam_gradient(g, params, grad_fn, state.count),
-                         lambda g: mean_over(g, axis_name), updates)
-    else:  # Static: this program is one branch.
-      out = (sam_gradient(updates, params, grad_fn, state.count) if take_sam
-             else mean_over(updates, axis_name))
+    out = branch(take_sam, lambda g: sam_gradient(g, params, grad_fn, state.count),
+                 lambda g: mean_over(g, axis_name), updates)
     return out, SharpnessAwareState(count, jnp.where(take_sam, rho_t, 0.0))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
