@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from sam_jax.optim import sam
 from sam_jax import parallel
+from sam_jax.optim import momentum_sam, sam
 from sam_jax.training import train_step
 
 RHO, LR, BATCH = 0.1, 0.5, 16
@@ -200,3 +200,37 @@ def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond():
   _assert_close(states["cond"].params, states["alternating"].params)
   _assert_close(states["cond"].model_state, states["alternating"].model_state)
   assert int(states["alternating"].step) == 5
+
+
+@pytest.mark.parametrize("num_devices, batch_norm", [(1, True), (8, False)])
+def test_momentum_sam_takes_each_step_one_pass_ahead_along_the_momentum(num_devices, batch_norm):
+  """Two steps of MSAM(SGD, momentum mu): step 0 at w0 (no momentum yet), step 1 at
+  w1 - rho v1/||v1||, whose loss and BatchNorm statistics the step reports. (BatchNorm
+  normalises each device's batch, so only the model without it is device-count free.)"""
+  mu, model, batches = 0.9, TinyNet(batch_norm=batch_norm), [_batch(seed=s) for s in (1, 2)]
+  mesh = parallel.create_mesh(jax.devices()[:num_devices])
+  tx = momentum_sam(optax.sgd(LR, momentum=mu), RHO, axis_name=train_step.SamGroups().axis_name)
+  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
+  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR))
+  state = parallel.replicate(init, mesh)
+  for batch in batches:
+    state, metrics = step(state, parallel.shard_batch(batch, mesh))
+  state, metrics = jax.device_get((state, metrics))
+
+  def loss_and_stats(params, model_state, batch):
+    def f(p):
+      out, upd = model.apply({"params": p, **model_state}, batch["image"], train=True,
+                             mutable=list(model_state))
+      return optax.softmax_cross_entropy_with_integer_labels(out, batch["label"]).mean(), upd
+    (loss, upd), g = jax.value_and_grad(f, has_aux=True)(params)
+    return loss, upd, g
+
+  _, stats, v = loss_and_stats(init.params, init.model_state, batches[0])  # v1 = g0.
+  w1 = jax.tree.map(lambda w, g: w - LR * g, init.params, v)
+  norm = np.sqrt(sum(np.sum(np.square(x)) for x in jax.tree.leaves(v)))
+  ahead = jax.tree.map(lambda w, x: w - RHO * x / norm, w1, v)
+  loss, stats, g = loss_and_stats(ahead, stats, batches[1])
+  w2 = jax.tree.map(lambda w, x, gi: w - LR * (mu * x + gi), w1, v, g)
+  _assert_close(state.params, w2)
+  _assert_close(state.model_state, stats)
+  np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)

@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from sam_jax import metrics, models
+from sam_jax.optim.msam import gradient_point
 from sam_jax.parallel import DATA, mean_over
 
 GROUP = "group"                  # vmapped SAM groups inside one device.
@@ -108,8 +109,10 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
       logits, new_model_state = out if mutable else (out, {})
       return metrics.cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
 
+    # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
+    # BatchNorm statistics are then those of w + e).
     (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+        gradient_point(state.opt_state, state.params))
 
     # The second (perturbed) pass: same batch, same dropout key, and the model
     # state of the incoming step; its own state updates are discarded.
@@ -119,7 +122,7 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     extra = {} if take_sam is None else {"take_sam": take_sam}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn, **extra)
     step_metrics = {
-        "loss": loss,  # The clean-pass loss (at w, not at w + e).
+        "loss": loss,  # The first pass's loss (at w, not at SAM's w + e).
         "accuracy": metrics.accuracy(logits, group_batch["label"]),
         "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
     }
