@@ -1,18 +1,26 @@
-r"""What SAM costs on top of the base optimizer, measured in one run.
+r"""What SAM and its cheaper variants cost on top of the base optimizer, measured in one run.
 
-For ViT-S/16 and ResNet-50 at 224 px and a CPU-sized batch, on one device:
-  * step time of the full train step (``sam_jax.training.train_step``) with SAM, with SAM on
-    every 2nd step only (as ``sam_jax.training.loop`` runs it: a SAM and a plain program
-    alternated), the same in one program with a ``lax.cond``, and with rho=0 (the base
-    optimizer): ratios to the base;
-  * step time of our SAM transform against ``optax.contrib.sam`` (opaque mode) in the
-    same bare jitted step (ideal <= 1.0);
-  * XLA's memory analysis of the compiled steps: temporary + output bytes of SAM
-    minus the base step's, in units of the parameter bytes (ideal <= 1 copy).
-Variants are timed interleaved, two steps at a time; the median over repeats of
-the time per step is reported.
+For each model (default ViT-S/16 and ResNet-18 at 224 px, a CPU-sized batch, one
+device), the full train step (``sam_jax.training.train_step``, AdamW + clipping) with:
 
-  PYTHONPATH=. python benchmarks/sam_overhead.py --batch=8 --repeats=5
+  * ``base``: rho = 0, the base optimizer; ``sam``: SAM every step;
+  * ``sam_every_2``: SAM on every 2nd step, a SAM and a plain program alternated from
+    the host (as training runs it), and ``sam_every_2_cond``: the same in one program
+    with a ``lax.cond``;
+  * ``looksam_k5``: LookSAM with k = 5, its full and reuse programs alternated;
+  * ``msam``: Momentum-SAM (one pass, at w + e along the momentum);
+  * ``aesam_sam`` / ``aesam_erm``: the AE-SAM program (one program, the trigger a
+    ``lax.cond``) with the trigger forced on / off: the cost of its two kinds of
+    step; at a SAM fraction f a step costs f x the first + (1 - f) x the second;
+
+and our SAM transform against ``optax.contrib.sam`` (opaque mode) in the same bare
+jitted step (ideal <= 1.0). Reported: seconds per step and the ratio to ``base``
+(the mean over a cycle: 2 steps, 5 for LookSAM k = 5), and XLA's memory analysis of
+the compiled steps: temporary + output bytes minus the base step's, in units of the
+parameter bytes (the largest of a variant's programs). Variants are timed
+interleaved; the median over repeats is reported.
+
+  PYTHONPATH=. python benchmarks/sam_overhead.py --batch=4 --repeats=3
 """
 
 import argparse
@@ -25,8 +33,10 @@ import numpy as np
 import optax
 
 from sam_jax import models, parallel
-from sam_jax.optim import sam
+from sam_jax.optim import aesam, looksam, momentum_sam, sam
 from sam_jax.training import train_step
+
+RHO, MSAM_RHO, NEVER = 0.05, 3.0, 1e30  # MSAM: its authors' scale (see optim/msam.py).
 
 
 def _bare_step(model, tx, batch):
@@ -51,34 +61,46 @@ def _memory(compiled) -> int:
   return m.temp_size_in_bytes + m.output_size_in_bytes
 
 
-def measure(name: str, variant: str, batch_size: int, repeats: int) -> dict:
+def _variants(axis):
+  """name -> (transformation, host every_k_steps (1: one program), steps per timing)."""
+  base_opt = lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
+  chained = lambda t: optax.chain(t, base_opt())
+  aesam_forced = lambda c: chained(aesam(RHO, 1000, lambda1=c, lambda2=c, axis_name=axis))
+  return {
+      "base": (chained(sam(0.0, axis_name=axis)), 1, 2),
+      "sam": (chained(sam(RHO, axis_name=axis)), 1, 2),
+      "sam_every_2": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 2, 2),
+      "sam_every_2_cond": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 1, 2),
+      "looksam_k5": (chained(looksam(RHO, every_k_steps=5, axis_name=axis)), 5, 5),
+      "msam": (momentum_sam(base_opt(), MSAM_RHO, axis_name=axis), 1, 2),
+      "aesam_sam": (aesam_forced(-NEVER), 1, 2),
+      "aesam_erm": (aesam_forced(NEVER), 1, 2),
+  }, base_opt
+
+
+def measure(name: str, variant: str, batch_size: int, repeats: int,
+            image_size: int = 224) -> list[dict]:
   model = models.create_model(name, variant, num_classes=1000)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.uniform(-1, 1, (batch_size, 224, 224, 3)).astype(np.float32),
+  shape = (image_size, image_size, 3)
+  batch = {"image": rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32),
            "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
   mesh = parallel.create_mesh(jax.devices()[:1])
-  base_opt = lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
-  full = {
-      "base": optax.chain(sam(0.0, axis_name=train_step.SamGroups().axis_name), base_opt()),
-      "sam": optax.chain(sam(0.05, axis_name=train_step.SamGroups().axis_name), base_opt()),
-      "sam_every_2": optax.chain(sam(0.05, axis_name=train_step.SamGroups().axis_name,
-                                     every_k_steps=2), base_opt()),
-  }
-  full["sam_every_2_cond"] = full["sam_every_2"]
-  steps, states, memory = {}, {}, {}
+  full, base_opt = _variants(train_step.SamGroups().axis_name)
+  steps, states, memory, cycle = {}, {}, {}, {}
   sharded = parallel.shard_batch(batch, mesh)
-  for key, tx in full.items():
-    state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), 224),
+  for key, (tx, every_k, per_timing) in full.items():
+    state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), image_size),
                                mesh)
     fn = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(1e-3),
-                                    every_k_steps=2 if key == "sam_every_2" else 1)
-    programs = (fn.sam_step, fn.plain_step) if key == "sam_every_2" else (fn,)
+                                    every_k_steps=every_k)
+    programs = (fn.sam_step, fn.plain_step) if every_k > 1 else (fn,)
     memory[key] = max(_memory(p.lower(state, sharded).compile()) for p in programs)
-    steps[key], states[key] = (lambda s, f=fn: f(s, sharded)[0]), state
+    steps[key], states[key], cycle[key] = (lambda s, f=fn: f(s, sharded)[0]), state, per_timing
   bare = {
-      "ours": optax.chain(sam(0.05), base_opt()),
+      "ours": optax.chain(sam(RHO), base_opt()),
       "optax_contrib": optax.contrib.sam(base_opt(), optax.chain(optax.contrib.normalize(),
-                                                                 optax.sgd(0.05)),
+                                                                 optax.sgd(RHO)),
                                          sync_period=2, opaque_mode=True),
   }
   variables = model.init(jax.random.PRNGKey(0), jnp.asarray(batch["image"][:1]), train=False)
@@ -88,43 +110,54 @@ def measure(name: str, variant: str, batch_size: int, repeats: int) -> dict:
     fn = _bare_step(model, tx, batch)
     opt_state = tx.init(params)
     memory[key] = _memory(fn.lower(params, opt_state, model_state).compile())
-    steps[key] = lambda s, f=fn: f(s[0], s[1], model_state)
-    states[key] = (params, opt_state)
-  times = {k: [] for k in steps}
-  for key in steps:  # Warm up: two steps, so every-2's second program compiles too.
-    states[key] = jax.block_until_ready(steps[key](steps[key](states[key])))
+    steps[key], states[key], cycle[key] = lambda s, f=fn: f(s[0], s[1], model_state), (
+        params, opt_state), 2
+
+  def run(key):  # One timing: a whole cycle of the variant's programs.
+    state = states[key]
+    for _ in range(cycle[key]):
+      state = steps[key](state)
+    states[key] = jax.block_until_ready(state)
+
+  for key in steps:  # Warm up: every program of a cycle compiles.
+    run(key)
   print(f"{name} {variant}: compiled, timing {repeats} interleaved repeats...", flush=True)
+  times = {k: [] for k in steps}
   for _ in range(repeats):
     for key in steps:
-      start = time.perf_counter()  # Two steps: one SAM and one plain step of every-2.
-      states[key] = jax.block_until_ready(steps[key](steps[key](states[key])))
-      times[key].append((time.perf_counter() - start) / 2)
+      start = time.perf_counter()
+      run(key)
+      times[key].append((time.perf_counter() - start) / cycle[key])
   med = {k: statistics.median(v) for k, v in times.items()}
   param_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(params))
-  return {
-      "model": f"{name} {variant}", "batch": batch_size, "base_s": med["base"],
-      "sam/base": med["sam"] / med["base"], "sam_every_2/base": med["sam_every_2"] / med["base"],
-      "sam_every_2 in one program (lax.cond)/base": med["sam_every_2_cond"] / med["base"],
-      "ours/optax.contrib.sam": med["ours"] / med["optax_contrib"],
-      "sam extra memory (param copies)": (memory["sam"] - memory["base"]) / param_bytes,
-      "ours vs contrib extra memory (param copies)":
-          (memory["ours"] - memory["optax_contrib"]) / param_bytes,
-  }
+  rows = [{"model": f"{name} {variant}", "batch": batch_size, "variant": key,
+           "s/step": med[key], "/ base": med[key] / med["base"],
+           "extra memory (param copies)": (memory[key] - memory["base"]) / param_bytes}
+          for key in full]
+  rows.append({"model": f"{name} {variant}", "batch": batch_size,
+               "variant": "our SAM / optax.contrib.sam (bare step)", "s/step": med["ours"],
+               "/ base": med["ours"] / med["optax_contrib"],
+               "extra memory (param copies)": (memory["ours"] - memory["optax_contrib"])
+               / param_bytes})
+  return rows
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=8)
-  parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--models", default="vit:S/16,resnet:50")
+  parser.add_argument("--batch", type=int, default=4)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--models", default="vit:S/16,resnet:18")
+  parser.add_argument("--image_size", type=int, default=224)
   args = parser.parse_args()
-  for i, spec in enumerate(args.models.split(",")):
-    row = measure(*spec.split(":"), args.batch, args.repeats)
-    if i == 0:
-      print("| " + " | ".join(row) + " |")
-      print("|" + "---|" * len(row))
-    print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values())
-          + " |", flush=True)
+  header = False
+  for spec in args.models.split(","):
+    for row in measure(*spec.split(":"), args.batch, args.repeats, args.image_size):
+      if not header:
+        print("| " + " | ".join(row) + " |")
+        print("|" + "---|" * len(row))
+        header = True
+      print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
+                              for v in row.values()) + " |", flush=True)
 
 
 if __name__ == "__main__":
