@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from sam_jax import parallel
-from sam_jax.optim import momentum_sam, sam
+from sam_jax.optim import looksam, momentum_sam, sam
 from sam_jax.training import train_step
 
 RHO, LR, BATCH = 0.1, 0.5, 16
@@ -175,11 +175,12 @@ def test_per_device_sam_adds_compute_not_communication():
   assert _all_reduced_elements(RHO, BATCH)[1] > base[1]
 
 
-def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond():
+@pytest.mark.parametrize("transform", [sam, looksam])
+def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond(transform):
   """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
   model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]
   mesh = parallel.create_mesh(jax.devices()[:2])
-  tx = optax.chain(sam(RHO, axis_name=train_step.SamGroups().axis_name, every_k_steps=3),
+  tx = optax.chain(transform(RHO, axis_name=train_step.SamGroups().axis_name, every_k_steps=3),
                    optax.sgd(LR))
   init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
   schedule = optax.constant_schedule(LR)
