@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=100,
                                         decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
-  config.sam = defaults.sam(rho=0.05)  # --config.sam.kind=asam|gsam picks another kind.
+  config.sam = defaults.sam(rho=0.05)  # --config.sam.kind=asam|gsam|looksam|msam|aesam: another.
 
   config.num_train_steps = 1200
   config.log_every_steps = 100

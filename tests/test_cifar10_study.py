@@ -91,3 +91,19 @@ def test_report_picks_rho_and_summarises_seeds(tmp_path, monkeypatch):
   assert sorted(os.listdir(tmp_path / "figures")) == sorted(
       ["test_accuracy.png", "lambda_max.png", "train_loss.png", "ntk_kappa_init.png"]
       + [f"active_neurons_{m}.png" for m in report.MODELS])
+
+
+def test_report_tables_the_cheaper_kinds_against_base_and_sam(tmp_path, monkeypatch):
+  report = _module("report")
+  timed = lambda row, seconds, **extra: row | {"step": 1000, "train_cpu_seconds": seconds} | extra
+  rows = [timed(_row("vit", 0.0, s, 0.5, 100.0), 200.0) for s in range(2)]
+  rows += [timed(_row("vit", 0.1, s, 0.6, 10.0), 400.0) for s in range(2)]
+  rows += [timed(_row("vit", 0.1, s, 0.55, 55.0), 240.0, kind="looksam") for s in range(2)]
+  rows += [timed(_row("vit", 0.1, 0, 0.5, 120.0), 300.0, kind="aesam", sam_fraction=0.4)]
+  assert report.chosen_rho(rows) == {"vit": 0.1}  # The cheaper kinds are not in the sweep.
+  monkeypatch.setattr(report, "FIGURES", str(tmp_path / "figures"))
+  text = report.generated(rows)
+  assert ("| ViT | LookSAM | 0.1 | 0.550 ± 0.000 (2) | 1.100 ± 0.000 (2) | 55.0 ± 0.0 (2) | 50% "
+          "| 0.240 | 1.20 |  |") in text
+  assert "| ViT | AE-SAM | 0.1 | 0.500 (1) | 1.100 (1) | 120.0 (1) | -22% | 0.300 | 1.50 | 0.40 |" in text
+  assert "| ViT | SAM | 0.1 | 0.600 ± 0.000 (2) | 1.100 ± 0.000 (2) | 10.0 ± 0.0 (2) | 100% |" in text

@@ -7,8 +7,10 @@ import optax
 import pytest
 from jax.sharding import Mesh, PartitionSpec as P
 
-from sam_jax.optim import aesam, looksam, momentum_sam, sam
-from sam_jax.optim.msam import gradient_point
+from configs import default
+from sam_jax.config import defaults, validation
+from sam_jax.optim import aesam, looksam, momentum_sam, optimizer, sam
+from sam_jax.optim.msam import MomentumSamState, gradient_point
 
 C = {"kernel": np.array([[3.0, 0.5], [1.0, 2.0]], np.float32), "bias": np.array([4.0, 0.2], np.float32)}
 W = {"kernel": np.array([[1.0, -2.0], [0.5, 0.3]], np.float32), "bias": np.array([0.1, -1.0], np.float32)}
@@ -259,3 +261,37 @@ def test_per_device_looksam_differs_from_global():
   per_device = _data_parallel(lambda a: optax.chain(looksam(RHO, every_k_steps=2, axis_name=a),
                                                     optax.sgd(LR)), 8)
   assert not np.allclose(per_device["w"], _data_parallel(GLOBAL["looksam"], 8)["w"], atol=1e-6)
+
+
+# Configs ---------------------------------------------------------------------------------
+
+def _config(kind, **updates):
+  config = default.get_config()
+  config.sam.kind = kind
+  for key, value in updates.items():
+    section, leaf = key.split(".")
+    config[section][leaf] = value
+  return defaults.complete(config)
+
+
+def test_kinds_get_their_every_k_steps_and_momentum_sam_wraps_clipping_and_the_base():
+  assert [_config(k).sam.every_k_steps for k in ("sam", "looksam", "msam", "aesam")] == [
+      1, defaults.LOOKSAM_K, 1, 1]
+  assert _config("looksam", **{"sam.every_k_steps": 2}).sam.every_k_steps == 2
+  params = {"w": jnp.ones((2, 2))}
+  sam_state = optimizer.create_optimizer(_config("sam"))[0].init(params)
+  assert len(sam_state) == 3  # (SAM, clipping, AdamW): the layout of existing checkpoints.
+  msam_state = optimizer.create_optimizer(_config("msam"))[0].init(params)
+  assert isinstance(msam_state, MomentumSamState) and len(msam_state.inner) == 2
+
+
+@pytest.mark.parametrize("kind, updates, match", [
+    ("msam", {"sam.every_k_steps": 2}, "every_k_steps=2 must be 1"),
+    ("aesam", {"sam.every_k_steps": 2}, "every_k_steps=2 must be 1"),
+    ("msam", {"optimizer.name": "sgd", "optimizer.momentum": 0.0}, "momentum"),
+    ("looksam", {"sam.looksam_alpha": -0.1}, "looksam_alpha"),
+    ("aesam", {"sam.aesam_delta": 1.0}, "aesam_delta"),
+])
+def test_bad_settings_of_a_kind_are_named(kind, updates, match):
+  with pytest.raises(ValueError, match=match):
+    validation.validate(_config(kind, **updates), 1)

@@ -16,10 +16,13 @@ def _tiny_config(num_train_steps, **overrides):
   return tiny_digits_config.get_config(num_train_steps, **overrides)
 
 
-def test_resume_continues_exactly(tmp_path):
-  """N steps, then M more from the step-N checkpoint, equal N + M steps in one go."""
+@pytest.mark.parametrize("kind", ["sam", "looksam", "msam", "aesam"])
+def test_resume_continues_exactly(tmp_path, kind):
+  """N steps, then M more from the step-N checkpoint, equal N + M steps in one go (LookSAM:
+  k = 3, so the resumed run starts between full steps and reuses the stored direction)."""
   total, first = 7, 4
   config = _tiny_config(total, checkpoint_every_steps=first)
+  config.sam.kind, config.sam.every_k_steps = kind, 3 if kind == "looksam" else None
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   shutil.copytree(tmp_path / "straight" / "checkpoints" / str(first),
                   tmp_path / "resumed" / "checkpoints" / str(first))

@@ -12,6 +12,8 @@ global norm 1 and per-device SAM (``--config.sam.rho=0`` is the base optimizer).
 
 import ml_collections
 
+from sam_jax.config import defaults
+
 MODELS = {
     # ViT: 64 patches of 4x4 + class token, 4 layers of width 64 (~0.2 M parameters).
     "vit": dict(name="vit", variant="Ti/4", hidden_size=64, mlp_dim=128, num_heads=2,
@@ -55,7 +57,7 @@ def get_config(model: str = "vit") -> ml_collections.ConfigDict:
       name="adamw", learning_rate=1e-3, end_learning_rate=0.0, warmup_steps=100,
       decay="cosine", b1=0.9, b2=0.999, weight_decay=0.0, momentum=0.9, nesterov=False,
       grad_clip_norm=1.0) | base)
-  config.sam = ml_collections.ConfigDict(dict(rho=0.1, sync="device", eps=1e-12))
+  config.sam = defaults.sam(rho=0.1)  # Every key, so --config.sam.kind=looksam etc. can be set.
 
   config.num_train_steps = 1000  # 64,000 examples, 1.3 epochs.
   config.log_every_steps = 50

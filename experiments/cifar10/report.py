@@ -5,7 +5,8 @@ r"""Tables and figures of the CIFAR-10 study from its result rows (``results/*.j
 Rewrites the generated part of ``docs/reproduction.md`` (between the ``tables``
 markers) and the PNGs in ``docs/reproduction/``. The SAM rho of each model is the
 one with the best seed-0 test accuracy in the sweep; every other number is the mean
-and standard deviation over the seeds that ran at that setting.
+and standard deviation over the seeds that ran at that setting. Rows of the cheaper SAM
+kinds (``kind`` looksam, msam, aesam) get their own table against base and SAM.
 """
 
 import collections
@@ -27,6 +28,12 @@ FIGURES = os.path.join(ROOT, "docs", "reproduction")
 BEGIN, END = "<!-- tables:begin -->", "<!-- tables:end -->"
 MODELS = ("vit", "mixer", "resnet")
 NAMES = {"vit": "ViT", "mixer": "Mixer", "resnet": "ResNet"}
+KINDS = {"looksam": "LookSAM", "msam": "Momentum-SAM", "aesam": "AE-SAM"}
+
+
+def kind(row: dict) -> str:
+  """The row's SAM kind (rows from before the cheaper kinds are SAM's)."""
+  return row.get("kind", "sam")
 
 
 def load_rows(results_dir: str) -> list[dict]:
@@ -65,7 +72,8 @@ def chosen_rho(rows: list[dict]) -> dict[str, float]:
   """Per model, the SAM rho with the best seed-0 test accuracy."""
   best = {}
   for model in MODELS:
-    sweep = [r for r in rows if r["model"] == model and r["seed"] == 0 and r["rho"] > 0]
+    sweep = [r for r in rows if r["model"] == model and r["seed"] == 0 and r["rho"] > 0
+             and kind(r) == "sam"]
     if sweep:
       best[model] = max(sweep, key=lambda r: r["test_accuracy"])["rho"]
   return best
@@ -80,6 +88,8 @@ def groups(rows: list[dict], best: dict[str, float]) -> dict[tuple[str, str], li
   """(model, "base" or "SAM") -> the rows of the study's main comparison."""
   out = collections.defaultdict(list)
   for r in rows:
+    if kind(r) != "sam":
+      continue
     if r["rho"] == 0:
       out[(r["model"], "base")].append(r)
     elif best.get(r["model"]) == r["rho"]:
@@ -115,6 +125,35 @@ def claims(g: dict, mean) -> str:
   return table(["paper's claim", "measured here (means over seeds)"], lines)
 
 
+def variants(rows: list[dict], g: dict, mean) -> str | None:
+  """Each cheaper kind against base and SAM: lambda_max, loss, accuracy, CPU time per step."""
+  cheap = [r for r in rows if kind(r) != "sam"]
+  if not cheap:
+    return None
+  per_step = lambda rs: float(np.mean([r["train_cpu_seconds"] / r["step"] for r in rs]))
+  lines = []
+  for m in MODELS:
+    if not g.get((m, "base")) or not g.get((m, "SAM")):
+      continue
+    lam_base, lam_sam = mean(g[(m, "base")], "lambda_max"), mean(g[(m, "SAM")], "lambda_max")
+    time_base = per_step(g[(m, "base")])
+    setups = [("base", g[(m, "base")]), ("SAM", g[(m, "SAM")])] + [
+        (f"{KINDS[k]}", [r for r in cheap if r["model"] == m and kind(r) == k and r["rho"] == rho])
+        for k, rho in sorted({(kind(r), r["rho"]) for r in cheap if r["model"] == m})]
+    for label, rs in setups:
+      share = (lam_base - mean(rs, "lambda_max")) / (lam_base - lam_sam)
+      fraction = [r["sam_fraction"] for r in rs if "sam_fraction" in r]
+      lines.append([NAMES[m], label, f"{rs[0]['rho']:g}"]
+                   + [stat([METRICS[c][0](r) for r in rs], METRICS[c][1])
+                      for c in ("test accuracy", "final train loss", "lambda_max")]
+                   + [f"{100 * share:.0f}%", f"{per_step(rs):.3f}",
+                      f"{per_step(rs) / time_base:.2f}",
+                      f"{np.mean(fraction):.2f}" if fraction else ""])
+  return table(["model", "optimizer", "rho", "test accuracy", "final train loss", "lambda_max",
+                "share of SAM's lambda_max reduction", "train CPU s/step", "/ base",
+                "SAM steps (AE-SAM)"], lines)
+
+
 def figures(g: dict) -> list[str]:
   os.makedirs(FIGURES, exist_ok=True)
   per = lambda metric: {NAMES[m]: {label: [METRICS[metric][0](r) for r in g[(m, label)]]
@@ -145,8 +184,8 @@ def generated(rows: list[dict]) -> str:
   best = chosen_rho(rows)
   g = groups(rows, best)
   mean = lambda rs, metric: float(np.mean([METRICS[metric][0](r) for r in rs]))
-  sweep = sorted((r for r in rows if r["seed"] == 0), key=lambda r: (MODELS.index(r["model"]),
-                                                                      r["rho"]))
+  sweep = sorted((r for r in rows if r["seed"] == 0 and kind(r) == "sam"),
+                 key=lambda r: (MODELS.index(r["model"]), r["rho"]))
   main_lines = [[NAMES[m], label, f"{best[m]:g}" if label == "SAM" else "0"]
                 + [stat([f(r) for r in g[(m, label)]], fmt) for f, fmt in METRICS.values()]
                 for m in MODELS for label in ("base", "SAM") if (m, label) in g]
@@ -162,6 +201,9 @@ def generated(rows: list[dict]) -> str:
               f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep]),
       "### The paper's claims, measured",
       claims(g, mean),
+      *([] if (cheap := variants(rows, g, mean)) is None else [
+          "### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
+          cheap]),
       f"### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours of "
       "wall time summed over runs, which ran several at a time on a shared machine), training plus measurements.",
       "### Figures",

@@ -9,8 +9,10 @@ test accuracy, the final training loss (the clean-pass loss, mean of the last
 ``--loss_window`` logged values), Hessian lambda_max of the training loss, the
 fraction of active hidden units per block and the NTK condition number at
 initialisation and after training (``sam_jax.analysis.runner`` with ``config.analysis``).
-The row goes to ``<results_dir>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``,
-with the wall and CPU seconds the run used.
+The row goes to ``<results_dir>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``
+(``MODEL_KIND_rhoRHO_seedSEED`` for a SAM kind other than ``sam``, e.g.
+``--config.sam.kind=looksam``), with the wall and CPU seconds the run used and, for
+AE-SAM, the fraction of steps that took SAM.
 """
 
 import json
@@ -22,7 +24,7 @@ from absl import app, flags
 import jax
 from ml_collections import config_flags
 import numpy as np
-
+import optax
 
 from sam_jax.analysis import runner, training_curves
 from sam_jax.checkpoints import loading
@@ -38,7 +40,8 @@ FLAGS = flags.FLAGS
 
 
 def run_name(config) -> str:
-  return f"{config.model.name}_rho{config.sam.rho:g}_seed{config.seed}"
+  kind = "" if config.sam.kind == "sam" else f"{config.sam.kind}_"
+  return f"{config.model.name}_{kind}rho{config.sam.rho:g}_seed{config.seed}"
 
 
 def _cpu_seconds() -> float:
@@ -73,10 +76,12 @@ def main(argv: list[str]) -> None:
   name = run_name(config)
   workdir = os.path.join(FLAGS.workdir_root, name)
   start, cpu_start = time.time(), _cpu_seconds()
-  loop.train_and_evaluate(config, workdir)
+  state = loop.train_and_evaluate(config, workdir)
   train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu_start
-  row = {"name": name, "model": config.model.name, "rho": config.sam.rho, "seed": config.seed,
-         **measure(workdir, FLAGS.loss_window),
+  sam_steps = optax.tree_utils.tree_get(state.opt_state, "sam_steps")  # AE-SAM's count.
+  row = {"name": name, "model": config.model.name, "kind": config.sam.kind,
+         "rho": config.sam.rho, "seed": config.seed, **measure(workdir, FLAGS.loss_window),
+         **({} if sam_steps is None else {"sam_fraction": int(sam_steps) / int(state.step)}),
          "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu,
          "total_wall_seconds": time.time() - start,
          "total_cpu_seconds": _cpu_seconds() - cpu_start,

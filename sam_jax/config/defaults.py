@@ -25,7 +25,11 @@ SAM_KINDS: dict[str, tuple[str, ...]] = {
     "sam": (),
     "asam": ("eta",),
     "gsam": ("rho_min", "alpha"),
+    "looksam": ("looksam_alpha",),  # Its k: every_k_steps.
+    "msam": (),
+    "aesam": ("aesam_delta", "aesam_lambda1", "aesam_lambda2"),
 }
+LOOKSAM_K = 5  # every_k_steps of LookSAM when unset (docs/paper.md E3).
 
 # Top-level keys of the data; None means the dataset's own default (split, class count).
 DATA = dict(
@@ -47,14 +51,19 @@ def sam(rho: float, **overrides: Any) -> ml_collections.ConfigDict:
   """A complete ``config.sam``: radius ``rho`` and every other key's default."""
   section = dict(
       kind="sam",               # One of SAM_KINDS.
-      rho=rho,                  # GSAM: rho_max.
+      rho=rho,                  # GSAM: rho_max. Momentum-SAM: its own scale (3 in its paper).
       sync="device",            # m-sharpness with m = per-device batch; "global": all devices.
       m=placeholder(int),       # Examples per perturbation group (overrides sync); None: sync.
-      every_k_steps=1,          # SAM on every k-th step only.
+      every_k_steps=placeholder(int),  # SAM on every k-th step only (LookSAM: its k, the
+                                # full SAM step); None: LOOKSAM_K for LookSAM, else 1.
       eps=1e-12,                # Added to the gradient norm.
       eta=0.01,                 # ASAM: T = |w| + eta.
       rho_min=placeholder(float),  # GSAM: rho at the end learning rate; None: rho.
       alpha=0.4,                # GSAM: weight of the surrogate-gap term.
+      looksam_alpha=0.7,        # LookSAM: weight of the reused direction (docs/paper.md E3).
+      aesam_delta=0.9,          # AE-SAM: decay of the moving mean and variance of ||g||².
+      aesam_lambda1=-1.0,       # AE-SAM: the threshold c_t goes from lambda2 (start) to
+      aesam_lambda2=1.0,        # lambda1 (end) standard deviations (docs/paper.md E10).
   )
   return ml_collections.ConfigDict(section | overrides)
 
@@ -129,6 +138,8 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       _fill(config.sam, sam(config.sam.get("rho")).to_dict())
       if config.sam.rho_min is None:
         config.sam.rho_min = config.sam.rho
+      if config.sam.every_k_steps is None:
+        config.sam.every_k_steps = LOOKSAM_K if config.sam.kind == "looksam" else 1
     if "optimizer" in config:
       _fill(config.optimizer, _OPTIMIZER_OPTIONAL)
     for name, defaults in SECTIONS.items():

@@ -44,12 +44,29 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _choice(config, "sam.sync", SYNC_MODES)
   _choice(config, "sam.kind", tuple(defaults.SAM_KINDS))
   _positive_int(config, "sam.every_k_steps")
+  _check_sam_kind(config)
   _choice(config, "optimizer.name", OPTIMIZERS)
   _choice(config, "optimizer.decay", DECAYS)
   if not 0 <= config.optimizer.warmup_steps < config.num_train_steps:
     raise ValueError(f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be in "
                      f"[0, num_train_steps={config.num_train_steps}).")
   validate_sections(config)
+
+
+def _check_sam_kind(config: ml_collections.ConfigDict) -> None:
+  """The keys of the cheaper SAM kinds (LookSAM, Momentum-SAM, AE-SAM)."""
+  kind, sam = config.sam.kind, config.sam
+  if kind in ("msam", "aesam") and sam.every_k_steps != 1:
+    raise ValueError(f"config.sam.every_k_steps={sam.every_k_steps} must be 1 for "
+                     f"config.sam.kind={kind!r}, which decides its own steps.")
+  if kind == "msam" and config.optimizer.name == "sgd" and not config.optimizer.momentum:
+    raise ValueError("config.sam.kind='msam' ascends along the base optimizer's momentum: "
+                     f"config.optimizer.momentum={config.optimizer.momentum!r} must be > 0 "
+                     "(or config.optimizer.name='adamw').")
+  if not sam.looksam_alpha >= 0:
+    raise ValueError(f"config.sam.looksam_alpha={sam.looksam_alpha!r} must be >= 0.")
+  if not 0 < sam.aesam_delta < 1:
+    raise ValueError(f"config.sam.aesam_delta={sam.aesam_delta!r} must be in (0, 1).")
 
 
 def validate_sections(config: ml_collections.ConfigDict) -> None:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_jax.optim import sam as sam_lib
+from sam_jax.parallel import AxisNames, mean_over
 
 
 class AdaptiveSamState(NamedTuple):
@@ -56,7 +57,7 @@ def adaptive_decision(state: AdaptiveSamState, sq_norm: jax.Array, *, num_train_
 
 def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0.9,
           lambda1: float = -1.0, lambda2: float = 1.0, eps: float = 1e-12,
-          axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None
+          axis_name: AxisNames = None, sync_axis_name: AxisNames = None
           ) -> optax.GradientTransformationExtraArgs:
   """AE-SAM: the SAM gradient on steps with ||g||² >= mu_t + c_t sigma_t, g otherwise.
 
@@ -87,7 +88,7 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0
       raise ValueError("aesam decides each step on the device; it takes no take_sam (do not "
                        "combine it with every_k_steps).")
     count = optax.safe_increment(state.count)
-    clean = sam_lib.mean_over(updates, axis_name)
+    clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
     if params is None or grad_fn is None:

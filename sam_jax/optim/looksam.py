@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_jax.optim import sam as sam_lib
+from sam_jax.parallel import AxisNames, mean_over
 
 
 class LookSamState(NamedTuple):
@@ -53,8 +54,8 @@ def orthogonal_direction(perturbed: optax.Updates, clean: optax.Updates,
 
 
 def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: int = 5,
-            eps: float = 1e-12, axis_name: sam_lib.AxisNames = None,
-            sync_axis_name: sam_lib.AxisNames = None) -> optax.GradientTransformationExtraArgs:
+            eps: float = 1e-12, axis_name: AxisNames = None,
+            sync_axis_name: AxisNames = None) -> optax.GradientTransformationExtraArgs:
   """LookSAM: SAM on steps 0, k, 2k, ...; g + alpha ||g|| d (d stored) otherwise.
 
   ``rho == 0`` is the base optimizer (no second pass). ``update(..., take_sam=...)``
@@ -80,7 +81,7 @@ def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: i
                 take_sam: bool | None = None, **extra):
     del extra
     count = optax.safe_increment(state.count)
-    clean = sam_lib.mean_over(updates, axis_name)
+    clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
     if params is None or grad_fn is None:

@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_jax.optim import sam as sam_lib
+from sam_jax.parallel import AxisNames, mean_over
 
 MOMENTUM_FIELDS = ("trace", "mu")  # optax.trace (SGD), optax.scale_by_adam (Adam, AdamW).
 
@@ -65,7 +66,7 @@ def base_momentum(inner_state: optax.OptState) -> optax.Updates:
 
 
 def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedule, *,
-                 eps: float = 1e-12, axis_name: sam_lib.AxisNames = None
+                 eps: float = 1e-12, axis_name: AxisNames = None
                  ) -> optax.GradientTransformationExtraArgs:
   """Momentum-SAM around ``inner`` (e.g. ``chain(clip, base)``), whose momentum it reads.
 
@@ -85,7 +86,7 @@ def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedul
                             ascent_scale=jnp.zeros((), jnp.float32), inner=inner_state)
 
   def update_fn(updates, state, params=None, **extra):
-    updates = sam_lib.mean_over(updates, axis_name)
+    updates = mean_over(updates, axis_name)
     updates, inner_state = inner.update(updates, state.inner, params, **extra)
     count = optax.safe_increment(state.count)
     next_rho = rho_fn(count)

@@ -1,11 +1,13 @@
 """Builds the full optimizer from a config: SAM -> clipping -> base optimizer.
 
-    optax.chain(sam | asam | gsam, clip_by_global_norm(c), base)
+    optax.chain(sam | asam | gsam | looksam | aesam, clip_by_global_norm(c), base)
+    momentum_sam(optax.chain(clip_by_global_norm(c), base))
 
 The SAM-family transformation comes first, so clipping and the base optimizer see the final,
-device-averaged SAM gradient, and weight decay and momentum act at the clean parameters. The
-config is a completed one (``sam_jax.config.defaults.complete``), checked by
-``sam_jax.config.validation``: every key is read as it is.
+device-averaged SAM gradient, and weight decay and momentum act at the clean parameters.
+Momentum-SAM wraps clipping and the base optimizer instead: its ascent reads the base
+optimizer's momentum. The config is a completed one (``sam_jax.config.defaults.complete``),
+checked by ``sam_jax.config.validation``: every key is read as it is.
 """
 
 import jax
@@ -14,8 +16,11 @@ import optax
 
 # The functions themselves: ``sam_jax.optim`` binds the names sam, asam and gsam to them, which
 # hides the submodules of the same names from ``from sam_jax.optim import asam``.
+from sam_jax.optim.aesam import aesam
 from sam_jax.optim.asam import asam
 from sam_jax.optim.gsam import gsam
+from sam_jax.optim.looksam import looksam
+from sam_jax.optim.msam import momentum_sam
 from sam_jax.optim.sam import sam
 from sam_jax.parallel import AxisNames
 
@@ -58,41 +63,54 @@ def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
 BASE_OPTIMIZERS = {"adamw": _adamw, "sgd": _sgd}
 
 
-def _sam(config, schedule, **common):
+def _sam(config, schedule, inner, **common):
   del schedule
-  return sam(config.sam.rho, **common)
+  return optax.chain(sam(config.sam.rho, **common), *inner)
 
 
-def _asam(config, schedule, **common):
+def _asam(config, schedule, inner, **common):
   del schedule
-  return asam(config.sam.rho, eta=config.sam.eta, **common)
+  return optax.chain(asam(config.sam.rho, eta=config.sam.eta, **common), *inner)
 
 
-def _gsam(config, schedule, **common):
-  return gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
-                       lr_max=config.optimizer.learning_rate,
-                       lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
-                       **common)
+def _gsam(config, schedule, inner, **common):
+  return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
+                          lr_max=config.optimizer.learning_rate,
+                          lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
+                          **common), *inner)
 
 
-# config.sam.kind -> (config, schedule, axis_name=, sync_axis_name=, eps=, every_k_steps=) -> the
-# SAM-family transformation. The kinds and their own config.sam keys: sam_jax.config.defaults.
-SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam}
+def _looksam(config, schedule, inner, **common):
+  del schedule
+  return optax.chain(looksam(config.sam.rho, alpha=config.sam.looksam_alpha, **common),
+                     *inner)
+
+
+def _aesam(config, schedule, inner, *, every_k_steps, **common):
+  del schedule, every_k_steps  # 1: validated (AE-SAM decides each step itself).
+  return optax.chain(aesam(config.sam.rho, config.num_train_steps, delta=config.sam.aesam_delta,
+                           lambda1=config.sam.aesam_lambda1, lambda2=config.sam.aesam_lambda2,
+                           **common), *inner)
+
+
+def _msam(config, schedule, inner, *, eps, axis_name, sync_axis_name, every_k_steps):
+  del schedule, sync_axis_name, every_k_steps  # No SAM groups, no second pass.
+  return momentum_sam(optax.chain(*inner), config.sam.rho, eps=eps, axis_name=axis_name)
+
+
+# config.sam.kind -> (config, schedule, inner, axis_name=, sync_axis_name=, eps=, every_k_steps=)
+# -> the whole optimizer: the SAM-family transformation chained before the transformations
+# ``inner`` (clipping, the base optimizer) in one flat chain (the state layout checkpoints
+# hold), or, for Momentum-SAM, wrapped around them. The kinds and their own config.sam keys:
+# sam_jax.config.defaults.
+SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam, "looksam": _looksam,
+                "aesam": _aesam, "msam": _msam}
 
 
 def base_optimizer(opt: ml_collections.ConfigDict,
                    schedule: optax.Schedule) -> optax.GradientTransformation:
   """The base optimizer ``opt.name`` names (``BASE_OPTIMIZERS``)."""
   return BASE_OPTIMIZERS[opt.name](opt, schedule)
-
-
-def sharpness_aware(config: ml_collections.ConfigDict, schedule: optax.Schedule,
-                    axis_name: AxisNames, sync_axis_name: AxisNames
-                    ) -> optax.GradientTransformationExtraArgs:
-  """The SAM-family transformation ``config.sam.kind`` asks for (``SAM_BUILDERS``)."""
-  return SAM_BUILDERS[config.sam.kind](
-      config, schedule, axis_name=axis_name, sync_axis_name=sync_axis_name, eps=config.sam.eps,
-      every_k_steps=config.sam.every_k_steps)
 
 
 def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames = None,
@@ -103,8 +121,10 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
   ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam.sharpness_aware``.
   """
   schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
-  parts = [sharpness_aware(config, schedule, axis_name, sync_axis_name)]
+  inner = [base_optimizer(config.optimizer, schedule)]
   if config.optimizer.grad_clip_norm:
-    parts.append(optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
-  parts.append(base_optimizer(config.optimizer, schedule))
-  return optax.chain(*parts), schedule
+    inner.insert(0, optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
+  tx = SAM_BUILDERS[config.sam.kind](
+      config, schedule, inner, axis_name=axis_name, sync_axis_name=sync_axis_name,
+      eps=config.sam.eps, every_k_steps=config.sam.every_k_steps)
+  return tx, schedule
