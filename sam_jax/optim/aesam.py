@@ -73,8 +73,7 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0
     raise ValueError(f"aesam: delta must be in (0, 1), got {delta!r}.")
   if not num_train_steps >= 1:
     raise ValueError(f"aesam: num_train_steps must be >= 1, got {num_train_steps!r}.")
-  rho_fn = rho if callable(rho) else (lambda count: jnp.asarray(rho, jnp.float32))
-  plain = not callable(rho) and rho == 0
+  rho_fn, plain = sam_lib.radius(rho)
   perturbation = sam_lib.sam_perturbation(eps)
   zero = lambda dtype: jnp.zeros((), dtype)
 
@@ -91,9 +90,7 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0
     clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
-    if params is None or grad_fn is None:
-      raise ValueError("aesam update() needs params and grad_fn (the gradient at given "
-                       "parameters on the same batch) when rho > 0.")
+    sam_lib.check_grad_fn("aesam", params, grad_fn)
     rho_t = rho_fn(state.count)
     take, mean, var = adaptive_decision(
         state, jnp.square(sam_lib.global_norm_f32(clean)), num_train_steps=num_train_steps,

@@ -69,8 +69,7 @@ def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: i
     raise ValueError(f"looksam: every_k_steps must be >= 1, got {every_k_steps!r}.")
   if not alpha >= 0:
     raise ValueError(f"looksam: alpha must be >= 0, got {alpha!r}.")
-  rho_fn = rho if callable(rho) else (lambda count: jnp.asarray(rho, jnp.float32))
-  plain = not callable(rho) and rho == 0
+  rho_fn, plain = sam_lib.radius(rho)
   perturbation = sam_lib.sam_perturbation(eps)
 
   def init_fn(params):
@@ -84,9 +83,7 @@ def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: i
     clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
-    if params is None or grad_fn is None:
-      raise ValueError("looksam update() needs params and grad_fn (the gradient at given "
-                       "parameters on the same batch) when rho > 0.")
+    sam_lib.check_grad_fn("looksam", params, grad_fn)
     rho_t = rho_fn(state.count)
 
     def full_step(_):

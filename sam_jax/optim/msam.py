@@ -77,7 +77,7 @@ def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedul
   if not callable(rho):
     sam_lib.check_rho("momentum_sam", rho)
   sam_lib.check_eps("momentum_sam", eps)
-  rho_fn = rho if callable(rho) else (lambda count: jnp.asarray(rho, jnp.float32))
+  rho_fn, _ = sam_lib.radius(rho)
 
   def init_fn(params):
     inner_state = inner.init(params)

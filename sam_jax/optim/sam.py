@@ -85,6 +85,19 @@ def branch(take_sam: bool | jax.Array, sam_branch: Callable, plain_branch: Calla
   return jax.lax.cond(take_sam, sam_branch, plain_branch, operand)
 
 
+def radius(rho: float | optax.Schedule) -> tuple[optax.Schedule, bool]:
+  """rho as a schedule of the step count, and whether it is the constant 0 (no SAM at all)."""
+  if callable(rho):
+    return rho, False
+  return (lambda count: jnp.asarray(rho, jnp.float32)), rho == 0
+
+
+def check_grad_fn(name: str, params: optax.Params | None, grad_fn: GradFn | None) -> None:
+  if params is None or grad_fn is None:
+    raise ValueError(f"{name} update() needs params and grad_fn (the gradient at given "
+                     "parameters on the same batch) when rho > 0.")
+
+
 def check_rho(name: str, rho: float) -> None:
   if not rho >= 0:
     raise ValueError(f"{name}: rho must be >= 0, got {rho!r}.")
@@ -124,8 +137,7 @@ def sharpness_aware(perturbation: Perturbation,
   """
   if every_k_steps < 1:
     raise ValueError(f"every_k_steps must be >= 1, got {every_k_steps!r}.")
-  rho_fn = rho if callable(rho) else (lambda count: jnp.asarray(rho, jnp.float32))
-  plain = not callable(rho) and rho == 0
+  rho_fn, plain = radius(rho)
 
   def init_fn(params):
     del params
@@ -144,9 +156,7 @@ def sharpness_aware(perturbation: Perturbation,
     count = optax.safe_increment(state.count)
     if plain:
       return mean_over(updates, axis_name), SharpnessAwareState(count, jnp.zeros((), jnp.float32))
-    if params is None or grad_fn is None:
-      raise ValueError("sharpness-aware update() needs params and grad_fn (the gradient at "
-                       "given parameters on the same batch) when rho > 0.")
+    check_grad_fn("sharpness-aware", params, grad_fn)
     rho_t = rho_fn(state.count)
     if every_k_steps == 1:
       return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
