@@ -42,8 +42,8 @@ def test_resume_with_another_batch_size_is_refused_listing_it_then_allowed(tmp_p
 
 def test_num_train_steps_at_or_below_the_checkpoint(tmp_path):
   first = loop.train_and_evaluate(tiny_digits_config.get_config(4), str(tmp_path))
-  with pytest.raises(ValueError, match=r"step 4 .* past config.num_train_steps=2"):
-    loop.train_and_evaluate(tiny_digits_config.get_config(2), str(tmp_path),
+  with pytest.raises(ValueError, match=r"step 4 .* past config.num_train_steps=3"):
+    loop.train_and_evaluate(tiny_digits_config.get_config(3), str(tmp_path),
                             allow_config_changes=True)
   again = loop.train_and_evaluate(tiny_digits_config.get_config(4), str(tmp_path))
   assert int(again.step) == 4  # Already finished: nothing to do.
@@ -52,8 +52,8 @@ def test_num_train_steps_at_or_below_the_checkpoint(tmp_path):
 
 
 def test_a_changed_model_is_refused_naming_the_parameters(tmp_path):
-  loop.train_and_evaluate(tiny_digits_config.get_config(2), str(tmp_path))
-  wider = tiny_digits_config.get_config(4)
+  loop.train_and_evaluate(tiny_digits_config.get_config(3), str(tmp_path))
+  wider = tiny_digits_config.get_config(3)
   wider.model.mlp_dim = 48
   with pytest.raises(config_history.ConfigChanged, match=r"model.mlp_dim: 32 -> 48"):
     loop.train_and_evaluate(wider, str(tmp_path))
