@@ -39,15 +39,17 @@ def get_config() -> ml_collections.ConfigDict:
       name="vit", variant="Ti/4", hidden_size=128, mlp_dim=256, num_heads=4, num_layers=4,
       dropout_rate=0.0, dtype="float32"))
 
-  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=500,
+  config.num_train_steps = 5000  # About 13 epochs; ~0.5 steps/s (~3 h) on 2 CPU cores.
+  warmup = config.get_ref("num_train_steps") // 10  # 500 steps at 5,000; follows num_train_steps.
+  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=warmup,
                                         decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
   config.sam = defaults.sam(rho=0.05)
 
-  config.num_train_steps = 5000  # About 13 epochs; ~0.5 steps/s (~3 h) on 2 CPU cores.
   config.log_every_steps = 100
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 3
+  config.init_from = ""  # An official-format .npz to start from; "" trains from scratch.
   config.nonfinite = "stop"
   config.update(defaults.sections())  # Of analyze and evaluate.
   return config

@@ -29,15 +29,17 @@ def get_config() -> ml_collections.ConfigDict:
       name="vit", variant="Ti/4", hidden_size=64, mlp_dim=128, num_heads=4, num_layers=4,
       dropout_rate=0.1, dtype="float32"))  # Activations; "bfloat16" keeps float32 weights.
 
-  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=100,
+  config.num_train_steps = 1200
+  warmup = config.get_ref("num_train_steps") // 12  # 100 steps at 1,200; follows num_train_steps.
+  config.optimizer = defaults.optimizer("adamw", learning_rate=1e-3, warmup_steps=warmup,
                                         decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
   config.sam = defaults.sam(rho=0.05)  # --config.sam.kind=asam|gsam|looksam|msam|aesam: another.
 
-  config.num_train_steps = 1200
   config.log_every_steps = 100
   config.eval_every_steps = 400
   config.checkpoint_every_steps = 400
   config.keep_checkpoints = 3
+  config.init_from = ""  # An official-format .npz to start from; "" trains from scratch.
   config.nonfinite = "stop"  # Or "skip": leave the state unchanged on a non-finite step.
   config.update(defaults.sections())  # Of analyze and evaluate.
   return config

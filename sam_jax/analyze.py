@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  with cli.exit_on_missing_files("sam_jax.analyze"):
+  with cli.exit_on_errors("sam_jax.analyze"):
     runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
     runner.run(runs, FLAGS.analyses or None, output_dir)
 
@@ -32,4 +32,4 @@ if __name__ == "__main__":
   cli.define_run_flags("Where analysis.json and the PNGs go; default <first workdir>/analysis.")
   flags.DEFINE_list("analyses", [], f"Comma-separated subset of {list(registry.ANALYSES)}; "
                     "empty: all that apply to the runs.")
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser("sam_jax.analyze"))

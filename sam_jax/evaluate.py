@@ -25,7 +25,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  with cli.exit_on_missing_files("sam_jax.evaluate"):
+  with cli.exit_on_errors("sam_jax.evaluate"):
     runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
     runner.run(runs, FLAGS.eval_sets, output_dir)
 
@@ -34,4 +34,4 @@ if __name__ == "__main__":
   cli.define_run_flags("Where evaluation.json goes; default the first workdir.")
   flags.DEFINE_list("eval_sets", [], "Eval sets (see the module docstring); empty: the "
                     "config's eval split.")
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser("sam_jax.evaluate"))

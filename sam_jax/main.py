@@ -1,7 +1,10 @@
 r"""Trains a model with SAM: ``python -m sam_jax.main --config=CONFIG --workdir=DIR``.
 
 Any config value can be overridden on the command line, e.g.
-``--config.sam.rho=0`` (the non-SAM baseline) or ``--config.batch_size=512``.
+``--config.sam.rho=0`` (the non-SAM baseline) or ``--config.batch_size=512``. Rerunning
+on the same ``--workdir`` resumes; a resume whose config changes the run stops with the
+differences unless ``--allow_config_changes``. Exit codes: ``cli`` (0 finished, 75 stopped
+by a signal after saving: rerun to resume).
 """
 
 from sam_jax.training import cpu_runtime
@@ -16,7 +19,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from sam_jax import cli
-from sam_jax.training import distributed, loop
+from sam_jax.checkpoints import checkpointing
+from sam_jax.training import distributed, loop, workdir_lock
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
@@ -27,7 +31,14 @@ flags.DEFINE_enum("multihost", "auto", distributed.MODES,
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for explicit multi-process.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
+flags.DEFINE_bool("allow_config_changes", False, "Resume even if the config changes what the run "
+                  "computes (batch size, schedule, model, data...); the changes are recorded.")
+cli.define_debug_flag()
 flags.mark_flags_as_required(["config", "workdir"])
+# Training's errors with their own exit codes, then the user errors (most specific first).
+EXIT_CODES = {workdir_lock.WorkdirLocked: cli.EXIT_LOCKED,
+              checkpointing.CheckpointSaveFailed: cli.EXIT_SAVE_FAILED,
+              FloatingPointError: cli.EXIT_DIVERGED, **cli.USER_ERRORS}
 
 
 def _quiet_orbax(record) -> bool:
@@ -42,9 +53,12 @@ def main(argv: list[str]) -> None:
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
-  with cli.exit_on_missing_files("sam_jax"):
-    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  with cli.exit_on_errors("sam_jax.main", EXIT_CODES):
+    state = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                    allow_config_changes=FLAGS.allow_config_changes)
+  if int(state.step) < FLAGS.config.num_train_steps:  # Stopped on a signal, after saving.
+    raise SystemExit(cli.EXIT_STOPPED)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.flags_parser("sam_jax.main"))

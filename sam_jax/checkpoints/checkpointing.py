@@ -1,23 +1,40 @@
-"""Orbax checkpoints of the TrainState: the newest N, and the best by eval accuracy.
+"""Orbax checkpoints of the TrainState in ``<workdir>/checkpoints``, verified when read.
 
-``<workdir>/checkpoints/<step>`` keeps the newest ``keep`` saves (saved every
-``every_steps``, at the end, and on preemption), ``<workdir>/checkpoints_best``
-the one with the highest eval accuracy. Saves are asynchronous and atomic (Orbax
-writes a temporary directory and renames it), so a save cut short by a crash
-leaves a ``*.orbax-checkpoint-tmp`` directory that resuming skips with a warning.
+Kept (one Orbax ``preservation_policy``): the newest ``keep`` saves, the save with
+the best eval accuracy and the save with the lowest training loss (mean over the
+steps since the previous save), so a run that diverges still holds a checkpoint
+from before. A save happens every ``every_steps``, at eval steps, at the end and
+on preemption; it is asynchronous and atomic (Orbax writes a temporary directory
+and renames it), so a save cut short by a crash leaves a ``*.orbax-checkpoint-tmp``
+directory that resuming skips with a warning. A background save that fails
+(e.g. a full disk) is raised by ``check_saves``, which the loop calls every step.
+
+Each save records a CRC-32 of every array (``integrity``) in the step's Orbax
+metadata, and a non-finite state is never saved. ``restore`` takes the newest
+checkpoint that reads back intact (same checksums, finite values); the damaged
+ones newer than it (unreadable, truncated, altered) are moved to
+``<workdir>/checkpoints_damaged/`` with a warning naming each and why. If none
+reads back intact nothing is moved (an error common to all may not be damage).
 """
+
+import contextlib
+import math
+from typing import Any
 
 from absl import logging
 from etils import epath
 import jax
 from jax.sharding import Mesh
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
 
 from sam_jax import parallel
+from sam_jax.checkpoints import integrity
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
-LATEST, BEST = "checkpoints", "checkpoints_best"  # Subdirectories of the workdir.
+LATEST, DAMAGED = "checkpoints", "checkpoints_damaged"  # Subdirectories of the workdir.
 CONFIG_FILE = "config.json"  # The run's completed config, in the workdir.
+CRC_KEY = "crc32"  # Of the step's Orbax custom metadata.
 
 
 def workdir_path(workdir: str | epath.PathLike) -> epath.Path:
@@ -26,56 +43,230 @@ def workdir_path(workdir: str | epath.PathLike) -> epath.Path:
   return root if "://" in str(workdir) else root.absolute()
 
 
-class Checkpoints:
-  """The run's checkpoint directories."""
+class CheckpointSaveFailed(RuntimeError):
+  """A background save did not complete."""
 
-  def __init__(self, workdir: str, *, keep: int, every_steps: int):
-    root = workdir_path(workdir)
-    self.every_steps = every_steps
-    self.latest = ocp.CheckpointManager(
-        root / LATEST, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
-    self.best = ocp.CheckpointManager(
-        root / BEST,
+
+def _eval_accuracy(metrics: dict) -> float:
+  value = metrics.get("eval_accuracy", -math.inf)
+  return value if math.isfinite(value) else -math.inf
+
+
+def _negative_train_loss(metrics: dict) -> float:
+  value = -metrics.get("train_loss", math.inf)
+  return value if math.isfinite(value) else -math.inf
+
+
+def _last_line(error: BaseException) -> str:
+  lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+
+
+def _shapes(tree: Any) -> dict[str, tuple]:
+  return {integrity.name(path): tuple(x.shape)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def structure_problems(saved: Any, expected: Any, limit: int = 20) -> list[str]:
+  """How the arrays of a checkpoint (``saved`` metadata) differ from ``expected`` (shapes)."""
+  a, b = _shapes(saved), _shapes(expected)
+  found = ([f"{k}: in the checkpoint, not in the model" for k in sorted(a.keys() - b.keys())] +
+           [f"{k}: in the model, not in the checkpoint" for k in sorted(b.keys() - a.keys())] +
+           [f"{k}: checkpoint shape {a[k]} != model shape {b[k]}"
+            for k in sorted(a.keys() & b.keys()) if a[k] != b[k]])
+  return found[:limit] + ([f"... and {len(found) - limit} more"] if len(found) > limit else [])
+
+
+class Checkpoints:
+  """The run's checkpoints: save, check the background saves, restore verified."""
+
+  def __init__(self, workdir: str, *, keep: int, read_only: bool = False):
+    self.root = workdir_path(workdir)
+    self._pending: int | None = None  # The step of a background save not yet checked.
+    self._failed = False
+    self._manager = ocp.CheckpointManager(
+        self.root / LATEST,  # Read-only: partial reads (e.g. the params) of PyTrees.
+        item_handlers=(ocp.PyTreeCheckpointHandler() if read_only else
+                       ocp.StandardCheckpointHandler()),
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda m: m["accuracy"], best_mode="max"))
+            create=not read_only, read_only=read_only,
+            best_fn=_eval_accuracy, best_mode="max",  # best_fn: the metrics are written.
+            preservation_policy=policies.AnyPreservationPolicy([
+                policies.LatestN(n=keep),
+                policies.BestN(get_metric_fn=_eval_accuracy, n=1,
+                               keep_checkpoints_without_metrics=False),
+                policies.BestN(get_metric_fn=_negative_train_loss, n=1,
+                               keep_checkpoints_without_metrics=False)])))
 
   @property
   def directory(self) -> str:
-    return str(self.latest.directory)
+    return str(self._manager.directory)
+
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
 
   def latest_step(self) -> int | None:
-    return self.latest.latest_step()
+    return self._manager.latest_step()
+
+  def best_step(self) -> int | None:
+    """The kept step with the best eval accuracy (the newest if none was evaluated)."""
+    return self._manager.best_step()
+
+  def metrics(self, step: int) -> dict | None:
+    return self._manager.metrics(step)
+
+  def save(self, step: int, state, *, train_loss: float,
+           eval_results: dict[str, float] | None = None) -> None:
+    """Saves ``state`` with its metrics and checksums; FloatingPointError if it is not finite."""
+    self.check_saves()
+    arrays = integrity.host_arrays(state)
+    bad = integrity.nonfinite(arrays)
+    if bad:
+      raise FloatingPointError(f"The state at step {step} holds non-finite values (in "
+                               f"{bad[:5]}); it was not saved.")
+    metrics = {"train_loss": float(train_loss)}
+    if eval_results is not None:
+      metrics.update({f"eval_{k}": float(v) for k, v in eval_results.items()})
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True,
+                         custom_metadata={CRC_KEY: integrity.checksums(arrays)})
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointSaveFailed(f"Saving the checkpoint of step {step} to {self.directory} "
+                                 f"failed ({_last_line(e)}).") from e
+    self._pending = step
+
+  def check_saves(self) -> None:
+    """Raises ``CheckpointSaveFailed`` if the last background save has failed."""
+    if self._pending is None or self._manager.is_saving_in_progress():
+      return
+    self._wait()
+
+  def _wait(self) -> None:
+    step, self._pending = self._pending, None
+    try:
+      self._manager.wait_until_finished()  # Raises the background save's error.
+    except Exception as e:  # pylint: disable=broad-except
+      self._failed = True
+      raise CheckpointSaveFailed(f"Saving the checkpoint of step {step} to {self.directory} "
+                                 f"failed ({_last_line(e)}).") from e
+
+  def describe(self) -> str:
+    """The kept checkpoints: newest, lowest training loss, best eval accuracy."""
+    steps = self.all_steps()
+    if not steps:
+      return f"No checkpoint is saved in {self.directory} yet."
+    metrics = {s: self._manager.metrics(s) or {} for s in steps}
+    lowest = max(steps, key=lambda s: _negative_train_loss(metrics[s]))
+    text = (f"Checkpoints kept in {self.directory}: steps {steps} (newest {steps[-1]}, lowest "
+            f"training loss {lowest}")
+    evaluated = [s for s in steps if "eval_accuracy" in metrics[s]]
+    if evaluated:
+      text += f", best eval accuracy {max(evaluated, key=lambda s: _eval_accuracy(metrics[s]))}"
+    return text + ")."
+
+  def _read(self, step: int, target: Any, partial: bool) -> tuple[Any, list[str]]:
+    """``target``'s arrays from ``step`` and what is wrong with them (empty: intact)."""
+    try:
+      metadata = self._manager.item_metadata(step)
+    except Exception as e:  # pylint: disable=broad-except
+      return None, [f"unreadable ({_last_line(e)})"]
+    mismatch = structure_problems(metadata, target) if not partial else []
+    if mismatch:
+      raise ValueError(f"The checkpoint of step {step} in {self.directory} holds another model "
+                       "or optimizer than the config builds:\n  " + "\n  ".join(mismatch))
+    try:
+      if partial:
+        restored = self._manager.restore(step, args=ocp.args.PyTreeRestore(
+            target, ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+      else:
+        restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as e:  # pylint: disable=broad-except
+      return None, [f"unreadable ({_last_line(e)})"]
+    expected = (self._manager.metadata(step).custom_metadata or {}).get(CRC_KEY)
+    problems = integrity.problems(integrity.host_arrays(restored), expected)
+    if expected is None and "train_loss" in (self._manager.metrics(step) or {}):
+      problems.append("its recorded checksums are unreadable")  # Saved by this module.
+    return restored, problems
+
+  def _quarantine(self, step: int) -> str:
+    source = epath.Path(self.directory) / str(step)
+    target = self.root / DAMAGED / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      n = 1
+      while target.exists():
+        target, n = self.root / DAMAGED / f"{step}.{n}", n + 1
+      source.rename(target)
+    if jax.process_count() > 1:
+      ocp.multihost.sync_global_processes(f"sam_jax_quarantine_{step}")
+    self._manager.reload()
+    return str(target)
 
   def restore(self, abstract_state, mesh: Mesh):
-    """The newest complete checkpoint, replicated over ``mesh``; None if there is none."""
+    """The newest intact checkpoint, replicated over ``mesh``; None if there is none.
+
+    Checkpoints newer than the one used are moved aside (``DAMAGED``). Raises
+    ValueError if none is intact (then nothing is moved), or if they hold another model.
+    """
     incomplete = sorted(p.name for p in epath.Path(self.directory).iterdir()
                         if p.name.endswith(TMP_SUFFIX))
     if incomplete:
       logging.warning("Skipping incomplete checkpoint(s) %s in %s (a save was cut short).",
                       incomplete, self.directory)
-    step = self.latest.latest_step()
-    if step is None:
-      return None
-    logging.info("Resuming from the checkpoint of step %d in %s.", step, self.directory)
     replicated = parallel.replicated(mesh)
     target = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract_state)
-    return self.latest.restore(step, args=ocp.args.StandardRestore(target))
+    damaged = {}
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      state, problems = self._read(step, target, partial=False)
+      if problems:
+        damaged[step] = problems
+        continue
+      for bad, why in damaged.items():  # Newer than an intact one: damaged, not unreadable.
+        logging.warning("The checkpoint of step %d in %s is damaged (%s); moved it to %s.",
+                        bad, self.directory, "; ".join(why[:5]), self._quarantine(bad))
+      logging.info("Resuming from the checkpoint of step %d in %s.", step, self.directory)
+      return state
+    if damaged:  # Nothing moved: an error common to all may not be damage.
+      raise ValueError(f"No checkpoint in {self.directory} reads back intact: " + "; ".join(
+          f"step {s}: {', '.join(why[:3])}" for s, why in damaged.items()) +
+          ". If they are damaged, move them away to start afresh.")
+    return None
 
-  def save(self, step: int, state, eval_results: dict | None = None, *, last: bool = False,
-           force: bool = False) -> None:
-    """Saves the newest (every ``every_steps``, ``last`` or ``force``) and the best checkpoint."""
-    if step % self.every_steps == 0 or last or force:
-      self.latest.save(step, args=ocp.args.StandardSave(state), force=force)
-    if eval_results is not None:
-      self.best.save(step, args=ocp.args.StandardSave(state), metrics=eval_results)
+  def read_params(self, target: Any, step: int | None = None) -> tuple[int, Any]:
+    """(step, ``target``'s subtree, e.g. params and model state) of the newest intact
+    checkpoint, or of ``step`` (ValueError if it is damaged). Reads only, moves nothing."""
+    steps = sorted(self._manager.all_steps(), reverse=True)
+    if not steps:
+      raise ValueError(f"{self.directory} holds no checkpoint yet.")
+    if step is not None and step not in steps:
+      raise ValueError(f"No checkpoint at step {step} in {self.directory}; steps: "
+                       f"{sorted(steps)}.")
+    for candidate in [step] if step is not None else steps:
+      restored, problems = self._read(candidate, target, partial=True)
+      if not problems:
+        return candidate, restored
+      message = (f"The checkpoint of step {candidate} in {self.directory} is damaged: "
+                 + "; ".join(problems[:5]))
+      if step is not None:
+        raise ValueError(message)
+      logging.warning("%s; trying the previous one.", message)
+    raise ValueError(f"No intact checkpoint in {self.directory} (steps {steps}).")
 
   def reached_preemption(self, step: int) -> bool:
     """Whether the hosts agreed to stop for a preemption (multi-host TPU/SLURM runs)."""
-    return jax.process_count() > 1 and self.latest.reached_preemption(step)
+    return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
   def close(self) -> None:
-    self.latest.wait_until_finished()
-    self.best.wait_until_finished()
-    self.latest.close()
-    self.best.close()
+    """Waits for the last save; raises ``CheckpointSaveFailed`` if it failed."""
+    if self._pending is not None:
+      try:
+        self._wait()
+      finally:
+        self.close()
+      return
+    if self._failed:  # Orbax would raise the failed save's error again.
+      with contextlib.suppress(Exception):
+        self._manager.close()
+    else:
+      self._manager.close()

@@ -2,8 +2,9 @@
 
 - A workdir written by ``sam_jax.training.loop`` (local or ``gs://``, all through
   ``etils.epath`` and Orbax): its ``config.json`` (unless a config is given) and the
-  newest (or a chosen) step of the Orbax checkpoints in ``<workdir>/checkpoints``; only
-  ``params`` and ``model_state`` are read.
+  newest intact (or a chosen) step of the Orbax checkpoints in ``<workdir>/checkpoints``;
+  only ``params`` and ``model_state`` are read, and verified (checksums, finite values:
+  ``checkpointing.Checkpoints.read_params``).
 - An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen names
   renamed; keys and shapes checked against the config's model).
 - ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
@@ -21,7 +22,6 @@ from etils import epath
 import flax
 import jax
 import ml_collections
-import orbax.checkpoint as ocp
 
 from sam_jax import models
 from sam_jax.checkpoints import checkpointing, npz
@@ -53,6 +53,9 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved as ``<workdir>/config.json``, completed."""
+  if not epath.Path(workdir).exists():
+    raise ValueError(f"loading: {workdir} does not exist; expected a training workdir or an "
+                     ".npz file.")
   path = epath.Path(workdir) / checkpointing.CONFIG_FILE
   if not path.exists():
     raise ValueError(f"loading: {path} does not exist; pass the run's config explicitly.")
@@ -84,25 +87,21 @@ def initial(config: ml_collections.ConfigDict) -> Loaded:
 
 def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
                  step: int | None = None) -> Loaded:
-  """The newest (or ``step``) checkpoint of a training run."""
+  """The newest intact (or ``step``) checkpoint of a training run."""
   config = load_config(workdir) if config is None else complete(config)
   directory = checkpointing.workdir_path(workdir) / checkpointing.LATEST
   if not directory.is_dir():
     raise ValueError(f"loading: {directory} does not exist; is {workdir!r} a training workdir?")
-  with ocp.CheckpointManager(directory) as manager:
-    steps = list(manager.all_steps())
-    if not steps:
-      raise ValueError(f"loading: {directory} holds no checkpoint yet.")
-    step = max(steps) if step is None else step
-    if step not in steps:
-      raise ValueError(f"loading: no checkpoint at step {step} in {directory}; steps: {steps}.")
-    model = create_model(config)
-    params, model_state = jax.eval_shape(_init, *_init_args(model, config))
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                          {"params": params, "model_state": model_state})
-    restored = manager.restore(step, args=ocp.args.PyTreeRestore(
-        target, ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+  model = create_model(config)
+  params, model_state = jax.eval_shape(_init, *_init_args(model, config))
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                        {"params": params, "model_state": model_state})
+  manager = checkpointing.Checkpoints(workdir, keep=1, read_only=True)
+  try:
+    step, restored = manager.read_params(target, step)  # Verified: checksums, finite values.
+  finally:
+    manager.close()
   return Loaded(config, model, restored["params"], dict(restored["model_state"]), step, workdir)
 
 

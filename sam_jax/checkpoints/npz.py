@@ -48,8 +48,8 @@ _LINEN_NAME = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
-  """All arrays of an .npz file (local or gs://), by key; refuses pickled objects and
-  non-float arrays."""
+  """All arrays of an .npz file (local or gs://), by key; refuses pickled objects,
+  non-float arrays and non-finite values."""
   try:
     archive = np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
@@ -68,6 +68,10 @@ def read_npz(path: str | os.PathLike) -> Flat:
         raise ValueError(f"{path}: array {key!r} has dtype {value.dtype}, expected floating "
                          f"point parameters.")
       flat[key] = value
+  nonfinite = sorted(key for key, value in flat.items() if not np.all(np.isfinite(value)))
+  if nonfinite:
+    raise ValueError(f"{path}: arrays {nonfinite[:MAX_LISTED]} hold non-finite values (NaN or "
+                     "infinity); such parameters are never loaded.")
   return flat
 
 

@@ -54,6 +54,12 @@ def num_classes(config: ml_collections.ConfigDict) -> int:
   return defaults.complete_data(config).num_classes or get_info(config).num_classes
 
 
+def check_readable(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the unreadable files among those the run will read (image
+  folders: every file of the training and eval splits decoded once)."""
+  reader(config.dataset).check_readable(defaults.complete_data(config))
+
+
 def class_names(config: ml_collections.ConfigDict, dataset: str | None = None) -> list[str]:
   """The names of labels 0..C-1 of ``dataset`` (default ``config.dataset``).
 

@@ -98,6 +98,16 @@ def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
       config.eval_split or source.default_eval_split))
 
 
+def check_readable(config: ml_collections.ConfigDict) -> None:
+  """Image folders: raises ValueError naming the files of the training or eval split that
+  cannot be decoded (``ImageFolder.check_readable``). TFDS data is read as prepared."""
+  source = _source(config)
+  if isinstance(source, image_folder.ImageFolder):
+    for split in dict.fromkeys([_train_split(config, source),
+                                config.eval_split or source.default_eval_split]):
+      source.check_readable(split)
+
+
 def class_names(config: ml_collections.ConfigDict, dataset: str) -> list[str]:
   """An image folder's class folders; TFDS: the label feature's names (needs no prepared data)."""
   source = _source(config, dataset)

@@ -3,11 +3,21 @@
 Data-parallel over all devices of all processes with the shard_map steps of
 ``sam_jax.training.train_step``. The config is completed (``config.defaults``) and
 checked (``config.validation``) first. Writes TensorBoard summaries (clu metric
-writers), the completed ``config.json`` and Orbax checkpoints to ``workdir``. A run on
-a workdir that holds a checkpoint resumes from the newest complete one and continues
-exactly: batches and dropout keys are functions of the step. SIGTERM (preemption) saves
-a checkpoint and exits; a non-finite loss or gradient stops the run naming the step (or
-skips the step).
+writers), the completed config (``config_history``) and Orbax checkpoints to
+``workdir``. A run on a workdir that holds a checkpoint resumes from the newest intact
+one and continues exactly: batches and dropout keys are functions of the step.
+
+Faults (README, "Checkpoints, preemption and faults"): the run holds the workdir's lock
+(``workdir_lock``), so a second run on it fails at once; every input is checked before
+the first step (image folders: both splits decoded); a resume uses the newest checkpoint
+that reads back intact (``checkpointing``) and stops if the config changes the run
+(``config_history``) unless ``allow_config_changes``; SIGTERM (preemption) and SIGINT
+(Ctrl-C) save a checkpoint and stop, a second Ctrl-C stops at once; a non-finite loss or
+gradient stops the run naming the step (FloatingPointError; or skips the step, and stops
+when every step of a log window was skipped); a non-finite state is never saved; a
+failed background save stops the run at the next step; an eval error is raised after
+the step is saved. The returned state's step tells whether the run finished
+(``config.num_train_steps``) or stopped on a signal.
 """
 
 import signal
@@ -16,7 +26,6 @@ from typing import Iterator
 
 from absl import logging
 from clu import metric_writers, metrics, parameter_overview, periodic_actions
-from etils import epath
 import flax
 import jax
 import ml_collections
@@ -27,7 +36,7 @@ from sam_jax import models, optim, parallel
 from sam_jax.checkpoints import checkpointing
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
-from sam_jax.training import train_step
+from sam_jax.training import config_history, train_step, workdir_lock
 
 
 @flax.struct.dataclass
@@ -40,20 +49,27 @@ class TrainMetrics(metrics.Collection):
   skipped_steps: metrics.Average.from_output("skipped")
 
 
-class Preemption:
-  """Remembers a SIGTERM so the loop can checkpoint and stop at the next step."""
+class StopSignals:
+  """Remembers SIGTERM (preemption) or SIGINT (Ctrl-C), so the loop saves and stops at the
+  next step; a second SIGINT raises KeyboardInterrupt at once."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
-    self.received = False
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self.received: str | None = None
+    self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
 
   def _handle(self, signum, frame):
-    del signum, frame
-    logging.warning("SIGTERM received: saving a checkpoint and stopping.")
-    self.received = True
+    del frame
+    if self.received and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+    logging.warning("%s received: saving a checkpoint and stopping (Ctrl-C again stops "
+                    "without saving).", self.received)
 
   def restore(self):
-    signal.signal(signal.SIGTERM, self._previous)
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
 
 
 def sam_groups(config: ml_collections.ConfigDict) -> train_step.SamGroups:
@@ -97,32 +113,78 @@ def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
   if config.nonfinite == "stop" and not bool(metrics_of_step["finite"]):
     raise FloatingPointError(
         f"Non-finite loss or gradient at step {step} (loss={float(metrics_of_step['loss'])}, "
-        f"grad_norm={float(metrics_of_step['grad_norm'])}). The last good checkpoint is step "
-        f"{manager.latest_step()} in {manager.directory}; set config.nonfinite='skip' to skip "
-        "such steps instead.")
+        f"grad_norm={float(metrics_of_step['grad_norm'])}). {manager.describe()} Set "
+        "config.nonfinite='skip' to skip such steps instead.")
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_step.TrainState:
-  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final state."""
+def _check_skipped(summary: dict[str, float], step: int, config, manager) -> None:
+  """Raises FloatingPointError if every step of the log window ending at ``step`` was skipped."""
+  if summary["train_skipped_steps"] >= 1.0:
+    raise FloatingPointError(
+        f"Every step of the {config.log_every_steps} up to step {step} was skipped (non-finite "
+        f"loss or gradient): the run cannot progress. {manager.describe()}")
+
+
+def _check_steps(step: int, config, manager) -> None:
+  """Raises ValueError if the checkpoint's ``step`` is past ``config.num_train_steps``."""
+  if step > config.num_train_steps:
+    raise ValueError(f"The checkpoint of step {step} in {manager.directory} is past "
+                     f"config.num_train_steps={config.num_train_steps}; set it to at least "
+                     f"{step} (with --allow_config_changes) or use another --workdir.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_changes: bool = False) -> train_step.TrainState:
+  """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint); returns the final state.
+
+  ``allow_config_changes``: resume even if the config changes what the run computes.
+  """
   config = defaults.complete(config)
   validation.validate(config, jax.device_count())
   info = input_pipeline.get_info(config)  # Fails fast when the data is missing.
+  lock = workdir_lock.WorkdirLock(workdir) if jax.process_index() == 0 else None
+  if lock is not None:
+    lock.acquire()  # Raises WorkdirLocked at once if another run holds the workdir.
+  try:
+    return _train(config, workdir, info.num_classes, lock, allow_config_changes)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: bool):
+  """``train_and_evaluate`` holding the workdir."""
+  input_pipeline.check_readable(config)  # Every image both splits will read, before any step.
   groups = sam_groups(config)
   mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
-  model = models.from_config(config.model, info.num_classes)
+  model = models.from_config(config.model, num_classes)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
-  manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints,
-                                      every_steps=config.checkpoint_every_steps)
-  abstract = jax.eval_shape(state_initializer(config, model, tx))
-  state = manager.restore(abstract, mesh) or initial_state(config, model, tx, mesh)
-  start_step = int(state.step)
+  manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
+  changes = []
+  try:
+    if manager.latest_step() is not None:
+      _check_steps(manager.latest_step(), config, manager)
+      changes = config_history.check_resume(workdir, config, manager.latest_step(),
+                                            allow_changes=allow_config_changes)
+    abstract = jax.eval_shape(state_initializer(config, model, tx))
+    state = manager.restore(abstract, mesh) or initial_state(config, model, tx, mesh)
+    start_step = int(state.step)
+    _check_steps(start_step, config, manager)
+  except BaseException:
+    manager.close()
+    raise
+  if jax.process_index() == 0:
+    config_history.record(workdir, config, start_step, changes)
+  if start_step == config.num_train_steps:
+    logging.info("The checkpoint of step %d in %s is the last step: nothing to train.",
+                 start_step, manager.directory)
+    manager.close()
+    return state
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(state.params)
-    (epath.Path(workdir) / checkpointing.CONFIG_FILE).write_text(
-        config.to_json_best_effort(indent=2))
 
   p_train_step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
@@ -133,11 +195,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                              seed=config.seed, start_step=start_step)
   progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                              writer=writer, every_steps=config.log_every_steps)
-  preemption = Preemption()
+  signals = StopSignals()
   logging.info("Training %s/%s (%s rho=%s, %s) for steps %d..%d on %d devices.",
                config.model.name, config.model.variant, config.sam.kind,
                config.sam.rho, groups, start_step, config.num_train_steps, jax.device_count())
-  train_metrics, previous, log_time = None, None, time.time()
+  train_metrics, since_save, previous, log_time = None, None, None, time.time()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation("train", step_num=step):
@@ -145,8 +207,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       if previous is not None:  # Checked one step late: no wait for the step just queued.
         _check_finite(previous, step - 1, config, manager)
       previous = step_metrics
+      manager.check_saves()  # A failed background save stops the run here.
+      if lock is not None:
+        lock.check()  # Another run took the workdir over (this run stalled past the lease).
       update = TrainMetrics.single_from_model_output(**step_metrics)
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
+      loss = metrics.Average.from_model_output(step_metrics["loss"],
+                                               mask=step_metrics["finite"][None])
+      since_save = loss if since_save is None else since_save.merge(loss)
       progress(step)
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last:
@@ -156,21 +224,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
                                        max(now - log_time, 1e-9))
         writer.write_scalars(step, summary)
         train_metrics, log_time = None, now
-      eval_results = None
+        _check_skipped(summary, step, config, manager)
+      eval_results, eval_error = None, None
       if step % config.eval_every_steps == 0 or last:
-        eval_batches = input_pipeline.eval_iterator(
-            config, local_batch_size=config.eval_batch_size // jax.process_count())
-        eval_results = eval_metrics(p_eval_step, state, eval_batches, mesh)
-        writer.write_scalars(step, {f"eval_{k}": v for k, v in eval_results.items()})
-      stop = preemption.received or manager.reached_preemption(step)
-      if step % config.checkpoint_every_steps == 0 or last or stop or eval_results:
+        try:
+          eval_batches = input_pipeline.eval_iterator(
+              config, local_batch_size=config.eval_batch_size // jax.process_count())
+          eval_results = eval_metrics(p_eval_step, state, eval_batches, mesh)
+        except Exception as e:  # pylint: disable=broad-except
+          eval_error = e  # Raised once the step is saved: an eval failure costs no training.
+        else:
+          writer.write_scalars(step, {f"eval_{k}": v for k, v in eval_results.items()})
+      stop = signals.received or manager.reached_preemption(step)
+      if (step % config.checkpoint_every_steps == 0 or last or stop or eval_results
+          or eval_error):
         _check_finite(step_metrics, step, config, manager)  # Never save a non-finite state.
-        manager.save(step, state, eval_results, last=last, force=stop)
+        manager.save(step, state, train_loss=float(since_save.compute()),
+                     eval_results=eval_results)
+        since_save = None
+      if eval_error is not None:
+        raise eval_error
       if stop:
-        logging.warning("Stopped at step %d for preemption; rerun to resume.", step)
+        logging.warning("Stopped at step %d (%s) after saving; rerun to resume.", step,
+                        stop if isinstance(stop, str) else "preemption")
         break
   finally:
-    preemption.restore()
-    manager.close()
+    signals.restore()
     writer.flush()
+    manager.close()  # Waits for the last save; raises CheckpointSaveFailed if it failed.
   return state

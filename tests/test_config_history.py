@@ -1,0 +1,62 @@
+"""Every start's config is kept; a resume that changes the run stops with the differences."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from sam_jax.training import config_history, loop
+from tests import tiny_digits_config
+
+
+def test_differences_name_each_changed_added_and_removed_leaf():
+  old = {"batch_size": 16, "model": {"name": "vit", "depth": 2}, "gone": 1}
+  new = {"batch_size": 8, "model": {"name": "vit", "depth": 2, "width": 4}}
+  assert config_history.differences(old, new) == [
+      ("batch_size", "16 -> 8"), ("gone", "1 -> (absent)"), ("model.width", "(absent) -> 4")]
+
+
+def _history(workdir):
+  return sorted((workdir / config_history.HISTORY_DIR).iterdir(), key=lambda p: int(p.stem))
+
+
+def test_resume_with_another_batch_size_is_refused_listing_it_then_allowed(tmp_path):
+  loop.train_and_evaluate(tiny_digits_config.get_config(4), str(tmp_path))
+  changed = tiny_digits_config.get_config(6, batch_size=8, log_every_steps=3)
+  with pytest.raises(config_history.ConfigChanged) as error:
+    loop.train_and_evaluate(changed, str(tmp_path))
+  message = str(error.value)
+  assert "batch_size: 16 -> 8" in message and "num_train_steps: 4 -> 6" in message
+  assert "log_every_steps" not in message  # Changes nothing the run computes.
+  assert len(_history(tmp_path)) == 1  # The refused start recorded nothing.
+
+  state = loop.train_and_evaluate(changed, str(tmp_path), allow_config_changes=True)
+  assert int(state.step) == 6
+  first, second = (json.loads(p.read_text()) for p in _history(tmp_path))
+  assert (first["start_step"], first["config"]["batch_size"]) == (0, 16)
+  assert (second["start_step"], second["config"]["batch_size"]) == (4, 8)
+  assert "  batch_size: 16 -> 8" in second["changes"]
+  assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
+
+
+def test_num_train_steps_at_or_below_the_checkpoint(tmp_path):
+  first = loop.train_and_evaluate(tiny_digits_config.get_config(4), str(tmp_path))
+  with pytest.raises(ValueError, match=r"step 4 .* past config.num_train_steps=3"):
+    loop.train_and_evaluate(tiny_digits_config.get_config(3), str(tmp_path),
+                            allow_config_changes=True)
+  again = loop.train_and_evaluate(tiny_digits_config.get_config(4), str(tmp_path))
+  assert int(again.step) == 4  # Already finished: nothing to do.
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(first.params),
+               jax.device_get(again.params))
+
+
+def test_a_changed_model_is_refused_naming_the_parameters(tmp_path):
+  loop.train_and_evaluate(tiny_digits_config.get_config(3), str(tmp_path))
+  wider = tiny_digits_config.get_config(3)
+  wider.model.mlp_dim = 48
+  with pytest.raises(config_history.ConfigChanged, match=r"model.mlp_dim: 32 -> 48"):
+    loop.train_and_evaluate(wider, str(tmp_path))
+  with pytest.raises(ValueError, match=r"(?s)another model.*MlpBlock_0/Dense_0/kernel: checkpoint "
+                     r"shape \(16, 32\) != model shape \(16, 48\)"):
+    loop.train_and_evaluate(wider, str(tmp_path), allow_config_changes=True)
