@@ -40,6 +40,13 @@ class TrainMetrics(metrics.Collection):
   skipped_steps: metrics.Average.from_output("skipped")
 
 
+@jax.jit
+def accumulate_metrics(total: TrainMetrics | None, step_metrics: dict) -> TrainMetrics:
+  """``total`` merged with one step's metrics: one compiled call, not ~20 eager operations."""
+  update = TrainMetrics.single_from_model_output(**step_metrics)
+  return update if total is None else total.merge(update)
+
+
 class Preemption:
   """Remembers a SIGTERM so the loop can checkpoint and stop at the next step."""
 
@@ -145,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       if previous is not None:  # Checked one step late: no wait for the step just queued.
         _check_finite(previous, step - 1, config, manager)
       previous = step_metrics
-      update = TrainMetrics.single_from_model_output(**step_metrics)
-      train_metrics = update if train_metrics is None else train_metrics.merge(update)
+      train_metrics = accumulate_metrics(train_metrics, step_metrics)
       progress(step)
       last = step == config.num_train_steps
       if step % config.log_every_steps == 0 or last:
