@@ -63,3 +63,23 @@ def test_bfloat16_activations_keep_float32_parameters_and_optimizer_state(tmp_pa
   model = models.from_config(config.model, 10)
   logits = model.apply({"params": state.params}, np.zeros((1, 8, 8, 3), np.float32), train=False)
   assert logits.dtype == np.dtype("bfloat16")
+
+
+def test_accumulated_metrics_equal_clu_merge():
+  """The compiled per-step accumulation gives what clu's eager merge of the steps gives."""
+  rng = np.random.default_rng(0)
+  steps = [{k: jax.numpy.asarray(rng.uniform(), jax.numpy.float32)
+            for k in ("loss", "accuracy", "grad_norm", "learning_rate", "rho", "skipped")}
+           for _ in range(3)]
+  eager = loop.TrainMetrics.single_from_model_output(**steps[0])
+  for step in steps[1:]:
+    eager = eager.merge(loop.TrainMetrics.single_from_model_output(**step))
+  total = None
+  for step in steps:
+    total = loop.accumulate_metrics(total, step)
+  want, got = eager.compute(), total.compute()
+  assert set(got) == set(want)
+  for k in want:
+    np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+  np.testing.assert_allclose(got["loss"], np.mean([float(s["loss"]) for s in steps]), rtol=1e-6)
+  np.testing.assert_allclose(got["rho"], float(steps[-1]["rho"]))

@@ -23,6 +23,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam_jax.models import conv_matmul
+
 # Depth -> (blocks per stage, block type).
 SIZES = {
     "18": dict(stage_sizes=(2, 2, 2, 2), block="basic"),
@@ -42,8 +44,13 @@ PARAM_BLOCKS = (
 
 
 def _layers(train: bool, bn_axis_name: str | None, dtype: Any):
-  """Bias-free He-initialised convolution and BatchNorm (momentum 0.9, eps 1e-5)."""
+  """Bias-free He-initialised convolution and BatchNorm (momentum 0.9, eps 1e-5).
+
+  The 1x1 convolutions (two of three in a bottleneck, and the projection shortcuts) run as
+  matrix products (``conv_matmul``); parameters and outputs are those of ``nn.Conv``.
+  """
   conv = functools.partial(nn.Conv, use_bias=False, dtype=dtype,
+                           conv_general_dilated=conv_matmul.conv_general_dilated,
                            kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"))
   norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                            epsilon=1e-5, axis_name=bn_axis_name, dtype=dtype)
