@@ -72,7 +72,8 @@ def sharpness_aware(config: ml_collections.ConfigDict, schedule: optax.Schedule,
     return gsam_lib.gsam(schedule, rho_max=cfg.rho, rho_min=cfg.get("rho_min", cfg.rho),
                          lr_max=config.optimizer.learning_rate,
                          lr_min=config.optimizer.get("end_learning_rate", 0.0),
-                         alpha=cfg.get("alpha", 0.4), **common)
+                         alpha=cfg.get("alpha", 0.4), decompose=cfg.get("decompose", "group"),
+                         **common)
   raise ValueError(f"config.sam.kind={kind!r} is not one of {SAM_KINDS}.")
 
 
