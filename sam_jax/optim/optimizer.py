@@ -4,14 +4,18 @@
 
 The SAM-family transformation comes first, so clipping and the base optimizer see the final, device-averaged
 SAM gradient, and weight decay and momentum act at the clean parameters.
+With ``optimizer.weight_decay_in_loss`` the decay is instead an L2 penalty in the loss
+(``l2_penalty.l2_in_loss`` around the whole chain), as in google-research/sam: part of
+the ascent and of the perturbed gradient. Either way it acts on ``masks.decay_mask``.
 """
 
-import jax
 import ml_collections
 import optax
 
 from sam_jax.optim import asam as asam_lib
 from sam_jax.optim import gsam as gsam_lib
+from sam_jax.optim import l2_penalty
+from sam_jax.optim import masks
 from sam_jax.optim import sam as sam_lib
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -39,19 +43,16 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int)
   return optax.join_schedules([warmup, decay], [opt.warmup_steps])
 
 
-def _decay_mask(params: optax.Params):
-  """Weight decay on kernels and embeddings (ndim > 1), not on biases or norm scales."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
 def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
-  """AdamW (decoupled decay, multiplied by the learning rate) or SGD with momentum and L2 decay."""
+  """AdamW (decoupled decay, multiplied by the learning rate) or SGD with momentum and L2 decay
+  added to the final gradient; no decay here when it is in the loss."""
+  weight_decay = 0.0 if opt.get("weight_decay_in_loss", False) else opt.weight_decay
   if opt.name == "adamw":
-    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
-                       mask=_decay_mask)
+    return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=weight_decay,
+                       mask=masks.decay_mask)
   if opt.name == "sgd":
     return optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+        optax.add_decayed_weights(weight_decay, mask=masks.decay_mask),
         optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
   raise ValueError(f"optimizer.name={opt.name!r} is not one of {OPTIMIZERS}.")
 
@@ -89,4 +90,7 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: sam_lib.Ax
   if config.optimizer.grad_clip_norm:
     parts.append(optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
   parts.append(base_optimizer(config.optimizer, schedule))
-  return optax.chain(*parts), schedule
+  tx = optax.chain(*parts)
+  if config.optimizer.get("weight_decay_in_loss", False):
+    tx = l2_penalty.l2_in_loss(tx, config.optimizer.weight_decay)
+  return tx, schedule
