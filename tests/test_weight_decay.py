@@ -38,9 +38,9 @@ def test_decay_mask_is_the_kernels_only():
     assert left_out not in selected
 
 
-def test_asam_mask_is_the_kernels_and_norm_scales():
+def test_weight_mask_is_the_kernels_and_norm_scales():
   params = _vit_params()
-  selected = _selected(masks.asam_mask, params)
+  selected = _selected(masks.weight_mask, params)
   assert selected == _selected(masks.decay_mask, params) | {
       "Transformer/encoderblock_0/LayerNorm_0/scale", "Transformer/encoderblock_0/LayerNorm_1/scale",
       "Transformer/encoder_norm/scale"}

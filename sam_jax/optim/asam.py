@@ -6,7 +6,7 @@ With the elementwise normalisation operator T_w = |w| + eta,
     g_sam = ∇L(w + e)
 
 As in the reference code (SamsungLabs/ASAM ``asam.py``, parameters named ``weight``),
-T_w applies to weights only: ``mask`` (default ``masks.asam_mask``: kernels and
+T_w applies to weights only: ``mask`` (default ``masks.weight_mask``: kernels and
 normalisation scales) selects them; every other leaf (biases, the class token and
 position embedding) uses T = 1, as in plain SAM.
 """
@@ -34,7 +34,7 @@ def asam_perturbation(eta: float, eps: float, mask: masks.Mask) -> sam_lib.Pertu
 
 
 def asam(rho: float | optax.Schedule, *, eta: float = 0.01, eps: float = 1e-12,
-         mask: masks.Mask = masks.asam_mask,
+         mask: masks.Mask = masks.weight_mask,
          axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None,
          every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
   """ASAM gradient ∇L(w + rho T² g / ||T g||); see :func:`sam_lib.sharpness_aware`."""

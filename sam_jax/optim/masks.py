@@ -2,8 +2,10 @@
 
 A leaf is selected when its own name (the last key of its path) is one of a list:
 
-    decay_mask: "kernel"            -- every Dense / Conv kernel, the patch embedding's too
-    asam_mask:  "kernel", "scale"   -- kernels and normalisation scales
+    decay_mask:  "kernel"            -- every Dense / Conv kernel, the patch embedding's too
+    weight_mask: "kernel", "scale"   -- kernels and normalisation scales: what PyTorch
+                                        names ``weight``; ASAM's T_w acts on these, and
+                                        TE-NAS's NTK differentiates with respect to them
 
 Everything else is left out: biases (also the [heads, head_dim] q/k/v biases of
 attention, which a rule ``ndim > 1`` would wrongly select), normalisation biases,
@@ -13,7 +15,8 @@ Sources (docs/paper.md, "Weight decay and ASAM masks"): big_vision decays the le
 matching ``.*/kernel$`` by default (``big_vision/optax.py``, ``wd_mults``); ASAM's
 reference code scales the parameters whose PyTorch name contains ``weight`` (linear
 and convolution kernels and normalisation scales, not biases; SamsungLabs/ASAM
-``asam.py``).
+``asam.py``); TE-NAS's NTK takes the gradients of the same ``weight`` parameters
+(VITA-Group/TENAS ``lib/procedures/ntk.py``).
 """
 
 from typing import Callable, Sequence
@@ -23,7 +26,7 @@ import optax
 
 Mask = Callable[[optax.Params], optax.Params]
 DECAY_LEAVES = ("kernel",)
-ASAM_LEAVES = ("kernel", "scale")
+WEIGHT_LEAVES = ("kernel", "scale")
 
 
 def _leaf_name(path) -> str:
@@ -39,4 +42,4 @@ def leaf_name_mask(names: Sequence[str]) -> Mask:
 
 
 decay_mask = leaf_name_mask(DECAY_LEAVES)
-asam_mask = leaf_name_mask(ASAM_LEAVES)
+weight_mask = leaf_name_mask(WEIGHT_LEAVES)
