@@ -11,8 +11,10 @@ figures comparing them to ``<output_dir>/*.png``; ``--output_dir`` defaults to
 
 - hessian / block_hessian: lambda_max of the training loss (cross-entropy, ``train=False``,
   the first ``num_batches`` batches of ``split``), whole and per parameter block.
-- ntk: condition number of the empirical NTK on ``ntk.batch_size`` examples, at
-  initialisation (``config.seed``; the paper's measure) and at the trained weights.
+- ntk: condition number of TE-NAS's NTK (``ntk.weight_ntk``: summed logits, weights only,
+  BatchNorm on batch statistics) on ``ntk.batch_size`` examples, at TE-NAS's
+  initialisation (``config.seed``; the paper's measure, docs/paper.md M1) and at the
+  trained weights.
 - neurons: fraction of post-GELU units > 0 per MLP (post-ReLU block outputs for ResNets).
 - norms: weight norm per parameter block, mean L2 norm of each block's output.
 - landscape: 1-D and 2-D slices along filter-normalised random directions.
@@ -60,11 +62,16 @@ def _mean_dicts(dicts: Sequence[dict[str, float]]) -> dict[str, float]:
   return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
 
 
-def _ntk(loaded: loading.Loaded, images: jax.Array, convention: str,
-         mesh: jax.sharding.Mesh) -> dict[str, float]:
-  params, state = eval_batches.replicate((loaded.params, loaded.model_state), mesh)
-  logits = model_functions.Logits(loaded.model, state)
-  return ntk.condition_number(ntk.empirical_ntk(logits, params, images, convention))
+def ntk_at_initialisation(config: ml_collections.ConfigDict, images: jax.Array) -> dict[str, float]:
+  """kappa of TE-NAS's NTK (docs/paper.md M1) for the model at TE-NAS's initialisation.
+
+  The model is built and initialised as training with ``config.seed`` starts; TE-NAS
+  then re-draws the kernels (``ntk.tenas_initialization``, key ``config.seed``).
+  """
+  init = loading.initial(config)
+  params = ntk.tenas_initialization(init.params, jax.random.PRNGKey(config.seed))
+  return ntk.condition_number(ntk.weight_ntk(init.model, {"params": params, **init.model_state},
+                                             images))
 
 
 def analyze(loaded: loading.Loaded, analyses: Sequence[str],
@@ -76,8 +83,8 @@ def analyze(loaded: loading.Loaded, analyses: Sequence[str],
   settings = analysis_settings.resolve(config, "analysis") if settings is None else settings
   mesh = eval_batches.data_mesh() if mesh is None else mesh
   params, state = eval_batches.replicate((loaded.params, loaded.model_state), mesh)
-  loss = model_functions.Loss(loaded.model, state)
-  metrics = model_functions.Metrics(loaded.model, state)
+  loss = model_functions.Loss(loaded.model, state, config.get("loss", "softmax_xent"))
+  metrics = model_functions.Metrics(loaded.model, state, config.get("loss", "softmax_xent"))
   intermediates = model_functions.Intermediates(loaded.model, state)
   blocks = param_blocks.partition(params, config.model.name)
   data = lambda n, split=settings.split, size=settings.batch_size: eval_batches.batches(
@@ -101,10 +108,9 @@ def analyze(loaded: loading.Loaded, analyses: Sequence[str],
     elif name == "ntk":
       n = settings.ntk.batch_size
       images = data(1, size=n)[0]["image"]
-      conv = settings.ntk.convention
-      results[name] = {"convention": conv, "num_examples": n,
-                        "init": _ntk(loading.initial(config), images, conv, mesh),
-                        "trained": _ntk(loaded, images, conv, mesh)}
+      trained = ntk.condition_number(ntk.weight_ntk(loaded.model, loaded.variables, images))
+      results[name] = {"measure": "tenas", "num_examples": n,
+                       "init": ntk_at_initialisation(config, images), "trained": trained}
     elif name in ("neurons", "norms"):
       inter = [intermediates(params, b["image"]) for b in data(settings.neurons.num_batches)]
       if name == "neurons":

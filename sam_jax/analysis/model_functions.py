@@ -44,18 +44,24 @@ class Logits(ModelFunction):
 
 
 class Loss(ModelFunction):
-  """(params, batch) -> mean softmax cross-entropy."""
+  """(params, batch) -> the mean training loss (``loss``: a ``train_step.LOSSES`` name)."""
+
+  def __init__(self, model: nn.Module, model_state: dict[str, Any], loss: str = "softmax_xent"):
+    super().__init__(model, model_state)
+    self.loss = loss
+    self._key += (loss,)
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-    return train_step.cross_entropy(self._apply(params, batch["image"]), batch["label"])
+    return train_step.cross_entropy(self._apply(params, batch["image"]), batch["label"],
+                                    self.loss)
 
 
-class Metrics(ModelFunction):
-  """(params, batch) -> {"loss": mean cross-entropy, "accuracy": mean top-1}."""
+class Metrics(Loss):
+  """(params, batch) -> {"loss": the mean training loss, "accuracy": mean top-1}."""
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     logits = self._apply(params, batch["image"])
-    return {"loss": train_step.cross_entropy(logits, batch["label"]),
+    return {"loss": train_step.cross_entropy(logits, batch["label"], self.loss),
             "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"])}
 
 

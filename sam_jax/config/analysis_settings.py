@@ -11,7 +11,7 @@ the Nones are typed placeholders for that.
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-from sam_jax.analysis import hessian, ntk
+from sam_jax.analysis import hessian
 
 
 def analysis() -> ml_collections.ConfigDict:
@@ -20,7 +20,7 @@ def analysis() -> ml_collections.ConfigDict:
       split=placeholder(str),       # config.train_split: the data of the training loss.
       batch_size=placeholder(int),  # config.eval_batch_size (global; a device-count multiple).
       hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
-      ntk=dict(batch_size=32, convention="trace"),
+      ntk=dict(batch_size=32),  # TE-NAS's measure (analysis.ntk.weight_ntk).
       neurons=dict(num_batches=2),   # Also the data of the activation norms.
       landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
       attention=dict(num_images=8, split=placeholder(str)),  # config.eval_split.
@@ -79,7 +79,7 @@ def _validate(settings: ml_collections.ConfigDict, section: str) -> None:
     positive = ["batch_size", "hessian.num_batches", "hessian.num_steps", "ntk.batch_size",
                 "neurons.num_batches", "landscape.num_batches", "landscape.points_1d",
                 "landscape.points_2d", "attention.num_images"]
-    choices = {"hessian.method": hessian.METHODS, "ntk.convention": ntk.CONVENTIONS}
+    choices = {"hessian.method": hessian.METHODS}
   else:
     positive = ["batch_size", "pgd_steps"]
     choices = {}

@@ -3,6 +3,7 @@
 import ml_collections
 
 from sam_jax.optim import optimizer as optimizer_lib
+from sam_jax.training import train_step
 
 SYNC_MODES = ("device", "global")
 NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
@@ -33,6 +34,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                        f"devices ({num_devices}).")
   if config.model.get("dtype", "float32") not in DTYPES:
     raise ValueError(f"config.model.dtype={config.model.dtype!r} must be one of {DTYPES}.")
+  if config.get("loss", "softmax_xent") not in train_step.LOSSES:
+    raise ValueError(f"config.loss={config.loss!r} must be one of {sorted(train_step.LOSSES)}.")
+  if config.sam.get("m") is not None and config.sam.sync == "global" and (
+      config.sam.m != config.batch_size):
+    raise ValueError(f"config.sam.sync='global' (m = batch_size = {config.batch_size}) and "
+                     f"config.sam.m={config.sam.m} disagree; set one: --config.sam.m="
+                     f"{config.batch_size} is global SAM.")
   if config.get("nonfinite", "stop") not in NONFINITE:
     raise ValueError(f"config.nonfinite={config.nonfinite!r} must be one of {NONFINITE}.")
   if not config.sam.rho >= 0:

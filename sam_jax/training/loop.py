@@ -144,8 +144,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
   p_train_step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.get("nonfinite") == "skip",
-      every_k_steps=config.sam.get("every_k_steps", 1) if config.sam.rho > 0 else 1)
-  p_eval_step = train_step.make_eval_step(model, mesh)
+      every_k_steps=config.sam.get("every_k_steps", 1) if config.sam.rho > 0 else 1,
+      loss=config.get("loss", "softmax_xent"))
+  p_eval_step = train_step.make_eval_step(model, mesh, loss=config.get("loss", "softmax_xent"))
   local_batch = config.batch_size // jax.process_count()
   train_iter = source.train_iterator(config, local_batch_size=local_batch, seed=config.seed,
                                      start_step=start_step)

@@ -101,16 +101,39 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
                     model_state=variables, rng=dropout_rng)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy with integer labels, in float32."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels).mean()
+def _softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def _sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  return optax.sigmoid_binary_cross_entropy(logits, onehot).sum(-1)
+
+
+# Per-example losses of integer labels (docs/paper.md R18):
+#   softmax_xent: -log softmax(z)_y
+#   sigmoid_xent: -sum_k [y_k log s(z_k) + (1 - y_k) log(1 - s(z_k))], y one-hot, s the sigmoid
+#                 (the original ViT pipeline's and big_vision's ``sigmoid_xent``).
+LOSSES = {"softmax_xent": _softmax_xent, "sigmoid_xent": _sigmoid_xent}
+
+
+def example_losses(logits: jax.Array, labels: jax.Array, loss: str = "softmax_xent") -> jax.Array:
+  """[batch] losses of ``loss`` (a ``LOSSES`` name) in float32."""
+  if loss not in LOSSES:
+    raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}.")
+  return LOSSES[loss](logits.astype(jnp.float32), labels)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "softmax_xent") -> jax.Array:
+  """The mean of ``example_losses``: softmax (default) or sigmoid cross-entropy, in float32."""
+  return example_losses(logits, labels, loss).mean()
 
 
 def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
                 groups: SamGroups, skip_nonfinite: bool,
-                take_sam: bool | None) -> tuple[TrainState, dict]:
+                take_sam: bool | None, loss_name: str) -> tuple[TrainState, dict]:
   """One step on this device's shard of the batch, vmapped over its SAM groups if several.
 
   A step whose averaged loss or update is not finite is reported in
@@ -128,7 +151,7 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
       out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
                         mutable=mutable)
       logits, new_model_state = out if mutable else (out, {})
-      return cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
+      return cross_entropy(logits, group_batch["label"], loss_name), (logits, new_model_state)
 
     (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params)
@@ -173,17 +196,21 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
                     groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False,
-                    every_k_steps: int = 1):
+                    every_k_steps: int = 1, loss: str = "softmax_xent"):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``). With
   ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only) the SAM and the plain
-  step are compiled apart and alternated (see ``AlternatingStep``).
+  step are compiled apart and alternated (see ``AlternatingStep``). ``loss``: a
+  ``LOSSES`` name.
   """
+  if loss not in LOSSES:
+    raise ValueError(f"make_train_step: loss={loss!r} is not one of {sorted(LOSSES)}.")
 
   def compiled(take_sam: bool | None):
     step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                             groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam)
+                             groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam,
+                             loss_name=loss)
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
@@ -216,13 +243,13 @@ class AlternatingStep:
     return self._last_state, metrics
 
 
-def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str, jax.Array]:
+def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
+               loss: str) -> dict[str, jax.Array]:
   """Sums of loss, correct predictions and real (unpadded) examples over the mesh."""
   variables = {"params": state.params, **state.model_state}
   logits = model.apply(variables, batch["image"], train=False)
   mask = batch.get("mask", jnp.ones(batch["label"].shape, jnp.float32))
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32),
-                                                           batch["label"])
+  losses = example_losses(logits, batch["label"], loss)
   sums = {
       "loss_sum": jnp.sum(losses * mask),
       "correct": jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * mask),
@@ -231,9 +258,9 @@ def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str
   return jax.lax.psum(sums, DATA)
 
 
-def make_eval_step(model: nn.Module, mesh: Mesh):
-  """``eval_step(state, batch) -> sums``, jit-compiled."""
-  sharded = jax.shard_map(functools.partial(_eval_step, model=model), mesh=mesh,
+def make_eval_step(model: nn.Module, mesh: Mesh, loss: str = "softmax_xent"):
+  """``eval_step(state, batch) -> sums`` (the loss is ``loss``, a ``LOSSES`` name), jit-compiled."""
+  sharded = jax.shard_map(functools.partial(_eval_step, model=model, loss=loss), mesh=mesh,
                           in_specs=(P(), P(DATA)), out_specs=P(), check_vma=False)
   return jax.jit(sharded)
 
