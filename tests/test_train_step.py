@@ -199,3 +199,22 @@ def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond():
   _assert_close(states["cond"].params, states["alternating"].params)
   _assert_close(states["cond"].model_state, states["alternating"].model_state)
   assert int(states["alternating"].step) == 5
+
+
+def test_losses_equal_their_formulas():
+  """softmax: -log softmax(z)_y; sigmoid: -sum_k [y_k log s(z_k) + (1 - y_k) log s(-z_k)]."""
+  logits = np.random.default_rng(0).normal(size=(4, 5)) * 3
+  labels = np.array([0, 3, 4, 1])
+  onehot = np.eye(5)[labels]
+  log_sigmoid = lambda z: -np.log1p(np.exp(-z))
+  sigmoid = -np.sum(onehot * log_sigmoid(logits) + (1 - onehot) * log_sigmoid(-logits), -1)
+  z = logits - logits.max(-1, keepdims=True)
+  softmax = -(z[np.arange(4), labels] - np.log(np.exp(z).sum(-1)))
+  for name, expected in (("sigmoid_xent", sigmoid), ("softmax_xent", softmax)):
+    got = train_step.example_losses(jnp.asarray(logits, jnp.float32), jnp.asarray(labels), name)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(train_step.cross_entropy(jnp.asarray(logits, jnp.float32),
+                                                        jnp.asarray(labels), name),
+                               expected.mean(), rtol=1e-5)
+  with pytest.raises(ValueError, match="sigmoid_xent"):
+    train_step.make_train_step(None, None, None, None, loss="hinge")
