@@ -1,7 +1,7 @@
 """Transfer: fine-tune an ImageNet checkpoint (.npz) on CIFAR-10/100, Flowers or Pets.
 
 The paper fine-tunes its ImageNet models (with and without SAM) on these datasets;
-its transfer numbers are not in REFERENCE.md. The recipe (``recipes.finetune``)
+its transfer numbers are not recorded in docs/paper.md. The recipe (``recipes.finetune``)
 follows the official ViT fine-tuning code and is not confirmed for this paper: SGD
 momentum 0.9, batch 512, lr 0.03, cosine, no weight decay, 384 px (224 for Mixers),
 10k steps for CIFAR, 500 for Flowers and Pets. The argument after ":" is

@@ -1,13 +1,13 @@
 """Mixer-S/32 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
 
-Paper (no SAM -> SAM): not in REFERENCE.md (SAM helps Mixers more with
+Paper (no SAM -> SAM): not recorded in docs/paper.md (SAM helps Mixers more with
 longer patch sequences, so expect less than Mixer-S/16's +4.1).
 
   python -m sam_jax.main --config=configs/mixer_s32.py --workdir=DIR
   python -m sam_jax.main --config=configs/mixer_s32.py --workdir=DIR --config.sam.rho=0  # baseline
 
-Not confirmed by REFERENCE.md: rho=0.1 (Mixers use a larger rho than ViTs) and no dropout or
-stochastic depth.
+Values: the recipe (docs/paper.md R1-R13, R18, R19, R23); no dropout or stochastic
+depth (R21) and rho=0.1 (R22) are unconfirmed.
 """
 
 import ml_collections

@@ -1,13 +1,13 @@
 """ResNet-101 from scratch on ImageNet with SAM (ResNet recipe of sam_jax/config/recipes.py).
 
-Paper (no SAM -> SAM): not in REFERENCE.md (SAM's gain on ResNets is small:
+Paper (no SAM -> SAM): not recorded in docs/paper.md (SAM's gain on ResNets is small:
 +0.8 for ResNet-152).
 
   python -m sam_jax.main --config=configs/resnet101.py --workdir=DIR
   python -m sam_jax.main --config=configs/resnet101.py --workdir=DIR --config.sam.rho=0  # baseline
 
-Not confirmed by REFERENCE.md: rho=0.05 (small for ResNets; Foret et al.'s ImageNet value) and the
-lr schedule (see sam_jax/config/recipes.py).
+Values: the ResNet recipe (docs/paper.md R2-R5, R23, R30-R34); rho=0.05 (R22) and the
+lr schedule (R32) are unconfirmed.
 """
 
 import ml_collections

@@ -1,8 +1,11 @@
 """Classification metrics of logits: cross-entropy, top-1, masked sums, and their totals.
 
-For logits z_i [K] and integer labels y_i:
+For logits z_i [K] and integer labels y_i (y_i one-hot: e_i), in float32:
 
-    cross-entropy  l_i = -log softmax(z_i)[y_i]     (computed in float32)
+    softmax_xent   l_i = -log softmax(z_i)[y_i]
+    sigmoid_xent   l_i = -sum_k [e_ik log s(z_ik) + (1 - e_ik) log s(-z_ik)], s the sigmoid
+                   (the original ViT pipeline's and big_vision's ``sigmoid_xent``;
+                   docs/paper.md R18)
     top-1          c_i = 1[argmax z_i = y_i]
 
 Eval batches are padded to a fixed size; their ``mask`` m_i is 1 on real examples and 0
@@ -19,14 +22,34 @@ import optax
 Sums = Mapping[str, jax.Array]
 
 
-def cross_entropies(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy with integer labels, in float32: [n]."""
-  return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+def _softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy with integer labels, in float32."""
-  return cross_entropies(logits, labels).mean()
+def _sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  return optax.sigmoid_binary_cross_entropy(logits, onehot).sum(-1)
+
+
+LOSSES = {"softmax_xent": _softmax_xent, "sigmoid_xent": _sigmoid_xent}
+
+
+def check_loss(loss: str) -> None:
+  """Raises ValueError unless ``loss`` names one of ``LOSSES``."""
+  if loss not in LOSSES:
+    raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}.")
+
+
+def cross_entropies(logits: jax.Array, labels: jax.Array,
+                    loss: str = "softmax_xent") -> jax.Array:
+  """Per-example cross-entropy (``loss``, a ``LOSSES`` name) with integer labels: [n]."""
+  check_loss(loss)
+  return LOSSES[loss](logits.astype(jnp.float32), labels)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "softmax_xent") -> jax.Array:
+  """Mean of ``cross_entropies``."""
+  return cross_entropies(logits, labels, loss).mean()
 
 
 def correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -39,9 +62,10 @@ def accuracy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(correct(logits, labels))
 
 
-def masked_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+def masked_sums(logits: jax.Array, labels: jax.Array, mask: jax.Array,
+                loss: str = "softmax_xent") -> dict[str, jax.Array]:
   """``{"loss_sum", "correct", "count"}``: sums over the real (mask 1) examples."""
-  return {"loss_sum": jnp.sum(cross_entropies(logits, labels) * mask),
+  return {"loss_sum": jnp.sum(cross_entropies(logits, labels, loss) * mask),
           "correct": jnp.sum(correct(logits, labels) * mask),
           "count": jnp.sum(mask)}
 

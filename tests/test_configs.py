@@ -33,8 +33,10 @@ TINY_MODEL = {
     "resnet": dict(num_filters=4, stage_sizes=(1, 1, 1, 1)),
 }
 IMAGE_SIZE = 32  # Divisible by every patch size (8, 16, 32).
-# Parameters with a 1000-class head at 224 px: ViT/Mixer from REFERENCE.md section 3,
-# ResNets as torchvision's resnet50/101/152 (same v1 layout).
+# Parameters with a 1000-class head at 224 px and no representation layer: ViT/Mixer as the
+# official models (ViT-B/16's equals the sum over the released key list of
+# tests/test_released_checkpoint.py), ResNets as torchvision's resnet50/101/152 (same v1
+# layout). A config's tanh pre_logits layer of width r adds r * r + r (docs/paper.md R17).
 PARAMETER_COUNTS = {
     "vit_b16": 86_567_656, "vit_b32": 88_224_232, "vit_s16": 22_050_664, "vit_s32": 22_878_952,
     "mixer_b16": 59_880_472, "mixer_b32": 60_293_428,
@@ -73,6 +75,8 @@ def test_config_validates_and_takes_one_train_step(name):
   config.model.update(TINY_MODEL[config.model.name])
   config.optimizer.warmup_steps = 0  # So the first step moves the parameters.
   config = defaults.complete(config)
+  if config.sam.m is not None:
+    config.sam.m = 1  # The recipes' m = 64 needs 64 examples; here one per device.
   validation.validate(config, num_devices)
   num_classes = config.get("num_classes") or 10
 
@@ -90,13 +94,17 @@ def test_config_validates_and_takes_one_train_step(name):
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
-  step = train_step.make_train_step(model, tx, mesh, schedule, groups)
+  step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss)
   state, metrics = step(state, parallel.shard_batch(batch, mesh))
 
   assert int(state.step) == 1
   np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
-  if config.model.name != "resnet":  # Zero-initialised head: uniform predictions.
-    np.testing.assert_allclose(metrics["loss"], np.log(num_classes), rtol=1e-5)
+  if config.model.name != "resnet":  # Zero-initialised head: every logit is the head bias b.
+    b = config.model.get("head_bias_init", 0.0)
+    softplus = lambda z: np.log1p(np.exp(z))
+    expected = (np.log(num_classes) if config.get("loss", "softmax_xent") == "softmax_xent"
+                else softplus(-b) + (num_classes - 1) * softplus(b))
+    np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
   after = jax.device_get(state.params)
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(after))
   assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after)))
@@ -121,7 +129,8 @@ def test_full_size_model_has_the_published_parameter_count(name, count):
   shapes = jax.eval_shape(lambda: model.init(
       jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
       train=False))
-  assert sum(x.size for x in jax.tree.leaves(shapes["params"])) == count
+  width = config.model.get("representation_size") or 0
+  assert sum(x.size for x in jax.tree.leaves(shapes["params"])) == count + width * width + width
 
 
 def test_command_line_batch_size_keeps_epochs_and_lr_per_example():

@@ -21,7 +21,7 @@ def _array(rng, *shape):
 
 
 def official_vit_file(seed=0, *, pre_linen=True, tokens=17, representation=None):
-  """Random arrays under the official ViT keys (REFERENCE.md section 4), written out by hand."""
+  """Random arrays under the official ViT keys (docs/paper.md R52), written out by hand."""
   rng = np.random.default_rng(seed)
   attn, ln2, mlp = (("MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3") if pre_linen
                     else ("MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0"))
@@ -132,16 +132,24 @@ def test_export_then_import_is_exact(tmp_path, name, variant, fields):
   rng = np.random.default_rng(1)
   params = jax.tree.map(lambda t: jnp.asarray(rng.normal(size=t.shape), t.dtype), template(model))
   path = tmp_path / "exported"  # written exactly there, no ".npz" appended
-  export_npz(path, params)
+  export_npz(path, params, names="linen")
   assert read_npz(path).keys() == flatten_params(params).keys()
+  assert_trees_equal(load_params(path, name, template(model)), params)
+  export_npz(path, params)  # The released names (the same for a Mixer).
   assert_trees_equal(load_params(path, name, template(model)), params)
 
 
-def test_pre_linen_file_exports_linen_names(tmp_path):
+def test_export_writes_the_released_names_by_default(tmp_path):
   model = create_model("vit", f"Ti/{PATCH}", num_classes=CLASSES, **VIT)
   params = load_params(write(tmp_path / "old.npz", official_vit_file()), "vit", template(model))
-  export_npz(tmp_path / "new.npz", params)
-  assert read_npz(tmp_path / "new.npz").keys() == official_vit_file(pre_linen=False).keys()
+  export_npz(tmp_path / "released.npz", params)
+  assert read_npz(tmp_path / "released.npz").keys() == official_vit_file().keys()
+  for key, value in official_vit_file().items():
+    np.testing.assert_array_equal(read_npz(tmp_path / "released.npz")[key], value)
+  export_npz(tmp_path / "linen.npz", params, names="linen")
+  assert read_npz(tmp_path / "linen.npz").keys() == official_vit_file(pre_linen=False).keys()
+  with pytest.raises(ValueError, match="names='flax'.*released"):
+    export_npz(tmp_path / "bad.npz", params, names="flax")
 
 
 def test_posemb_resize_14x14_to_24x24_keeps_class_token(tmp_path):
@@ -192,6 +200,14 @@ def test_pre_logits_dropped_or_loaded(tmp_path):
   params = load_params(path, "vit", template(plain))
   assert "pre_logits" not in params
   np.testing.assert_array_equal(params["head"]["kernel"], 7.0)  # (6, 5) in the file: replaced
+  # A layer as wide as the model (as the released SAM ViTs: 768): the head's shape matches,
+  # yet it was trained on pre_logits' output. Keeping it without the layer is an error ...
+  same_width = write(tmp_path / "same.npz", official_vit_file(representation=D))
+  with pytest.raises(ValueError, match=f"representation_size={D}"):
+    load_params(same_width, "vit", template(plain))
+  # ... unless the head is replaced too (fine-tuning), which drops the layer.
+  params = load_params(same_width, "vit", template(plain), reinit_head=True)
+  assert "pre_logits" not in params and np.all(params["head"]["kernel"] == 7.0)
   with_rep = create_model("vit", f"Ti/{PATCH}", num_classes=CLASSES, representation_size=6, **VIT)
   params = load_params(path, "vit", template(with_rep))
   np.testing.assert_array_equal(params["pre_logits"]["kernel"], read_npz(path)["pre_logits/kernel"])

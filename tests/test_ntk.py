@@ -1,5 +1,6 @@
 """Empirical NTK against closed forms (linear model) and a dense Jacobian (small MLP)."""
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ from jax.flatten_util import ravel_pytree
 
 from sam_jax import models
 from sam_jax.analysis import ntk
+from sam_jax.optim import masks
 
 N, D, K = 6, 10, 3
 
@@ -88,3 +90,75 @@ def test_zero_initialised_vit_head_gives_the_feature_kernel():
   kernel = ntk.empirical_ntk(lambda p, i: model.apply({"params": p}, i, train=False),
                              variables["params"], x)
   np.testing.assert_allclose(kernel, K * (phi @ phi.T + 1), rtol=1e-5)
+
+
+def _dense_tenas_kernel(model, variables, x, train):
+  """Reference: the Jacobian of sum_k f_k over the raveled weights, in float64."""
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  weight_mask = masks.weight_mask(params)
+  weights = jax.tree.map(lambda p, m: p if m else None, params, weight_mask)
+  flat, unravel = ravel_pytree(weights)
+
+  def summed_logits(w):
+    merged = jax.tree.map(lambda p, m, v: v if m else p, params, weight_mask, unravel(w),
+                          is_leaf=lambda v: v is None)
+    out = model.apply({"params": merged, **state}, x, train=train,
+                      mutable=["batch_stats"] if train else False)
+    return (out[0] if train else out).sum(-1)
+
+  jac = np.asarray(jax.jacrev(summed_logits)(flat), np.float64)  # [n, P_weights]
+  return jac @ jac.T
+
+
+TINY_VIT = dict(num_classes=K, hidden_size=8, mlp_dim=16, num_heads=2, num_layers=1)
+
+
+def test_tenas_ntk_of_a_vit_matches_the_dense_jacobian_and_is_not_the_head_kernel():
+  """TE-NAS's measure on a ViT: every weight contributes; a zero head would leave only Phi Phi^T."""
+  model = models.create_model("vit", "Ti/4", **TINY_VIT)
+  x = jax.random.normal(jax.random.PRNGKey(2), (N, 8, 8, 3))
+  variables = flax.core.unfreeze(model.init(jax.random.PRNGKey(0), x, train=False))
+  params = ntk.tenas_initialization(variables["params"], jax.random.PRNGKey(1))
+  kernel = np.asarray(ntk.weight_ntk(model, {"params": params}, x), np.float64)
+  np.testing.assert_allclose(kernel, _dense_tenas_kernel(model, {"params": params}, x, False),
+                             rtol=1e-4, atol=1e-4)
+  # The head's own share is K Phi Phi^T (summed logits, no bias): the rest must be large.
+  _, state = model.apply({"params": params}, x, train=False, mutable=["intermediates"])
+  phi = np.asarray(state["intermediates"]["features"][0], np.float64)
+  head_share = K * phi @ phi.T
+  # (With the model's own zero head this share is the whole kernel: see the test above.)
+  assert np.trace(kernel - head_share) > 0.5 * np.trace(kernel)
+
+
+def test_tenas_ntk_of_a_resnet_uses_batch_statistics():
+  model = models.create_model("resnet", "18", num_classes=K, num_filters=4, stage_sizes=(1, 1),
+                              stem="cifar")
+  x = jax.random.normal(jax.random.PRNGKey(3), (N, 8, 8, 3))
+  variables = flax.core.unfreeze(model.init(jax.random.PRNGKey(0), x, train=False))
+  variables["params"] = ntk.tenas_initialization(variables["params"], jax.random.PRNGKey(1))
+  kernel = np.asarray(ntk.weight_ntk(model, variables, x), np.float64)
+  np.testing.assert_allclose(kernel, _dense_tenas_kernel(model, variables, x, True),
+                             rtol=1e-3, atol=1e-3 * np.abs(kernel).max())
+  eval_mode = _dense_tenas_kernel(model, variables, x, False)
+  assert np.abs(kernel - eval_mode).max() > 1e-2 * np.abs(kernel).max()
+
+
+def test_tenas_initialization_draws_kaiming_fan_out():
+  params = {"dense": {"kernel": jnp.zeros((64, 512)), "bias": jnp.ones(512)},
+            "conv": {"kernel": jnp.zeros((3, 3, 8, 256))},
+            "norm": {"scale": jnp.zeros(8), "bias": jnp.ones(8)},
+            "attn": {"query": {"kernel": jnp.zeros((32, 4, 64))},
+                     "out": {"kernel": jnp.zeros((4, 64, 512))}},
+            "cls": jnp.full((1, 1, 8), 0.5)}
+  out = ntk.tenas_initialization(params, jax.random.PRNGKey(0))
+  for path, fan_out in ((("dense",), 512), (("conv",), 9 * 256), (("attn", "query"), 256),
+                        (("attn", "out"), 512)):
+    leaf = out
+    for p in path:
+      leaf = leaf[p]
+    np.testing.assert_allclose(np.std(leaf["kernel"]), np.sqrt(2 / fan_out), rtol=0.05)
+  np.testing.assert_array_equal(out["dense"]["bias"], 0)
+  np.testing.assert_array_equal(out["norm"]["scale"], 1)
+  np.testing.assert_array_equal(out["norm"]["bias"], 0)
+  np.testing.assert_array_equal(out["cls"], 0.5)

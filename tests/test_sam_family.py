@@ -58,6 +58,51 @@ def test_gsam_quadratic_step_equals_hand_derivation():
                              rtol=1e-6)
 
 
+def _gsam_hand(g, gp, alpha):
+  u = gp / np.linalg.norm(gp)
+  return gp - alpha * (g - (g @ u) * u)
+
+
+@pytest.mark.parametrize("decompose", ["group", "global"])
+def test_gsam_on_4_devices_equals_hand_computation(decompose):
+  """Each device d has its own loss 1/2 Σ c_d (w - a_d)²: its own g, e and g_p.
+
+  ``group`` (big_vision's per-worker GSAM) averages the 4 per-device g_gsam;
+  ``global`` decomposes the averaged g_p and g once. The two differ.
+  """
+  n, alpha, rho = 4, 0.6, 0.3
+  rng = np.random.default_rng(0)
+  c = rng.uniform(0.5, 3.0, (n, 5)).astype(np.float32)
+  a = rng.normal(size=(n, 5)).astype(np.float32)
+  w = rng.normal(size=5).astype(np.float32)
+  tx = gsam(lambda count: 1.0, rho_max=rho, rho_min=rho, lr_max=1.0, alpha=alpha,
+            decompose=decompose, axis_name="d")
+
+  def per_device(c_d, a_d):
+    grad_fn = jax.grad(lambda p: 0.5 * jnp.sum(c_d[0] * (p["w"] - a_d[0]) ** 2))
+    params = {"w": jnp.asarray(w)}
+    out, _ = tx.update(grad_fn(params), tx.init(params), params, grad_fn=grad_fn)
+    return out["w"][None]
+
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:n]), ("d",))
+  P = jax.sharding.PartitionSpec
+  got = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P("d"), P("d")),
+                              out_specs=P("d"), check_vma=False))(c, a)
+  w64, c64, a64 = w.astype(np.float64), c.astype(np.float64), a.astype(np.float64)
+  g = c64 * (w64 - a64)                                                   # [n, 5]
+  e = rho * g / np.linalg.norm(g, axis=1, keepdims=True)                  # Per device.
+  gp = c64 * (w64 + e - a64)
+  if decompose == "group":
+    expected = np.mean([_gsam_hand(g[d], gp[d], alpha) for d in range(n)], axis=0)
+  else:
+    expected = _gsam_hand(g.mean(0), gp.mean(0), alpha)
+  other = (_gsam_hand(g.mean(0), gp.mean(0), alpha) if decompose == "group" else
+           np.mean([_gsam_hand(g[d], gp[d], alpha) for d in range(n)], axis=0))
+  assert np.abs(expected - other).max() > 1e-2  # The two orders are distinguishable here.
+  for d in range(n):  # Every device returns the same averaged gradient.
+    np.testing.assert_allclose(np.asarray(got)[d], expected, rtol=1e-5, atol=1e-6)
+
+
 def test_gsam_with_alpha_zero_and_constant_rho_is_sam_exactly():
   lr_fn = optax.warmup_cosine_decay_schedule(0.0, 1.0, 2, 10)
   params = jax.tree.map(jnp.asarray, W)
@@ -108,6 +153,8 @@ def test_every_k_steps_takes_sam_steps_on_multiples_of_k_only():
     (lambda: asam(0.1, eta=-1.0), "eta"),
     (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.2, lr_max=1.0), "rho_min"),
     (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, lr_min=2.0), "lr_min"),
+    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, decompose="x"),
+     "decompose"),
 ])
 def test_bad_arguments_are_named(make, match):
   with pytest.raises(ValueError, match=match):

@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 
+from sam_jax import metrics as metrics_lib
 from sam_jax import parallel
 from sam_jax.optim import looksam, momentum_sam, sam
 from sam_jax.training import train_step
@@ -235,3 +236,22 @@ def test_momentum_sam_takes_each_step_one_pass_ahead_along_the_momentum(num_devi
   _assert_close(state.params, w2)
   _assert_close(state.model_state, stats)
   np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-5)
+
+
+def test_losses_equal_their_formulas():
+  """softmax: -log softmax(z)_y; sigmoid: -sum_k [y_k log s(z_k) + (1 - y_k) log s(-z_k)]."""
+  logits = np.random.default_rng(0).normal(size=(4, 5)) * 3
+  labels = np.array([0, 3, 4, 1])
+  onehot = np.eye(5)[labels]
+  log_sigmoid = lambda z: -np.log1p(np.exp(-z))
+  sigmoid = -np.sum(onehot * log_sigmoid(logits) + (1 - onehot) * log_sigmoid(-logits), -1)
+  z = logits - logits.max(-1, keepdims=True)
+  softmax = -(z[np.arange(4), labels] - np.log(np.exp(z).sum(-1)))
+  for name, expected in (("sigmoid_xent", sigmoid), ("softmax_xent", softmax)):
+    got = metrics_lib.cross_entropies(jnp.asarray(logits, jnp.float32), jnp.asarray(labels), name)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(metrics_lib.cross_entropy(jnp.asarray(logits, jnp.float32),
+                                                        jnp.asarray(labels), name),
+                               expected.mean(), rtol=1e-5)
+  with pytest.raises(ValueError, match="sigmoid_xent"):
+    train_step.make_train_step(None, None, None, None, loss="hinge")

@@ -49,11 +49,11 @@ class Context:
 
   @functools.cached_property
   def loss(self) -> model_functions.Loss:
-    return model_functions.Loss(self.loaded.model, self.model_state)
+    return model_functions.Loss(self.loaded.model, self.model_state, self.config.loss)
 
   @functools.cached_property
   def metrics(self) -> model_functions.Metrics:
-    return model_functions.Metrics(self.loaded.model, self.model_state)
+    return model_functions.Metrics(self.loaded.model, self.model_state, self.config.loss)
 
   @functools.cached_property
   def intermediates(self) -> model_functions.Intermediates:

@@ -46,18 +46,24 @@ class Logits(ModelFunction):
 
 
 class Loss(ModelFunction):
-  """(params, batch) -> mean softmax cross-entropy."""
+  """(params, batch) -> the mean training loss (``loss``: a ``metrics.LOSSES`` name)."""
+
+  def __init__(self, model: nn.Module, model_state: dict[str, Any], loss: str = "softmax_xent"):
+    super().__init__(model, model_state)
+    self.loss = loss
+    self._key += (loss,)
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-    return metrics.cross_entropy(self._apply(params, batch["image"]), batch["label"])
+    return metrics.cross_entropy(self._apply(params, batch["image"]), batch["label"],
+                                 self.loss)
 
 
-class Metrics(ModelFunction):
-  """(params, batch) -> {"loss": mean cross-entropy, "accuracy": mean top-1}."""
+class Metrics(Loss):
+  """(params, batch) -> {"loss": the mean training loss, "accuracy": mean top-1}."""
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     logits = self._apply(params, batch["image"])
-    return {"loss": metrics.cross_entropy(logits, batch["label"]),
+    return {"loss": metrics.cross_entropy(logits, batch["label"], self.loss),
             "accuracy": metrics.accuracy(logits, batch["label"])}
 
 

@@ -15,17 +15,29 @@ i.i.d. logits equals K times the kernel of one logit. A kernel that is singular
 
 The Jacobian is formed per parameter leaf with ``jax.jacrev`` (memory n * K * P
 floats) and contracted leaf by leaf in float32, so lambda_min is resolved to about
-1e-7 lambda_max: kappa above ~1e6 needs ``jax_enable_x64``. Note that ViT and Mixer
-heads start at zero, so at initialisation only the head has a nonzero Jacobian and
-the trace NTK is exactly K (Phi Phi^T + 1), Phi the features fed to the head.
+1e-7 lambda_max: kappa above ~1e6 needs ``jax_enable_x64``.
+
+The paper's trainability measure (Table 1, docs/paper.md M1) is TE-NAS's
+(VITA-Group/TENAS ``lib/procedures/ntk.py``): ``weight_ntk`` is the ``sum`` kernel over
+the *weights* only (kernels and normalisation scales, ``optim.masks.weight_mask``),
+with BatchNorm on the batch's statistics (train mode) and no dropout, and
+``tenas_initialization`` re-draws every kernel as TE-NAS does before measuring.
+A model's own initialisation is no substitute: ViT and Mixer heads start at zero,
+so every Jacobian but the head's vanishes and the "NTK" is K (Phi Phi^T + 1), the
+kernel of the features Phi fed to the head, while a ResNet's head is random.
 """
 
 import functools
+import math
 from typing import Any, Callable
 
+import flax.linen as nn
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sam_jax.optim import masks
 
 CONVENTIONS = ("trace", "full", "sum")
 ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [n, ...]) -> outputs [n, K].
@@ -60,3 +72,58 @@ def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:
   lo, hi = float(eigenvalues[0]), float(eigenvalues[-1])
   kappa = hi / lo if lo > 0 else float("inf")
   return {"kappa": kappa, "lambda_max": hi, "lambda_min": lo}
+
+
+def _fan_out(path: tuple[str, ...], shape: tuple[int, ...]) -> int:
+  """PyTorch's fan-out of a flax kernel: the output features times the receptive field.
+
+  Dense [in, out]: out. Conv [kh, kw, in, out]: kh kw out. Attention (DenseGeneral):
+  q/k/v [width, heads, head_dim]: heads head_dim; ``out`` [heads, head_dim, width]: width.
+  """
+  if len(shape) == 3:
+    return shape[-1] if path[-2] == "out" else shape[1] * shape[2]
+  return math.prod(shape[:-2]) * shape[-1] if len(shape) > 2 else shape[-1]
+
+
+def tenas_initialization(params: Any, rng: jax.Array) -> Any:
+  """TE-NAS's re-initialisation before its NTK (``prune_tenas.py``, ``kaiming_norm_fanout``).
+
+  Every kernel ~ N(0, 2 / fan_out) (Kaiming normal, fan-out, ReLU gain), normalisation
+  scales 1, biases 0; leaves of neither kind (class token, position embedding) are kept.
+  """
+  flat = flax.traverse_util.flatten_dict(params)
+  keys = jax.random.split(rng, len(flat))
+  out = {}
+  for key, (path, value) in zip(keys, sorted(flat.items())):
+    if path[-1] == "kernel":
+      std = math.sqrt(2.0 / _fan_out(path, value.shape))
+      value = std * jax.random.normal(key, value.shape, value.dtype)
+    elif path[-1] in ("scale", "bias"):
+      value = (jnp.ones_like if path[-1] == "scale" else jnp.zeros_like)(value)
+    out[path] = value
+  return flax.traverse_util.unflatten_dict(out)
+
+
+def weight_ntk(model: nn.Module, variables: dict[str, Any], inputs: jax.Array) -> jax.Array:
+  """TE-NAS's NTK [n, n]: Theta_ij = <d sum_k f_k(x_i) / dW, d sum_k f_k(x_j) / dW>.
+
+  W are the weights (``masks.weight_mask``); the other parameters are held fixed. A
+  model with BatchNorm runs in train mode (statistics of ``inputs``, as TE-NAS's
+  ``train_mode=True``); dropout is off (TE-NAS's networks have none).
+  """
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  flat = flax.traverse_util.flatten_dict(params)
+  selected = flax.traverse_util.flatten_dict(masks.weight_mask(params))
+  weights = {"/".join(k): v for k, v in flat.items() if selected[k]}
+  fixed = {k: v for k, v in flat.items() if not selected[k]}
+  batch_norm = "batch_stats" in state
+
+  def apply_fn(w, x):
+    merged = {**fixed, **{tuple(k.split("/")): v for k, v in w.items()}}
+    variables_ = {"params": flax.traverse_util.unflatten_dict(merged), **state}
+    if batch_norm:
+      return model.apply(variables_, x, train=True, mutable=["batch_stats"])[0]
+    return model.apply(variables_, x, train=False)
+
+  return empirical_ntk(apply_fn, weights, inputs, "sum")

@@ -6,7 +6,8 @@
   only ``params`` and ``model_state`` are read, and verified (checksums, finite values:
   ``checkpointing.Checkpoints.read_params``).
 - An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen names
-  renamed; keys and shapes checked against the config's model).
+  renamed; keys and shapes checked against the config's model, whose ViT representation
+  layer follows the file's: ``follow_file``).
 - ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
 
 Every ``Loaded.config`` is completed (``config.defaults.complete``) and its analysis and
@@ -18,6 +19,7 @@ import functools
 import json
 from typing import Any
 
+from absl import logging
 from etils import epath
 import flax
 import jax
@@ -105,15 +107,34 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
   return Loaded(config, model, restored["params"], dict(restored["model_state"]), step, workdir)
 
 
+def follow_file(config: ml_collections.ConfigDict, flat: npz.Flat) -> ml_collections.ConfigDict:
+  """``config`` with the ViT representation layer the file has (its width, or none).
+
+  An .npz is evaluated as the function it holds: a released SAM ViT with or without
+  its ``pre_logits`` layer (docs/paper.md R51) loads exactly under ``configs/vit_*.py``.
+  The change is logged; other model fields must match the file.
+  """
+  width = npz.representation_size(flat)
+  if config.model.name != "vit" or config.model.get("representation_size") == width:
+    return config
+  logging.warning("loading: the .npz has %s; setting config.model.representation_size=%s "
+                  "(the config had %s).", f"a {width}-wide pre_logits layer" if width else
+                  "no pre_logits layer", width, config.model.get("representation_size"))
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.model.representation_size = width
+  return config
+
+
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
-  """Parameters from an official .npz (``npz.load_params``) for the config's model."""
-  config = complete(config)
+  """Parameters from an official .npz (``npz.load_params``), the model following the file."""
+  flat = npz.read_params(path)
+  config = follow_file(complete(config), flat)
   model = create_model(config)
   init_params, model_state = _init(*_init_args(model, config))
   if model_state:
     raise ValueError(f"loading: {config.model.name} has model state {list(model_state)}, which "
                      f".npz files do not hold.")
-  params = npz.load_params(path, config.model.name, init_params)
+  params = npz.load_params(path, config.model.name, init_params, flat=flat)
   return Loaded(config, model, params, {}, None, path)
 
 

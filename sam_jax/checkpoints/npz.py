@@ -2,18 +2,25 @@
 
 The released files (``gs://vit_models/...``, ``gs://mixer_models/...``, including the
 SAM ones) are ``np.savez`` archives of the parameter tree flattened to "/"-joined keys,
-e.g. ``Transformer/encoderblock_0/MlpBlock_0/Dense_0/kernel``. Older ViT files use the
-pre-linen numbering (one counter per block: ``LayerNorm_0, MultiHeadDotProductAttention_1,
-LayerNorm_2, MlpBlock_3``); our models use the linen numbering of the current official
-code (``LayerNorm_0, MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0``), to
-which pre-linen keys are renamed on reading. Export writes the linen names.
+e.g. ``Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel``. The released ViT files
+use the pre-linen numbering (one counter per block: ``LayerNorm_0,
+MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3``); our models use the linen
+numbering of the current official code (``LayerNorm_0, MultiHeadDotProductAttention_0,
+LayerNorm_1, MlpBlock_0``), to which pre-linen keys are renamed on reading. Export
+writes the released (pre-linen) names by default, which every loader of the released
+files reads (timm's ``_load_weights`` reads no other; docs/paper.md R52), or the linen
+names on request.
 
-``load_params`` starts training from such a file: the freshly initialised params are
-the template; every key and shape of the file must match it, except for these
+``load_params`` loads such a file into a model: the freshly initialised params are the
+template; every key and shape of the file must match it, except for these
 adaptations, each logged:
 
-* ``pre_logits`` in the file but not in the model (no representation layer): dropped;
 * the head has another number of classes (or ``reinit_head``): the template's head;
+* then, and only then, ``pre_logits`` in the file but not in the model is dropped (the
+  official fine-tuning code does so, ``vit_jax/checkpoint.py``). With the file's head
+  kept, dropping the layer its head was trained on would compute another function:
+  that is an error naming ``config.model.representation_size`` (``representation_size``
+  gives the file's width, for a model that follows the file);
 * the ViT position embedding has another number of tokens (another resolution or patch
   grid): the class-token row is kept and the square grid of the others is resized
   bilinearly (``scipy.ndimage.zoom(order=1)``, corners aligned), as the official code does.
@@ -45,6 +52,11 @@ _PRE_LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_1|LayerNorm_2|MlpBlock_3)/")
 _LINEN_NAME = {"MultiHeadDotProductAttention_1": "MultiHeadDotProductAttention_0",
                "LayerNorm_2": "LayerNorm_1", "MlpBlock_3": "MlpBlock_0"}
+_LINEN_BLOCK = re.compile(
+    r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_0|LayerNorm_1|MlpBlock_0)/")
+_RELEASED_NAME = {linen: released for released, linen in _LINEN_NAME.items()}
+NAMES = ("released", "linen")  # Key names export_npz can write.
+PRE_LOGITS = "pre_logits/kernel"
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
@@ -87,6 +99,17 @@ def to_linen_names(flat: Flat) -> Flat:
   return renamed
 
 
+def to_released_names(flat: Flat) -> Flat:
+  """Renames linen ViT block keys to the released files' pre-linen numbering."""
+  return {_LINEN_BLOCK.sub(lambda m: m.group(1) + _RELEASED_NAME[m.group(2)] + "/", k): v
+          for k, v in flat.items()}
+
+
+def representation_size(flat: Flat) -> int | None:
+  """The width of the file's tanh ``pre_logits`` layer, or None when it has none."""
+  return int(flat[PRE_LOGITS].shape[-1]) if PRE_LOGITS in flat else None
+
+
 def detect_family(flat: Flat) -> str:
   """``"vit"`` or ``"mixer"``, from the keys; ValueError for anything else."""
   found = [name for name, marker in FAMILY_MARKERS.items() if marker in flat]
@@ -114,8 +137,13 @@ def resize_posemb(posemb: np.ndarray, num_tokens: int, *, class_token: bool) -> 
   return np.concatenate([tok, grid.reshape(1, new * new, -1)], axis=1).astype(posemb.dtype)
 
 
+def read_params(path: str | os.PathLike) -> Flat:
+  """An official-format .npz's arrays by linen key (pre-linen names renamed)."""
+  return to_linen_names(read_npz(path))
+
+
 def load_params(path: str | os.PathLike, model_name: str, init_params, *,
-                reinit_head: bool = False) -> dict:
+                reinit_head: bool = False, flat: Flat | None = None) -> dict:
   """Params from an official-format .npz, shaped like ``init_params``.
 
   Args:
@@ -124,13 +152,15 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
     init_params: the model's freshly initialised ``variables["params"]``: the
       template for keys, shapes and dtypes, and the source of a replaced head.
     reinit_head: take the template's head even when its shape matches the file's.
+    flat: the file's arrays, already read by ``read_params`` (else ``path`` is read).
 
   Returns:
     A new param tree with the template's structure, shapes and dtypes.
 
   Raises:
-    ValueError: unsupported family or file, another architecture, or keys/shapes that
-      do not match the template (each named, up to MAX_LISTED, with both shapes); nothing is
+    ValueError: unsupported family or file, another architecture, a representation
+      layer that would be dropped under the file's own head, or keys/shapes that do not
+      match the template (each named, up to MAX_LISTED, with both shapes); nothing is
       returned then.
   """
   if model_name not in FAMILY_MARKERS:
@@ -140,7 +170,7 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
     raise ValueError("load_params: init_params must be variables['params'], not the whole "
                      "variables dict.")
   template = param_blocks.flatten(init_params)
-  flat = to_linen_names(read_npz(path))
+  flat = read_params(path) if flat is None else flat
   family = detect_family(flat)
   if family != model_name:
     raise ValueError(f"load_params: {path} holds a {family} checkpoint, not a {model_name} one.")
@@ -165,20 +195,29 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
 
 
 def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
-  """The logged adaptations of the module docstring (pre_logits, head, posemb)."""
+  """The logged adaptations of the module docstring (head, pre_logits, posemb)."""
   flat = dict(flat)
-  if "pre_logits/kernel" in flat and "pre_logits/kernel" not in template:
-    logging.warning("load_params: %s: dropping pre_logits (the model has no representation "
-                    "layer).", path)
-    flat.pop("pre_logits/kernel")
-    flat.pop("pre_logits/bias", None)
   head = ("head/kernel", "head/bias")
-  if all(k in template for k in head) and (
-      reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head)):
+  new_head = all(k in template for k in head) and (
+      reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))
+  if new_head:
     logging.warning("load_params: %s: using the freshly initialised head %s instead of the "
                     "file's %s.", path, np.shape(template["head/kernel"]),
                     getattr(flat.get("head/kernel"), "shape", None))
     flat.update({k: np.asarray(template[k]) for k in head})
+  width = representation_size(flat)
+  if width is not None and PRE_LOGITS not in template:
+    if not new_head:
+      raise ValueError(
+          f"load_params: {path} has a tanh representation layer pre_logits of width {width}, "
+          f"and its head was trained on that layer's output; the model has none, so keeping "
+          f"the file's head without it would compute another function. Set "
+          f"--config.model.representation_size={width} to load the file as it is (or replace "
+          f"the head, as fine-tuning does, to drop the layer).")
+    logging.warning("load_params: %s: dropping pre_logits (width %d) with the file's head (the "
+                    "model has no representation layer).", path, width)
+    flat.pop("pre_logits/kernel")
+    flat.pop("pre_logits/bias", None)
   if POSEMB in flat and POSEMB in template and ("cls" in flat) == ("cls" in template):
     old, new = flat[POSEMB].shape, np.shape(template[POSEMB])
     if old != new and len(old) == len(new) == 3 and old[::2] == new[::2]:
@@ -187,12 +226,22 @@ def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
   return flat
 
 
-def export_npz(path: str | os.PathLike, params) -> None:
+def export_npz(path: str | os.PathLike, params, *, names: str = "released") -> None:
   """Writes ``params`` (``variables["params"]``) to ``path`` as a flat "/"-keyed .npz.
 
-  The file is exactly at ``path`` (no ".npz" appended) and reads back with
-  ``read_npz`` / ``load_params`` bit for bit.
+  ``names``: ``"released"`` (default) writes the ViT block keys as the released files
+  have them (``MultiHeadDotProductAttention_1``, ``LayerNorm_2``, ``MlpBlock_3``), which
+  the official ``vit_jax`` loader and timm's ``.npz`` loader read; ``"linen"`` writes our
+  modules' names. Mixer keys are the same either way. The file is exactly at ``path``
+  (no ".npz" appended) and reads back with ``load_params`` bit for bit.
+
+  Raises:
+    ValueError: ``names`` is not one of ``NAMES``.
   """
+  if names not in NAMES:
+    raise ValueError(f"export_npz: names={names!r} is not one of {NAMES}.")
   flat = {k: np.asarray(jax.device_get(v)) for k, v in param_blocks.flatten(params).items()}
+  if names == "released":
+    flat = to_released_names(flat)
   with epath.Path(path).open("wb") as f:
     np.savez(f, **flat)

@@ -24,7 +24,7 @@ from ml_collections.config_dict import placeholder
 SAM_KINDS: dict[str, tuple[str, ...]] = {
     "sam": (),
     "asam": ("eta",),
-    "gsam": ("rho_min", "alpha"),
+    "gsam": ("rho_min", "alpha", "decompose"),
     "looksam": ("looksam_alpha",),  # Its k: every_k_steps.
     "msam": (),
     "aesam": ("aesam_delta", "aesam_lambda1", "aesam_lambda2"),
@@ -43,6 +43,7 @@ DATA = dict(
 TRAINING = dict(
     init_from="",         # An official-format .npz to start from; "": from scratch.
     nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
+    loss="softmax_xent",  # Or "sigmoid_xent" (the original ViT pipeline's; docs/paper.md).
 )
 MODEL = dict(dtype="float32")  # Of activations; parameters and optimizer state stay float32.
 
@@ -60,6 +61,7 @@ def sam(rho: float, **overrides: Any) -> ml_collections.ConfigDict:
       eta=0.01,                 # ASAM: T = |w| + eta.
       rho_min=placeholder(float),  # GSAM: rho at the end learning rate; None: rho.
       alpha=0.4,                # GSAM: weight of the surrogate-gap term.
+      decompose="group",        # GSAM: split each SAM group's gradients ("global": the means).
       looksam_alpha=0.7,        # LookSAM: weight of the reused direction (docs/paper.md E3).
       aesam_delta=0.9,          # AE-SAM: decay of the moving mean and variance of ||g||².
       aesam_lambda1=-1.0,       # AE-SAM: the threshold c_t goes from lambda2 (start) to
@@ -78,7 +80,8 @@ def optimizer(name: str, learning_rate: Any, warmup_steps: Any, decay: str, *,
       **(_OPTIMIZER_OPTIONAL | overrides)))
 
 
-_OPTIMIZER_OPTIONAL = dict(end_learning_rate=0.0, b1=0.9, b2=0.999, momentum=0.9, nesterov=False)
+_OPTIMIZER_OPTIONAL = dict(end_learning_rate=0.0, b1=0.9, b2=0.999, momentum=0.9, nesterov=False,
+                           weight_decay_in_loss=False)  # True: L2 in the loss (docs/paper.md).
 
 
 def analysis() -> ml_collections.ConfigDict:
@@ -87,7 +90,7 @@ def analysis() -> ml_collections.ConfigDict:
       split=placeholder(str),       # None: config.train_split, the data of the training loss.
       batch_size=placeholder(int),  # None: config.eval_batch_size (global; a device multiple).
       hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
-      ntk=dict(batch_size=32, convention="trace"),
+      ntk=dict(batch_size=32),  # TE-NAS's measure (analysis.ntk.weight_ntk).
       neurons=dict(num_batches=2),   # Also the data of the activation norms.
       landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),
       attention=dict(num_images=8, split=placeholder(str)),  # None: config.eval_split.

@@ -1,28 +1,31 @@
 """The paper's training recipes as config builders; every file in ``configs/`` calls one.
 
-``imagenet``: ViT / MLP-Mixer from scratch (REFERENCE.md section 2, confirmed):
-Inception crop + flip at 224 px, eval resize 256 + central crop 224, pixels in
-[-1, 1], global batch 4096, 300 epochs, AdamW(0.9, 0.999), peak lr 3e-3, 10k
-warm-up steps, linear decay, global-norm clipping at 1.0, decoupled weight decay
-0.3, 1% of train held out as minival.
+Every value cites docs/paper.md (``Rn``: its source, or "unconfirmed").
 
-``resnet_imagenet``: ResNet v1 from scratch, 90 epochs of SGD with Nesterov momentum
-0.9 (confirmed). Not confirmed, chosen from Goyal et al. (2017) and the SAM code
-(google-research/sam): peak lr 0.1 per 256 examples (1.6 at batch 4096) with a linear
-warm-up over 5 epochs, then cosine decay to 0 (the SAM code's schedule); L2 weight
-decay 1e-4 on kernels; no gradient clipping.
+``imagenet``: ViT / MLP-Mixer from scratch, the original ViT ImageNet pipeline [P §4.2]:
+``imagenet2012`` ``train[:99%]`` with minival ``train[99%:]`` (R1); Inception crop with
+area in [0.05, 1] + flip at 224 px (R2), eval resize 256 + central crop 224 (R3), pixels
+in [-1, 1] (R4); batch 4096 (R5), 300 epochs (R6), Adam(0.9, 0.999) (R7), peak lr 3e-3
+(R8), 10k warm-up steps (R9), cosine decay (R10), decoupled weight decay 0.3 (R11) on
+kernels (R12), clipping at global norm 1 (R13); sigmoid cross-entropy (R18) with the
+head bias at -10 for ViT, -6.9 for Mixer (R19); SAM groups of m = 64 (R23).
+
+``resnet_imagenet``: ResNet v1 from scratch as the SAM code trains it (R30-R34): SGD with
+Nesterov momentum 0.9 (R31); 90 epochs, peak lr 0.1 per 256 examples (1.6 at batch 4096),
+5 warm-up epochs, cosine decay to 0 (R32, unconfirmed); L2 weight decay 1e-4 in the loss,
+so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 64 (R23).
 
 ``finetune``: transfer at 384 px (224 for Mixers, whose token-mixing weights fix the
-number of patches) from an ImageNet ``.npz`` (``config.init_from``), as in the
-official ViT fine-tuning code (google-research/vision_transformer, not confirmed for
-this paper): SGD momentum 0.9, batch 512, peak lr 0.03, cosine decay, no weight decay,
-clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop with area
-in [0.05, 1] + flip.
+number of patches) from an ImageNet ``.npz`` (``config.init_from``), as the official ViT
+fine-tuning code (R40-R44): SGD momentum 0.9, batch 512, peak lr 0.03, cosine decay, no
+weight decay, clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop +
+flip, no representation layer (the file's is dropped with its head, R43).
 
 Step counts and warm-ups given in epochs are ``FieldReference``s of
 ``config.batch_size``, and so is the ResNet learning rate: ``--config.batch_size=N``
 keeps the number of epochs (and lr / example); an explicit
 ``--config.num_train_steps`` (or ``optimizer.*``) override replaces the derived value.
+``config.sam.m`` does not follow the batch size or the hardware: m defines the run.
 """
 
 from typing import Any, NamedTuple
@@ -34,8 +37,10 @@ from sam_jax.config import defaults
 
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
-INCEPTION_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
-                    resize_method="bilinear", flip=True, skip_corrupt=False)
+INCEPTION_PP = dict(crop_area_range=(0.05, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                    resize_method="bilinear", flip=True, skip_corrupt=False)  # R2.
+SAM_M = 64  # Examples per SAM perturbation group, whatever the device count (R23).
+HEAD_BIAS = {"vit": -10.0, "mixer": -6.9}  # With the sigmoid cross-entropy (R18, R19).
 
 
 class Transfer(NamedTuple):
@@ -54,7 +59,8 @@ TRANSFER: dict[str, Transfer] = {
 
 
 def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
-            model: dict[str, Any], rho: float) -> ml_collections.ConfigDict:
+            model: dict[str, Any], rho: float, loss: str = "softmax_xent"
+            ) -> ml_collections.ConfigDict:
   """The keys every paper run shares; the recipe sets the optimizer and the run length."""
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -66,7 +72,8 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.batch_size = batch_size
   config.eval_batch_size = 1024
   config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
-  config.sam = defaults.sam(rho)
+  config.loss = loss  # sam_jax.metrics.LOSSES.
+  config.sam = defaults.sam(rho, m=SAM_M)  # m overrides sync (docs/paper.md).
   config.nonfinite = "stop"
   config.update(defaults.sections())  # Of analyze and evaluate.
   config.log_every_steps = 100
@@ -88,11 +95,12 @@ def _imagenet(config: ml_collections.ConfigDict, epochs: int) -> FieldReference:
 def imagenet(*, model: str, variant: str, rho: float, epochs: int = 300, batch_size: int = 4096,
              **model_overrides: Any) -> ml_collections.ConfigDict:
   """A ViT or Mixer paper run on TFDS ``imagenet2012`` (needs the manual ImageNet download)."""
+  model_fields = dict(name=model, variant=variant, head_bias_init=HEAD_BIAS[model],
+                      **model_overrides)
   config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
-                   batch_size=batch_size, rho=rho,
-                   model=dict(name=model, variant=variant, **model_overrides))
+                   batch_size=batch_size, rho=rho, model=model_fields, loss="sigmoid_xent")
   config.num_train_steps = _imagenet(config, epochs)
-  config.optimizer = defaults.optimizer("adamw", 3e-3, 10_000, "linear", weight_decay=0.3,
+  config.optimizer = defaults.optimizer("adamw", 3e-3, 10_000, "cosine", weight_decay=0.3,
                                         grad_clip_norm=1.0)
   return config
 
@@ -109,7 +117,8 @@ def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int
   warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
   config.optimizer = defaults.optimizer("sgd", learning_rate, warmup_steps, "cosine",
                                         weight_decay=weight_decay, grad_clip_norm=0.0,
-                                        nesterov=True)
+                                        nesterov=True,
+                                        weight_decay_in_loss=True)
   return config
 
 
@@ -128,7 +137,7 @@ def finetune(*, dataset: str, model: str = "vit", variant: str = "B/16", rho: fl
                    model=dict(name=model, variant=variant))
   config.train_split = None  # The catalog's (sam_jax.data.catalog): train / test.
   config.eval_split = None
-  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP, crop_area_range=(0.05, 1.0),
+  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP,
                                              eval_resize=config.get_ref("image_size")))
   config.shuffle_buffer = 50_000
   config.eval_batch_size = 512

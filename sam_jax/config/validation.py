@@ -15,10 +15,11 @@ from sam_jax.config import defaults
 SYNC_MODES = ("device", "global")
 NONFINITE = ("stop", "skip")  # Stop the run with an error, or skip the step.
 DTYPES = ("float32", "bfloat16")  # Of activations; parameters and optimizer state stay float32.
+LOSSES = ("softmax_xent", "sigmoid_xent")  # sam_jax.metrics.LOSSES.
+GSAM_DECOMPOSE = ("group", "global")
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
-NTK_CONVENTIONS = ("trace", "full", "sum")
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -39,10 +40,17 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
                        f"devices ({num_devices}).")
   _choice(config, "model.dtype", DTYPES)
   _choice(config, "nonfinite", NONFINITE)
+  _choice(config, "loss", LOSSES)
+  if config.sam.m is not None and config.sam.sync == "global" and (
+      config.sam.m != config.batch_size):
+    raise ValueError(f"config.sam.sync='global' (m = batch_size = {config.batch_size}) and "
+                     f"config.sam.m={config.sam.m} disagree; set one: --config.sam.m="
+                     f"{config.batch_size} is global SAM.")
   if not config.sam.rho >= 0:
     raise ValueError(f"config.sam.rho={config.sam.rho!r} must be >= 0 (0 trains without SAM).")
   _choice(config, "sam.sync", SYNC_MODES)
   _choice(config, "sam.kind", tuple(defaults.SAM_KINDS))
+  _choice(config, "sam.decompose", GSAM_DECOMPOSE)
   _positive_int(config, "sam.every_k_steps")
   _check_sam_kind(config)
   _choice(config, "optimizer.name", OPTIMIZERS)
@@ -78,7 +86,6 @@ def validate_sections(config: ml_collections.ConfigDict) -> None:
               "adversarial.batch_size", "adversarial.pgd_steps"):
     _positive_int(config, key)
   _choice(config, "analysis.hessian.method", HESSIAN_METHODS)
-  _choice(config, "analysis.ntk.convention", NTK_CONVENTIONS)
   for key in ("analysis.landscape.radius", "adversarial.epsilon", "adversarial.pgd_step_size"):
     if not _get(config, key) >= 0:
       raise ValueError(f"config.{key}={_get(config, key)!r} must be >= 0.")

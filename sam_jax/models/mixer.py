@@ -70,7 +70,8 @@ class MlpMixer(nn.Module):
   """MLP-Mixer classifier on NHWC images; returns logits [batch, num_classes].
 
   ``stochastic_depth`` is the drop rate of the last block (linear from 0, see
-  ``stochastic_depth.py``); ``dropout_rate`` applies inside both MLPs.
+  ``stochastic_depth.py``); ``dropout_rate`` applies inside both MLPs;
+  ``head_bias_init`` is the initial head bias (the head kernel starts at 0).
   """
   num_classes: int
   patch_size: int | Sequence[int]
@@ -80,6 +81,7 @@ class MlpMixer(nn.Module):
   channels_mlp_dim: int
   dropout_rate: float = 0.0
   stochastic_depth: float = 0.0
+  head_bias_init: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -91,5 +93,6 @@ class MlpMixer(nn.Module):
     x = nn.LayerNorm(dtype=self.dtype, name="pre_head_layer_norm")(x)
     x = jnp.mean(x, axis=1)
     self.sow("intermediates", "features", x)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype,
+    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
+                    bias_init=nn.initializers.constant(self.head_bias_init), dtype=self.dtype,
                     name="head")(x)

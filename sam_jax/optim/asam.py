@@ -5,28 +5,21 @@ With the elementwise normalisation operator T_w = |w| + eta,
     e     = rho * T_w² g / (||T_w g||_2 + eps)
     g_sam = ∇L(w + e)
 
-As in the original code, T_w applies to weights only: ``mask`` (default: leaves
-with ndim > 1, i.e. kernels and embeddings) selects them; biases, normalisation
-scales and the class token / position embeddings with ndim > 1 follow the mask,
-and every unmasked leaf uses T = 1 (plain SAM).
+As in the reference code (SamsungLabs/ASAM ``asam.py``, parameters named ``weight``),
+T_w applies to weights only: ``mask`` (default ``masks.weight_mask``: kernels and
+normalisation scales) selects them; every other leaf (biases, the class token and
+position embedding) uses T = 1, as in plain SAM.
 """
-
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from sam_jax.optim import masks
 from sam_jax.optim import sam as sam_lib
 
 
-def weights_only(params: optax.Params):
-  """The default ASAM mask: True for kernels and embeddings (ndim > 1)."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
-
-
-def asam_perturbation(eta: float, eps: float,
-                      mask: Callable[[optax.Params], optax.Params]) -> sam_lib.Perturbation:
+def asam_perturbation(eta: float, eps: float, mask: masks.Mask) -> sam_lib.Perturbation:
   """e = rho T² g / (||T g|| + eps), T = |w| + eta on masked leaves, 1 elsewhere."""
 
   def perturbation(grads, params, rho):
@@ -41,7 +34,7 @@ def asam_perturbation(eta: float, eps: float,
 
 
 def asam(rho: float | optax.Schedule, *, eta: float = 0.01, eps: float = 1e-12,
-         mask: Callable[[optax.Params], optax.Params] = weights_only,
+         mask: masks.Mask = masks.weight_mask,
          axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None,
          every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
   """ASAM gradient ∇L(w + rho T² g / ||T g||); see :func:`sam_lib.sharpness_aware`."""

@@ -12,6 +12,12 @@ the clean gradient's component orthogonal to g_p is subtracted:
 
 which descends the surrogate gap without hurting the perturbed loss. alpha = 0
 and rho_max = rho_min give SAM exactly.
+
+Where the decomposition happens (``decompose``): ``"group"`` (default, the reference)
+decomposes each SAM group's own g and g_p and averages the g_gsam of the groups, as
+big_vision does (``big_vision/trainers/proj/gsam/gsam.py`` computes g_gsam per worker
+from the worker's gradients, its ``train.py`` then takes ``pmean``); ``"global"``
+decomposes the device-averaged g and g_p once. With one group they coincide.
 """
 
 import jax
@@ -19,6 +25,8 @@ import jax.numpy as jnp
 import optax
 
 from sam_jax.optim import sam as sam_lib
+
+DECOMPOSE = ("group", "global")
 
 
 def gsam_rho_schedule(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float,
@@ -55,12 +63,19 @@ def surrogate_gap_combine(alpha: float, eps: float) -> sam_lib.Combine:
 
 def gsam(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float, lr_max: float,
          lr_min: float = 0.0, alpha: float = 0.4, eps: float = 1e-12,
-         axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None,
+         decompose: str = "group", axis_name: sam_lib.AxisNames = None,
+         sync_axis_name: sam_lib.AxisNames = None,
          every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
-  """GSAM gradient; ``learning_rate_fn`` is the base optimizer's schedule."""
+  """GSAM gradient; ``learning_rate_fn`` is the base optimizer's schedule.
+
+  ``decompose``: ``"group"`` (each SAM group's gradients, then the mean; the
+  reference) or ``"global"`` (the mean gradients), see the module docstring.
+  """
   sam_lib.check_eps("gsam", eps)
+  if decompose not in DECOMPOSE:
+    raise ValueError(f"gsam: decompose={decompose!r} is not one of {DECOMPOSE}.")
   rho = gsam_rho_schedule(learning_rate_fn, rho_max=rho_max, rho_min=rho_min, lr_max=lr_max,
                           lr_min=lr_min)
   return sam_lib.sharpness_aware(
       sam_lib.sam_perturbation(eps), rho, combine=surrogate_gap_combine(alpha, eps),
-      axis_name=axis_name, sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)
+      combine_per_group=decompose == "group", axis_name=axis_name, sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)

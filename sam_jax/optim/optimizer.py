@@ -8,9 +8,11 @@ device-averaged SAM gradient, and weight decay and momentum act at the clean par
 Momentum-SAM wraps clipping and the base optimizer instead: its ascent reads the base
 optimizer's momentum. The config is a completed one (``sam_jax.config.defaults.complete``),
 checked by ``sam_jax.config.validation``: every key is read as it is.
+With ``optimizer.weight_decay_in_loss`` the decay is instead an L2 penalty in the loss
+(``l2_penalty.l2_in_loss`` around the whole chain), as in google-research/sam: part of
+the ascent and of the perturbed gradient. Either way it acts on ``masks.decay_mask``.
 """
 
-import jax
 import ml_collections
 import optax
 
@@ -19,6 +21,7 @@ import optax
 from sam_jax.optim.aesam import aesam
 from sam_jax.optim.asam import asam
 from sam_jax.optim.gsam import gsam
+from sam_jax.optim import l2_penalty, masks
 from sam_jax.optim.looksam import looksam
 from sam_jax.optim.msam import momentum_sam
 from sam_jax.optim.sam import sam
@@ -41,21 +44,21 @@ def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int)
   return optax.join_schedules([warmup, decay], [opt.warmup_steps])
 
 
-def _decay_mask(params: optax.Params):
-  """Weight decay on kernels and embeddings (ndim > 1), not on biases or norm scales."""
-  return jax.tree.map(lambda p: p.ndim > 1, params)
+def _decay(opt: ml_collections.ConfigDict) -> float:
+  """The base optimizer's weight decay: 0 when it is an L2 penalty in the loss instead."""
+  return 0.0 if opt.weight_decay_in_loss else opt.weight_decay
 
 
 def _adamw(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
   """AdamW: decoupled weight decay, multiplied by the learning rate."""
-  return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
-                     mask=_decay_mask)
+  return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=_decay(opt),
+                     mask=masks.decay_mask)
 
 
 def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
   """SGD with momentum (optionally Nesterov) and L2 weight decay added to the gradient."""
   return optax.chain(
-      optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
+      optax.add_decayed_weights(_decay(opt), mask=masks.decay_mask),
       optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
 
 
@@ -77,7 +80,7 @@ def _gsam(config, schedule, inner, **common):
   return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
                           lr_max=config.optimizer.learning_rate,
                           lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
-                          **common), *inner)
+                          decompose=config.sam.decompose, **common), *inner)
 
 
 def _looksam(config, schedule, inner, **common):
@@ -127,4 +130,6 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
   tx = SAM_BUILDERS[config.sam.kind](
       config, schedule, inner, axis_name=axis_name, sync_axis_name=sync_axis_name,
       eps=config.sam.eps, every_k_steps=config.sam.every_k_steps)
+  if config.optimizer.weight_decay_in_loss:
+    tx = l2_penalty.l2_in_loss(tx, config.optimizer.weight_decay)
   return tx, schedule

@@ -34,7 +34,8 @@ from sam_jax.parallel import AxisNames, mean_over
 GradFn = Callable[[optax.Params], optax.Updates]
 # (grads, params, rho) -> perturbation e with the structure of params.
 Perturbation = Callable[[optax.Updates, optax.Params, jax.Array], optax.Updates]
-# (perturbed gradient, clean gradient), both averaged -> final gradient.
+# (perturbed gradient, clean gradient) of one SAM group, or both averaged over every group
+# (see ``combine_per_group``) -> the gradient to average or return.
 Combine = Callable[[optax.Updates, optax.Updates], optax.Updates]
 
 
@@ -64,12 +65,21 @@ def sam_perturbation(eps: float) -> Perturbation:
   return perturbation
 
 
+def group_gradients(perturbation: Perturbation, grads: optax.Updates, params: optax.Params,
+                    grad_fn: GradFn, rho: jax.Array, *,
+                    sync_axis_name: AxisNames) -> tuple[optax.Updates, optax.Updates]:
+  """(g, grad_fn(w + perturbation(g, w, rho))), g = the clean gradient's mean over ``sync_axis_name``."""
+  synced = mean_over(grads, sync_axis_name)
+  return synced, grad_fn(add_f32(params, perturbation(synced, params, rho)))
+
+
 def perturbed_gradient(perturbation: Perturbation, grads: optax.Updates, params: optax.Params,
                        grad_fn: GradFn, rho: jax.Array, *, axis_name: AxisNames,
                        sync_axis_name: AxisNames) -> optax.Updates:
   """mean over ``axis_name`` of grad_fn(w + perturbation(g, w, rho)), g = mean over ``sync_axis_name``."""
-  synced = mean_over(grads, sync_axis_name)
-  return mean_over(grad_fn(add_f32(params, perturbation(synced, params, rho))), axis_name)
+  _, perturbed = group_gradients(perturbation, grads, params, grad_fn, rho,
+                                 sync_axis_name=sync_axis_name)
+  return mean_over(perturbed, axis_name)
 
 
 def branch(take_sam: bool | jax.Array, sam_branch: Callable, plain_branch: Callable, operand):
@@ -112,20 +122,25 @@ def sharpness_aware(perturbation: Perturbation,
                     rho: float | optax.Schedule,
                     *,
                     combine: Combine | None = None,
+                    combine_per_group: bool = True,
                     axis_name: AxisNames = None,
                     sync_axis_name: AxisNames = None,
                     every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
   """The SAM family's common skeleton.
 
-  g  <- mean of the clean gradient over ``sync_axis_name``
-  gp <- grad_fn(w + perturbation(g, w, rho_t))
-  out = combine(mean(gp), mean(g)) (default: mean(gp)), means over ``axis_name``.
+  g  <- mean of the clean gradient over ``sync_axis_name`` (one SAM group's gradient)
+  gp <- grad_fn(w + perturbation(g, w, rho_t)), averaged over ``sync_axis_name``
+  out = mean(combine(gp, g)) (default: mean(gp)), the mean over ``axis_name``;
+        with ``combine_per_group=False``: combine(mean(gp), mean(g)).
 
   Args:
     perturbation: the ascent step e(g, w, rho).
     rho: radius, or a schedule of the step count. A constant 0 never calls
       ``grad_fn`` and returns the averaged clean gradient: the base optimizer.
-    combine: how the averaged perturbed and clean gradients give the result.
+    combine: how a group's perturbed and clean gradients give its result.
+    combine_per_group: combine each group's own gradients, then average (big_vision's
+      GSAM: ``trainers/proj/gsam/gsam.py`` returns a per-worker g_gsam that its train
+      step then averages); False combines the averages instead.
     axis_name: axes the final gradient is averaged over.
     sync_axis_name: axes the clean gradient is averaged over before the ascent.
     every_k_steps: take the SAM step on steps 0, k, 2k, ... only and the plain
@@ -144,11 +159,13 @@ def sharpness_aware(perturbation: Perturbation,
     return SharpnessAwareState(count=jnp.zeros((), jnp.int32), rho=jnp.zeros((), jnp.float32))
 
   def sam_gradient(grads, params, grad_fn, count):
-    perturbed = perturbed_gradient(perturbation, grads, params, grad_fn, rho_fn(count),
-                                   axis_name=axis_name, sync_axis_name=sync_axis_name)
+    synced, perturbed = group_gradients(perturbation, grads, params, grad_fn, rho_fn(count),
+                                        sync_axis_name=sync_axis_name)
     if combine is None:
-      return perturbed
-    return combine(perturbed, mean_over(grads, axis_name))
+      return mean_over(perturbed, axis_name)
+    if combine_per_group:
+      return mean_over(combine(mean_over(perturbed, sync_axis_name), synced), axis_name)
+    return combine(mean_over(perturbed, axis_name), mean_over(grads, axis_name))
 
   def update_fn(updates, state, params=None, *, grad_fn: GradFn | None = None,
                 take_sam: bool | None = None, **extra):

@@ -195,8 +195,8 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
 
   p_train_step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1)
-  p_eval_step = train_step.make_eval_step(model, mesh)
+      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1, loss=config.loss)
+  p_eval_step = train_step.make_eval_step(model, mesh, loss=config.loss)
   local_batch = config.batch_size // jax.process_count()
   train_iter = input_pipeline.train_iterator(config, local_batch_size=local_batch,
                                              seed=config.seed, start_step=start_step)

@@ -89,7 +89,7 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
                 groups: SamGroups, skip_nonfinite: bool,
-                take_sam: bool | None) -> tuple[TrainState, dict]:
+                take_sam: bool | None, loss_name: str) -> tuple[TrainState, dict]:
   """One step on this device's shard of the batch, vmapped over its SAM groups if several.
 
   A step whose averaged loss or update is not finite is reported in
@@ -107,7 +107,7 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
       out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
                         mutable=mutable)
       logits, new_model_state = out if mutable else (out, {})
-      return metrics.cross_entropy(logits, group_batch["label"]), (logits, new_model_state)
+      return metrics.cross_entropy(logits, group_batch["label"], loss_name), (logits, new_model_state)
 
     # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
     # BatchNorm statistics are then those of w + e).
@@ -154,17 +154,20 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
                     groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False,
-                    every_k_steps: int = 1):
+                    every_k_steps: int = 1, loss: str = "softmax_xent"):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``). With
   ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only) the SAM and the plain
-  step are compiled apart and alternated (see ``AlternatingStep``).
+  step are compiled apart and alternated (see ``AlternatingStep``). ``loss``: a
+  ``metrics.LOSSES`` name.
   """
+  metrics.check_loss(loss)
 
   def compiled(take_sam: bool | None):
     step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                             groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam)
+                             groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam,
+                             loss_name=loss)
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
@@ -197,15 +200,16 @@ class AlternatingStep:
     return self._last_state, metrics
 
 
-def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module) -> dict[str, jax.Array]:
+def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
+               loss: str) -> dict[str, jax.Array]:
   """``metrics.masked_sums`` of the batch, summed over the mesh."""
   variables = {"params": state.params, **state.model_state}
   logits = model.apply(variables, batch["image"], train=False)
-  return jax.lax.psum(metrics.masked_sums(logits, batch["label"], batch["mask"]), DATA)
+  return jax.lax.psum(metrics.masked_sums(logits, batch["label"], batch["mask"], loss), DATA)
 
 
-def make_eval_step(model: nn.Module, mesh: Mesh):
-  """``eval_step(state, batch) -> sums``, jit-compiled."""
-  sharded = jax.shard_map(functools.partial(_eval_step, model=model), mesh=mesh,
+def make_eval_step(model: nn.Module, mesh: Mesh, loss: str = "softmax_xent"):
+  """``eval_step(state, batch) -> sums`` (the loss is ``loss``, a ``metrics.LOSSES`` name), jit-compiled."""
+  sharded = jax.shard_map(functools.partial(_eval_step, model=model, loss=loss), mesh=mesh,
                           in_specs=(P(), P(DATA)), out_specs=P(), check_vma=False)
   return jax.jit(sharded)
