@@ -8,6 +8,8 @@ config is a completed one (``sam_jax.config.defaults.complete``), checked by
 ``sam_jax.config.validation``: every key is read as it is.
 """
 
+from typing import Any, Callable
+
 import jax
 import ml_collections
 import optax
@@ -41,13 +43,15 @@ def _decay_mask(params: optax.Params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def _adamw(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+def _adamw(opt: ml_collections.ConfigDict,
+           schedule: optax.Schedule) -> optax.GradientTransformation:
   """AdamW: decoupled weight decay, multiplied by the learning rate."""
   return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay,
                      mask=_decay_mask)
 
 
-def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+def _sgd(opt: ml_collections.ConfigDict,
+         schedule: optax.Schedule) -> optax.GradientTransformation:
   """SGD with momentum (optionally Nesterov) and L2 weight decay added to the gradient."""
   return optax.chain(
       optax.add_decayed_weights(opt.weight_decay, mask=_decay_mask),
@@ -58,26 +62,31 @@ def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
 BASE_OPTIMIZERS = {"adamw": _adamw, "sgd": _sgd}
 
 
-def _sam(config, schedule, **common):
+SamBuilder = Callable[..., optax.GradientTransformationExtraArgs]
+
+
+def _sam(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+         **common: Any) -> optax.GradientTransformationExtraArgs:
   del schedule
   return sam(config.sam.rho, **common)
 
 
-def _asam(config, schedule, **common):
+def _asam(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+          **common: Any) -> optax.GradientTransformationExtraArgs:
   del schedule
   return asam(config.sam.rho, eta=config.sam.eta, **common)
 
 
-def _gsam(config, schedule, **common):
+def _gsam(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+          **common: Any) -> optax.GradientTransformationExtraArgs:
   return gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
-                       lr_max=config.optimizer.learning_rate,
-                       lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
-                       **common)
+              lr_max=config.optimizer.learning_rate, lr_min=config.optimizer.end_learning_rate,
+              alpha=config.sam.alpha, **common)
 
 
 # config.sam.kind -> (config, schedule, axis_name=, sync_axis_name=, eps=, every_k_steps=) -> the
 # SAM-family transformation. The kinds and their own config.sam keys: sam_jax.config.defaults.
-SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam}
+SAM_BUILDERS: dict[str, SamBuilder] = {"sam": _sam, "asam": _asam, "gsam": _gsam}
 
 
 def base_optimizer(opt: ml_collections.ConfigDict,
