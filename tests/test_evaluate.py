@@ -11,6 +11,7 @@ import jax
 import numpy as np
 import pytest
 
+from sam_jax import cli
 from sam_jax.analysis import training_curves
 from sam_jax.checkpoints import loading, npz
 from sam_jax.evaluation import eval_sets, runner
@@ -104,5 +105,5 @@ def test_missing_data_fails_before_loading_weights(tmp_path):
                          "--config=configs/vit_b16.py", f"--config.data_dir={tmp_path}",
                          f"--output_dir={tmp_path / 'out'}"], capture_output=True, text=True,
                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  assert done.returncode == 1 and "sam_jax.evaluate: " in done.stderr
+  assert done.returncode == cli.EXIT_USER_ERROR and "sam_jax.evaluate: " in done.stderr
   assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import tensorstore as ts
 
 from sam_jax.training import workdir_lock
 
@@ -46,12 +47,11 @@ def test_a_stale_lock_is_taken_over(tmp_path, stale):
     dead.wait()
     _write_holder(tmp_path, host=socket.gethostname(), pid=dead.pid)
   with workdir_lock.WorkdirLock(str(tmp_path)) as lock:
-    assert json.loads((tmp_path / workdir_lock.LOCK_KEY).read_text())["owner"] == \
-        lock._record["owner"]  # pylint: disable=protected-access
+    assert json.loads((tmp_path / workdir_lock.LOCK_KEY).read_text())["owner"] == lock.owner
 
 
 def test_an_owner_whose_lease_was_taken_over_is_told(tmp_path):
-  lock = workdir_lock.WorkdirLock(str(tmp_path), lease_s=0.2).acquire()
+  lock = workdir_lock.WorkdirLock(str(tmp_path), lease_s=2.0).acquire()
   lock.check()  # Still ours.
   _write_holder(tmp_path)  # Another run's conditional takeover, as after an expired lease.
   deadline = time.time() + 30
@@ -85,3 +85,11 @@ def test_of_runs_racing_for_a_free_workdir_exactly_one_wins(tmp_path):
     t.join()
   assert len(won) == 1 and len(refused) == 7
   won[0].release()
+
+
+def test_a_gs_workdir_is_locked_in_its_bucket_through_the_gcs_driver():
+  """On gs:// the lease is a GCS object written with generation preconditions (TensorStore's
+  ``gcs`` driver); opening the store needs no network."""
+  assert workdir_lock.kvstore_url("gs://bucket/runs/vit/") == "gs://bucket/runs/vit/"
+  spec = ts.KvStore.open(workdir_lock.kvstore_url("gs://bucket/runs/vit")).result().spec()
+  assert spec.to_json() == {"driver": "gcs", "bucket": "bucket", "path": "runs/vit/"}

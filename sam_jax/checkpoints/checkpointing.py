@@ -240,7 +240,7 @@ class Checkpoints:
     if not steps:
       raise ValueError(f"{self.directory} holds no checkpoint yet.")
     if step is not None and step not in steps:
-      raise ValueError(f"No checkpoint at step {step} in {self.directory}; steps: "
+      raise ValueError(f"no checkpoint at step {step} in {self.directory}; steps: "
                        f"{sorted(steps)}.")
     for candidate in [step] if step is not None else steps:
       restored, problems = self._read(candidate, target, partial=True)

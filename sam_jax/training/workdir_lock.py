@@ -11,9 +11,9 @@ see https://google.github.io/tensorstore/kvstore/file/index.html).
 The owner renews the lease every ``lease_s / 4`` seconds from a daemon thread. A
 lock not renewed for ``lease_s`` seconds (its owner crashed or was killed), or
 one whose owner is a process gone from this host, is stale and is taken over
-(again by a conditional write, so of two runs racing for it one wins). An owner
-that finds its lease taken over reports it through ``check``, which the training
-loop calls every step.
+(again by a conditional write, so of two runs racing for it one wins). ``check``,
+which the training loop calls every step, raises once the lease was taken over or
+could not be renewed for ``lease_s`` seconds (another run may own the workdir then).
 """
 
 import json
@@ -66,9 +66,15 @@ class WorkdirLock:
     self._record = {"owner": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
                     "lease_s": lease_s}
     self._generation: bytes | None = None
+    self._renewed = 0.0  # time.monotonic() of the last write of the lease.
     self._lost: str | None = None
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
+
+  @property
+  def owner(self) -> str:
+    """This lock's unique owner id, as written in the lock file."""
+    return self._record["owner"]
 
   @property
   def path(self) -> str:
@@ -109,7 +115,7 @@ class WorkdirLock:
     if not generation:
       raise WorkdirLocked(f"Workdir {self.workdir}: another run took the lock {self.path} at "
                           "the same moment; use another --workdir or wait for it to finish.")
-    self._generation = generation
+    self._generation, self._renewed = generation, time.monotonic()
     self._stop.clear()
     self._thread = threading.Thread(target=self._renew_loop, name="workdir_lock", daemon=True)
     self._thread.start()
@@ -129,12 +135,16 @@ class WorkdirLock:
                       f"{self._describe(holder) if holder else 'nobody (it was deleted)'}; "
                       "stopping so that two runs never write one workdir.")
         return
-      self._generation = generation
+      self._generation, self._renewed = generation, time.monotonic()
 
   def check(self) -> None:
-    """Raises ``WorkdirLocked`` if another run took the lock over since it was acquired."""
+    """Raises ``WorkdirLocked`` if the lease was taken over, or not renewed for ``lease_s``."""
     if self._lost:
       raise WorkdirLocked(self._lost)
+    if time.monotonic() - self._renewed > self.lease_s:
+      raise WorkdirLocked(f"Workdir {self.workdir}: this run could not renew its lock {self.path} "
+                          f"for {self.lease_s:.0f} s, so another run may own the workdir now; "
+                          "stopping.")
 
   def release(self) -> None:
     """Stops renewing and deletes the lock if it is still ours."""
