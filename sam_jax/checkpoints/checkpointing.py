@@ -3,8 +3,8 @@
 Kept (one Orbax ``preservation_policy``): the newest ``keep`` saves, the save with
 the best eval accuracy and the save with the lowest training loss (mean over the
 steps since the previous save), so a run that diverges still holds a checkpoint
-from before. A save happens every ``every_steps``, at eval steps, at the end and
-on preemption; it is asynchronous and atomic (Orbax writes a temporary directory
+from before. The loop saves every ``checkpoint_every_steps``, at eval steps, at the
+end and on a signal; a save is asynchronous and atomic (Orbax writes a temporary directory
 and renames it), so a save cut short by a crash leaves a ``*.orbax-checkpoint-tmp``
 directory that resuming skips with a warning. A background save that fails
 (e.g. a full disk) is raised by ``check_saves``, which the loop calls every step.
@@ -107,10 +107,6 @@ class Checkpoints:
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
-
-  def best_step(self) -> int | None:
-    """The kept step with the best eval accuracy (the newest if none was evaluated)."""
-    return self._manager.best_step()
 
   def metrics(self, step: int) -> dict | None:
     return self._manager.metrics(step)
@@ -259,14 +255,12 @@ class Checkpoints:
 
   def close(self) -> None:
     """Waits for the last save; raises ``CheckpointSaveFailed`` if it failed."""
-    if self._pending is not None:
-      try:
+    try:
+      if self._pending is not None:
         self._wait()
-      finally:
-        self.close()
-      return
-    if self._failed:  # Orbax would raise the failed save's error again.
-      with contextlib.suppress(Exception):
+    finally:
+      if self._failed:  # Orbax would raise the failed save's error again.
+        with contextlib.suppress(Exception):
+          self._manager.close()
+      else:
         self._manager.close()
-    else:
-      self._manager.close()

@@ -23,7 +23,7 @@ from sam_jax.checkpoints import checkpointing
 HISTORY_DIR = "config_history"
 # Keys (and sections) whose change leaves the trained state and eval metrics unchanged.
 NON_ALTERING = ("log_every_steps", "eval_every_steps", "checkpoint_every_steps",
-                "keep_checkpoints", "eval_batch_size", "analysis", "adversarial", "eval_sets")
+                "keep_checkpoints", "eval_batch_size", "analysis", "adversarial")
 
 
 class ConfigChanged(ValueError):
