@@ -94,8 +94,13 @@ def measure(name: str, variant: str, batch_size: int, repeats: int,
                                mesh)
     fn = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(1e-3),
                                     every_k_steps=every_k)
-    programs = (fn.sam_step, fn.plain_step) if every_k > 1 else (fn,)
-    memory[key] = max(_memory(p.lower(state, sharded).compile()) for p in programs)
+    if every_k > 1:  # Each program compiled once, for running and for its memory analysis.
+      fn.sam_step, fn.plain_step = (p.lower(state, sharded).compile()
+                                    for p in (fn.sam_step, fn.plain_step))
+      memory[key] = max(_memory(p) for p in (fn.sam_step, fn.plain_step))
+    else:
+      fn = fn.lower(state, sharded).compile()
+      memory[key] = _memory(fn)
     steps[key], states[key], cycle[key] = (lambda s, f=fn: f(s, sharded)[0]), state, per_timing
   bare = {
       "ours": optax.chain(sam(RHO), base_opt()),
@@ -107,9 +112,9 @@ def measure(name: str, variant: str, batch_size: int, repeats: int,
   params = variables["params"]
   model_state = {k: v for k, v in variables.items() if k != "params"}
   for key, tx in bare.items():
-    fn = _bare_step(model, tx, batch)
     opt_state = tx.init(params)
-    memory[key] = _memory(fn.lower(params, opt_state, model_state).compile())
+    fn = _bare_step(model, tx, batch).lower(params, opt_state, model_state).compile()
+    memory[key] = _memory(fn)
     steps[key], states[key], cycle[key] = lambda s, f=fn: f(s[0], s[1], model_state), (
         params, opt_state), 2
 
