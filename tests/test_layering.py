@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": LIBRARY,
     "evaluation": LIBRARY,
     "cli": set(),
-    "main": {"checkpoints", "cli", "training"},
+    "main": {"cli", "training"},
     "evaluate": {"cli", "checkpoints", "evaluation"},
     "analyze": {"cli", "analysis", "checkpoints"},
 }
@@ -131,11 +131,15 @@ def test_valid_choices_match_what_the_library_builds():
   # pylint: disable=g-import-not-at-top
   from sam_jax.analysis import hessian, ntk
   from sam_jax.config import defaults, validation
-  from sam_jax.optim import optimizer
+  from sam_jax.optim import masks, optimizer
+  from sam_jax.optim.gsam import DECOMPOSE
+  from sam_jax import metrics
   assert set(defaults.SAM_KINDS) == set(optimizer.SAM_BUILDERS)
   assert set(validation.OPTIMIZERS) == set(optimizer.BASE_OPTIMIZERS)
   assert set(validation.HESSIAN_METHODS) == set(hessian.METHODS)
-  assert set(validation.NTK_CONVENTIONS) == set(ntk.CONVENTIONS)
+  assert set(validation.GSAM_DECOMPOSE) == set(DECOMPOSE)
+  assert set(validation.LOSSES) == set(metrics.LOSSES)
+  assert set(ntk.WEIGHT_LEAVES) == set(masks.WEIGHT_LEAVES)
   config = defaults.complete(pytest.importorskip("configs.default").get_config())
   for decay in validation.DECAYS:
     config.optimizer.decay = decay

@@ -19,7 +19,7 @@ floats) and contracted leaf by leaf in float32, so lambda_min is resolved to abo
 
 The paper's trainability measure (Table 1, docs/paper.md M1) is TE-NAS's
 (VITA-Group/TENAS ``lib/procedures/ntk.py``): ``weight_ntk`` is the ``sum`` kernel over
-the *weights* only (kernels and normalisation scales, ``optim.masks.weight_mask``),
+the *weights* only (kernels and normalisation scales, ``WEIGHT_LEAVES``),
 with BatchNorm on the batch's statistics (train mode) and no dropout, and
 ``tenas_initialization`` re-draws every kernel as TE-NAS does before measuring.
 A model's own initialisation is no substitute: ViT and Mixer heads start at zero,
@@ -37,9 +37,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sam_jax.optim import masks
 
 CONVENTIONS = ("trace", "full", "sum")
+# TE-NAS differentiates the parameters PyTorch names ``weight``: kernels and normalisation
+# scales (the same leaves as ASAM's ``optim.masks.WEIGHT_LEAVES``; tests/test_layering.py).
+WEIGHT_LEAVES = ("kernel", "scale")
 ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [n, ...]) -> outputs [n, K].
 
 
@@ -107,16 +109,15 @@ def tenas_initialization(params: Any, rng: jax.Array) -> Any:
 def weight_ntk(model: nn.Module, variables: dict[str, Any], inputs: jax.Array) -> jax.Array:
   """TE-NAS's NTK [n, n]: Theta_ij = <d sum_k f_k(x_i) / dW, d sum_k f_k(x_j) / dW>.
 
-  W are the weights (``masks.weight_mask``); the other parameters are held fixed. A
+  W are the weights (leaves named in ``WEIGHT_LEAVES``); the others are held fixed. A
   model with BatchNorm runs in train mode (statistics of ``inputs``, as TE-NAS's
   ``train_mode=True``); dropout is off (TE-NAS's networks have none).
   """
   params = variables["params"]
   state = {k: v for k, v in variables.items() if k != "params"}
   flat = flax.traverse_util.flatten_dict(params)
-  selected = flax.traverse_util.flatten_dict(masks.weight_mask(params))
-  weights = {"/".join(k): v for k, v in flat.items() if selected[k]}
-  fixed = {k: v for k, v in flat.items() if not selected[k]}
+  weights = {"/".join(k): v for k, v in flat.items() if k[-1] in WEIGHT_LEAVES}
+  fixed = {k: v for k, v in flat.items() if k[-1] not in WEIGHT_LEAVES}
   batch_norm = "batch_stats" in state
 
   def apply_fn(w, x):

@@ -16,7 +16,7 @@ matching ``.*/kernel$`` by default (``big_vision/optax.py``, ``wd_mults``); ASAM
 reference code scales the parameters whose PyTorch name contains ``weight`` (linear
 and convolution kernels and normalisation scales, not biases; SamsungLabs/ASAM
 ``asam.py``); TE-NAS's NTK takes the gradients of the same ``weight`` parameters
-(VITA-Group/TENAS ``lib/procedures/ntk.py``).
+(VITA-Group/TENAS ``lib/procedures/ntk.py``; ``analysis.ntk.WEIGHT_LEAVES``).
 """
 
 from typing import Callable, Sequence
