@@ -10,8 +10,9 @@ shipped with this project's test data:
 
 Preprocessing is the paper's Inception crop + flip, at 32 px; evaluation takes the
 whole 32 x 32 image (eval_resize 32, central crop 32). The crop area range
-(0.35, 1) is milder than ImageNet's (0.08, 1), a choice for 32 px images that the
-paper does not state. ``--config.sam.rho=0`` trains the same model without SAM.
+(0.35, 1) is milder than ImageNet's (0.05, 1), a choice for 32 px images that the
+paper does not state. ``--config.sam.rho=0`` trains the same model without SAM. Not a
+paper run: its values are this project's choices (docs/paper.md §7).
 """
 
 import ml_collections
