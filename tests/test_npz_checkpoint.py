@@ -50,14 +50,14 @@ def official_vit_file(seed=0, *, pre_linen=True, tokens=17, representation=None)
   return f
 
 
-def hand_built_vit_params(f, *, pre_linen=True):
-  """The linen param tree for ``official_vit_file``, spelled out."""
+def hand_built_vit_params(f, *, pre_linen=True, layers=LAYERS):
+  """The linen param tree of an official ViT file's arrays ``f``, spelled out."""
   attn, ln2, mlp = (("MultiHeadDotProductAttention_1", "LayerNorm_2", "MlpBlock_3") if pre_linen
                     else ("MultiHeadDotProductAttention_0", "LayerNorm_1", "MlpBlock_0"))
   pair = lambda prefix, a="kernel", b="bias": {a: f[f"{prefix}/{a}"], b: f[f"{prefix}/{b}"]}
   transformer = {"posembed_input": {"pos_embedding": f["Transformer/posembed_input/pos_embedding"]},
                  "encoder_norm": pair("Transformer/encoder_norm", "scale")}
-  for i in range(LAYERS):
+  for i in range(layers):
     b = f"Transformer/encoderblock_{i}/"
     transformer[f"encoderblock_{i}"] = {
         "LayerNorm_0": pair(b + "LayerNorm_0", "scale"),
@@ -66,8 +66,11 @@ def hand_built_vit_params(f, *, pre_linen=True):
         "LayerNorm_1": pair(b + ln2, "scale"),
         "MlpBlock_0": {"Dense_0": pair(f"{b}{mlp}/Dense_0"), "Dense_1": pair(f"{b}{mlp}/Dense_1")},
     }
-  return {"embedding": pair("embedding"), "cls": f["cls"], "Transformer": transformer,
-          "head": pair("head")}
+  params = {"embedding": pair("embedding"), "cls": f["cls"], "Transformer": transformer,
+            "head": pair("head")}
+  if "pre_logits/kernel" in f:
+    params["pre_logits"] = pair("pre_logits")
+  return params
 
 
 def official_mixer_file(seed=0, *, patches=16):

@@ -14,7 +14,8 @@ import pytest
 
 from configs import vit_b16
 from sam_jax.checkpoints import loading, npz
-from sam_jax.models import create_model
+from sam_jax.models import create_model, param_blocks
+from tests.test_npz_checkpoint import hand_built_vit_params
 
 WIDTH, HEADS, MLP, LAYERS, PATCH, TOKENS, CLASSES = 768, 12, 3072, 12, 16, 197, 1000
 
@@ -43,27 +44,6 @@ def released_vit_b16_shapes(pre_logits: bool) -> dict[str, tuple[int, ...]]:
   return shapes
 
 
-def hand_built(f: dict[str, np.ndarray]) -> dict:
-  """Our linen tree from the released arrays, every key spelled out."""
-  pair = lambda prefix, a="kernel", b="bias": {a: f[f"{prefix}/{a}"], b: f[f"{prefix}/{b}"]}
-  transformer = {"posembed_input": {"pos_embedding": f["Transformer/posembed_input/pos_embedding"]},
-                 "encoder_norm": pair("Transformer/encoder_norm", "scale")}
-  for i in range(LAYERS):
-    b = f"Transformer/encoderblock_{i}/"
-    transformer[f"encoderblock_{i}"] = {
-        "LayerNorm_0": pair(b + "LayerNorm_0", "scale"),
-        "MultiHeadDotProductAttention_0": {
-            p: pair(f"{b}MultiHeadDotProductAttention_1/{p}") for p in ("query", "key", "value",
-                                                                         "out")},
-        "LayerNorm_1": pair(b + "LayerNorm_2", "scale"),
-        "MlpBlock_0": {d: pair(f"{b}MlpBlock_3/{d}") for d in ("Dense_0", "Dense_1")}}
-  params = {"embedding": pair("embedding"), "cls": f["cls"], "Transformer": transformer,
-            "head": pair("head")}
-  if "pre_logits/kernel" in f:
-    params["pre_logits"] = pair("pre_logits")
-  return params
-
-
 @pytest.mark.parametrize("pre_logits", [True, False])
 def test_released_vit_b16_layout_evaluates_exactly_under_its_config(tmp_path, pre_logits):
   shapes = released_vit_b16_shapes(pre_logits)
@@ -79,7 +59,8 @@ def test_released_vit_b16_layout_evaluates_exactly_under_its_config(tmp_path, pr
   model = create_model("vit", "B/16", num_classes=CLASSES, representation_size=width)
   images = np.random.default_rng(1).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
   got = np.asarray(loaded.model.apply({"params": loaded.params}, images, train=False))
-  expected = np.asarray(model.apply({"params": hand_built(f)}, images, train=False))
+  expected = np.asarray(model.apply({"params": hand_built_vit_params(f, layers=LAYERS)}, images,
+                                    train=False))
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
   assert np.abs(expected).max() > 0.1  # Logits that a wrong head would visibly change.
 

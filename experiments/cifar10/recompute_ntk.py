@@ -3,8 +3,8 @@ r"""Recomputes the study's NTK column at initialisation in every result row, as 
   python experiments/cifar10/recompute_ntk.py --data_dir=/tmp/cifar10
 
 The NTK condition number at initialisation needs no training: each row's config
-(``row["config"]``) rebuilds its model with its seed, and ``analysis.runner`` measures
-TE-NAS's kappa (docs/paper.md M1) on the same 32 training images a rerun of ``run.py``
+(``row["config"]``) rebuilds its model with its seed, and ``analysis.ntk_condition``
+measures TE-NAS's kappa (docs/paper.md M1) on the same 32 training images a rerun of ``run.py``
 would use (rows of one model and seed share it, whatever their rho, so it is measured
 once per model and seed). ``ntk_kappa_init`` is replaced; ``ntk_kappa_trained`` of the former measure
 is removed (the trained checkpoints are not kept, so it cannot be remeasured); the row
@@ -19,7 +19,9 @@ import pathlib
 from absl import app, flags
 import ml_collections
 
-from sam_jax.analysis import ntk_condition, runner
+from sam_jax import parallel
+from sam_jax.analysis import ntk_condition
+from sam_jax.analysis.context import Context
 from sam_jax.checkpoints import loading
 
 flags.DEFINE_string("data_dir", None, "The CIFAR-10 image folder (train/, test/).", required=True)
@@ -29,8 +31,16 @@ FLAGS = flags.FLAGS
 
 
 def kappa_at_initialisation(config: ml_collections.ConfigDict) -> float:
-  """kappa at initialisation as ``run.py``'s ``runner.analyze(..., ["ntk"])`` measures it."""
-  return runner.analyze(loading.initial(config), ["ntk"])["ntk"]["init"]["kappa"]
+  """kappa at initialisation as ``run.py``'s ``runner.analyze(..., ["ntk"])`` measures it.
+
+  The same images (``Context.batches``) and the same function
+  (``ntk_condition.at_initialisation``), without the analysis's second kernel (at the
+  trained weights, which a row without its checkpoint does not have).
+  """
+  init = loading.initial(config)
+  context = Context(init, parallel.create_mesh())
+  images = context.batches(1, batch_size=context.settings.ntk.batch_size)[0]["image"]
+  return ntk_condition.at_initialisation(init.config, images)["kappa"]
 
 
 def main(argv: list[str]) -> None:

@@ -64,6 +64,7 @@ def measure(workdir: str, loss_window: int) -> dict:
       "active_fraction": results["neurons"]["active_fraction"],
       "ntk_kappa_init": results["ntk"]["init"]["kappa"],
       "ntk_kappa_trained": results["ntk"]["trained"]["kappa"],
+      "ntk_measure": results["ntk"]["measure"],
   }
 
 
