@@ -32,7 +32,8 @@ print(json.dumps(out))
 
 def _resolve(num_devices: int) -> dict:
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu",
+  path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+  env = dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={num_devices}")
   result = subprocess.run([sys.executable, "-c", RESOLVE, *PAPER_CONFIGS], capture_output=True,
                           text=True, env=env, timeout=300)
