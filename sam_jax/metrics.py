@@ -1,12 +1,14 @@
 """Classification metrics of logits: cross-entropy, top-1, masked sums, and their totals.
 
-For logits z_i [K] and integer labels y_i (y_i one-hot: e_i), in float32:
+For logits z_i [K] and integer labels y_i (one-hot e_{y_i}, s the sigmoid):
 
-    softmax_xent   l_i = -log softmax(z_i)[y_i]
-    sigmoid_xent   l_i = -sum_k [e_ik log s(z_ik) + (1 - e_ik) log s(-z_ik)], s the sigmoid
-                   (the original ViT pipeline's and big_vision's ``sigmoid_xent``;
-                   docs/paper.md R18)
+    softmax_xent   l_i = -log softmax(z_i)[y_i]                              (float32)
+    sigmoid_xent   l_i = -sum_k [e_k log s(z_ik) + (1 - e_k) log s(-z_ik)]   (float32)
     top-1          c_i = 1[argmax z_i = y_i]
+
+The cross-entropy is the softmax one unless a ``loss`` name (``LOSSES``) says otherwise:
+the ViT/Mixer paper configs train with ``sigmoid_xent``, one sigmoid per class, as the
+original ViT pipeline and big_vision (docs/paper.md R18).
 
 Eval batches are padded to a fixed size; their ``mask`` m_i is 1 on real examples and 0
 on padding, so a pass over a split sums ``m_i l_i``, ``m_i c_i`` and ``m_i`` and divides
@@ -22,33 +24,30 @@ import optax
 Sums = Mapping[str, jax.Array]
 
 
-def _softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-
-
 def _sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
   onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
   return optax.sigmoid_binary_cross_entropy(logits, onehot).sum(-1)
 
 
-LOSSES = {"softmax_xent": _softmax_xent, "sigmoid_xent": _sigmoid_xent}
+LOSSES = {"softmax_xent": optax.softmax_cross_entropy_with_integer_labels,
+          "sigmoid_xent": _sigmoid_xent}
 
 
 def check_loss(loss: str) -> None:
-  """Raises ValueError unless ``loss`` names one of ``LOSSES``."""
+  """ValueError unless ``loss`` is a ``LOSSES`` name."""
   if loss not in LOSSES:
     raise ValueError(f"loss={loss!r} is not one of {sorted(LOSSES)}.")
 
 
 def cross_entropies(logits: jax.Array, labels: jax.Array,
                     loss: str = "softmax_xent") -> jax.Array:
-  """Per-example cross-entropy (``loss``, a ``LOSSES`` name) with integer labels: [n]."""
+  """Per-example cross-entropy (``loss``) with integer labels, in float32: [n]."""
   check_loss(loss)
   return LOSSES[loss](logits.astype(jnp.float32), labels)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "softmax_xent") -> jax.Array:
-  """Mean of ``cross_entropies``."""
+  """Mean cross-entropy (``loss``) with integer labels, in float32."""
   return cross_entropies(logits, labels, loss).mean()
 
 

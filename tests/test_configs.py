@@ -102,7 +102,7 @@ def test_config_validates_and_takes_one_train_step(name):
   if config.model.name != "resnet":  # Zero-initialised head: every logit is the head bias b.
     b = config.model.get("head_bias_init", 0.0)
     softplus = lambda z: np.log1p(np.exp(z))
-    expected = (np.log(num_classes) if config.get("loss", "softmax_xent") == "softmax_xent"
+    expected = (np.log(num_classes) if config.loss == "softmax_xent"
                 else softplus(-b) + (num_classes - 1) * softplus(b))
     np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
   after = jax.device_get(state.params)

@@ -72,6 +72,6 @@ def test_pre_logits_file_into_a_model_without_it_names_the_config_key(tmp_path):
   with open(path, "wb") as out:
     np.savez(out, **f)
   template = {k: np.zeros(s, np.float32) for k, s in released_vit_b16_shapes(False).items()}
-  template = npz.unflatten_params(npz.to_linen_names(template))  # The model's, no pre_logits.
+  template = param_blocks.unflatten(npz.to_linen_names(template))  # The model's: no pre_logits.
   with pytest.raises(ValueError, match="--config.model.representation_size=768"):
     npz.load_params(path, "vit", template)

@@ -17,12 +17,14 @@ PAPER_CONFIGS = ["vit_b16", "vit_b32", "vit_s16", "vit_s32", "vit_s8", "mixer_b1
 RESOLVE = """
 import importlib, json, sys
 import jax
-from sam_jax.training import loop, train_step
+from sam_jax import parallel
+from sam_jax.config import defaults
+from sam_jax.training import loop
 out = {}
 for name in sys.argv[1:]:
-  config = importlib.import_module(f"configs.{name}").get_config()
+  config = defaults.complete(importlib.import_module(f"configs.{name}").get_config())
   groups = loop.sam_groups(config)
-  mesh = train_step.create_mesh(groups=groups)
+  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
   per_device = config.batch_size // jax.device_count()
   out[name] = {"devices": int(mesh.devices.size), "config_m": config.sam.m,
                "m": per_device // groups.groups_per_device * groups.devices_per_group}

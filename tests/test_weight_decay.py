@@ -7,6 +7,7 @@ import numpy as np
 import optax
 
 from sam_jax import models
+from sam_jax.config import defaults
 from sam_jax.optim import create_optimizer, masks, sam
 from sam_jax.optim.l2_penalty import l2_in_loss
 from sam_jax.optim.optimizer import learning_rate_schedule
@@ -47,11 +48,10 @@ def test_weight_mask_is_the_kernels_and_norm_scales():
 
 
 def _config(name: str, in_loss: bool, rho: float = 0.0) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      num_train_steps=10, sam=dict(rho=rho, eps=1e-12),
-      optimizer=dict(name=name, learning_rate=0.5, end_learning_rate=0.0, warmup_steps=0,
-                     decay="constant", b1=0.9, b2=0.999, weight_decay=0.1, momentum=0.0,
-                     nesterov=False, grad_clip_norm=0.0, weight_decay_in_loss=in_loss)))
+  return defaults.complete(ml_collections.ConfigDict(dict(
+      num_train_steps=10, sam=defaults.sam(rho),
+      optimizer=defaults.optimizer(name, 0.5, 0, "constant", weight_decay=0.1, grad_clip_norm=0.0,
+                                   momentum=0.0, weight_decay_in_loss=in_loss))))
 
 
 def test_decoupled_decay_shrinks_exactly_the_masked_leaves():

@@ -54,8 +54,7 @@ class Loss(ModelFunction):
     self._key += (loss,)
 
   def __call__(self, params: Any, batch: dict[str, jax.Array]) -> jax.Array:
-    return metrics.cross_entropy(self._apply(params, batch["image"]), batch["label"],
-                                 self.loss)
+    return metrics.cross_entropy(self._apply(params, batch["image"]), batch["label"], self.loss)
 
 
 class Metrics(Loss):

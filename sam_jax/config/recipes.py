@@ -72,8 +72,8 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.batch_size = batch_size
   config.eval_batch_size = 1024
   config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
-  config.loss = loss  # sam_jax.metrics.LOSSES.
-  config.sam = defaults.sam(rho, m=SAM_M)  # m overrides sync (docs/paper.md).
+  config.loss = loss  # sam_jax.training.train_step.LOSSES.
+  config.sam = defaults.sam(rho, m=SAM_M)  # m, not the device count, defines the run (R23).
   config.nonfinite = "stop"
   config.update(defaults.sections())  # Of analyze and evaluate.
   config.log_every_steps = 100
@@ -117,8 +117,7 @@ def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int
   warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
   config.optimizer = defaults.optimizer("sgd", learning_rate, warmup_steps, "cosine",
                                         weight_decay=weight_decay, grad_clip_norm=0.0,
-                                        nesterov=True,
-                                        weight_decay_in_loss=True)
+                                        nesterov=True, weight_decay_in_loss=True)
   return config
 
 

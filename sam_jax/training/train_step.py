@@ -107,7 +107,8 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
       out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
                         mutable=mutable)
       logits, new_model_state = out if mutable else (out, {})
-      return metrics.cross_entropy(logits, group_batch["label"], loss_name), (logits, new_model_state)
+      return (metrics.cross_entropy(logits, group_batch["label"], loss_name),
+              (logits, new_model_state))
 
     # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
     # BatchNorm statistics are then those of w + e).
@@ -209,7 +210,7 @@ def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
 
 def make_eval_step(model: nn.Module, mesh: Mesh, loss: str = "softmax_xent"):
-  """``eval_step(state, batch) -> sums`` (the loss is ``loss``, a ``metrics.LOSSES`` name), jit-compiled."""
+  """``eval_step(state, batch) -> sums`` (``loss``: a ``metrics.LOSSES`` name), jit-compiled."""
   sharded = jax.shard_map(functools.partial(_eval_step, model=model, loss=loss), mesh=mesh,
                           in_specs=(P(), P(DATA)), out_specs=P(), check_vma=False)
   return jax.jit(sharded)
