@@ -14,6 +14,9 @@ FLOPs credited to all three: same architecture), that over the matmul rate of th
 framework, minor page faults and CPU seconds per step (getrusage deltas), load average.
 
   PYTHONPATH=. python benchmarks/peer_comparison.py --torch_python=/work/torchvenv/bin/python
+
+``--xla_convolutions`` adds our step with the models' convolutions all through
+``lax.conv_general_dilated`` (before ``models.conv_matmul``) to the same rounds.
 """
 
 from sam_jax.training import cpu_runtime
@@ -22,6 +25,7 @@ cpu_runtime.configure()  # Before JAX (and anything else) starts threads: see th
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -39,9 +43,11 @@ import optax
 
 from sam_jax import metrics, models, optim, parallel
 from sam_jax.config import defaults, recipes
+from sam_jax.models import conv_matmul
 from sam_jax.optim import optimizer
 from sam_jax.training import loop, train_step
 
+CONVOLUTIONS = ("matmul", "xla")
 TIMM_NAMES = {("vit", "S/16"): "vit_small_patch16_224", ("resnet", "50"): "resnet50"}
 Step = Callable[[Any], Any]
 
@@ -68,9 +74,30 @@ class TorchWorker:
 
 
 def benchmark_config(name: str, variant: str, batch: int, rho: float) -> ml_collections.ConfigDict:
-  """The ImageNet recipe (AdamW, clipping at 1.0) with SAM radius ``rho``, dropout off as in timm."""
+  """The ImageNet recipe (AdamW, clipping at 1.0) with SAM radius ``rho``, as timm's model.
+
+  No representation layer (the configs argument defaults to none) and softmax cross-entropy,
+  as timm's model and davda54/sam's step; one SAM group (m = the batch, as davda54/sam).
+  """
   config = recipes.imagenet(model=name, variant=variant, rho=rho, batch_size=batch)
+  config.loss = "softmax_xent"
+  config.sam.m = batch
   return defaults.complete(config)
+
+
+@contextlib.contextmanager
+def convolutions(kind: str):
+  """Models traced inside run ``kind`` convolutions: "matmul" (their own: 1x1 and patch
+  convolutions as ``dot_general``, ``models.conv_matmul``) or "xla" (every convolution
+  through ``lax.conv_general_dilated``, as before that change)."""
+  if kind not in CONVOLUTIONS:
+    raise ValueError(f"convolutions: {kind!r} is not one of {CONVOLUTIONS}.")
+  own = conv_matmul.conv_general_dilated
+  conv_matmul.conv_general_dilated = own if kind == "matmul" else jax.lax.conv_general_dilated
+  try:
+    yield
+  finally:
+    conv_matmul.conv_general_dilated = own
 
 
 def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:
@@ -145,13 +172,15 @@ def measure(torch: TorchWorker, name: str, variant: str, batch_size: int,
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (batch_size, 224, 224, 3)).astype(np.float32),
            "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
-  ours, ours_state, flops = our_step(config, batch)
-  hand, hand_state = handwritten_step(config, batch)
+  steps, states = {}, {}
+  steps["ours"], states["ours"], flops = our_step(config, batch)
+  if args.xla_convolutions:
+    with convolutions("xla"):
+      steps["ours, XLA conv"], states["ours, XLA conv"], _ = our_step(config, batch)
+  steps["hand"], states["hand"] = handwritten_step(config, batch)
   torch("setup", model=TIMM_NAMES[name, variant], batch=batch_size, rho=args.rho,
         lr=config.optimizer.learning_rate, weight_decay=config.optimizer.weight_decay)
-  states = {"ours": ours_state, "hand": hand_state}
-  steps = {"ours": ours, "hand": hand}
-  runs = {k: [] for k in ("ours", "hand", "torch", "jnp_matmul", "torch_matmul")}
+  runs = {k: [] for k in (*steps, "torch", "jnp_matmul", "torch_matmul")}
   print(f"{name} {variant} batch {batch_size}: compiled; {args.warmup} warm-up + "
         f"{args.rounds} timed rounds", flush=True)
   for r in range(args.warmup + args.rounds):
@@ -168,9 +197,13 @@ def measure(torch: TorchWorker, name: str, variant: str, batch_size: int,
   ips = {k: batch_size / med(k, "seconds") for k in ("ours", "hand", "torch")}
   mm = {k: statistics.median(runs[f"{k}_matmul"]) for k in ("jnp", "torch")}
   gflops = {k: flops / 1e9 * v / batch_size for k, v in ips.items()}
+  xla = ({} if "ours, XLA conv" not in runs else
+         {"ours XLA conv img/s": batch_size / med("ours, XLA conv", "seconds"),
+          "matmul / XLA conv": med("ours, XLA conv", "seconds") / med("ours", "seconds")})
   return {
       "model": f"{name} {variant}", "batch": batch_size,
-      "ours img/s": ips["ours"], "hand-written img/s": ips["hand"], "PyTorch img/s": ips["torch"],
+      "ours img/s": ips["ours"], **xla, "hand-written img/s": ips["hand"],
+      "PyTorch img/s": ips["torch"],
       "ours / PyTorch": ips["ours"] / ips["torch"], "ours / hand-written": ips["ours"] / ips["hand"],
       "step GFLOPs": flops / 1e9,
       "ours GFLOP/s": gflops["ours"], "PyTorch GFLOP/s": gflops["torch"],
@@ -200,6 +233,9 @@ def main():
   parser.add_argument("--warmup", type=int, default=1)
   parser.add_argument("--rho", type=float, default=0.05)
   parser.add_argument("--matmul_size", type=int, default=2048)
+  parser.add_argument("--xla_convolutions", action="store_true",
+                      help="Also time our step with every convolution through "
+                           "lax.conv_general_dilated (the models before models.conv_matmul).")
   args = parser.parse_args()
   specs = [tuple(s.split(":")) for s in args.models.split(",")]
   unknown = [s for s in specs if s not in TIMM_NAMES]

@@ -28,7 +28,8 @@ config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                 lock_config=True)
 flags.DEFINE_enum("multihost", "auto", distributed.MODES,
                   "Initialise jax.distributed: auto-detect (Cloud TPU pod, SLURM), on or off.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for explicit multi-process.")
+flags.DEFINE_string("coordinator_address", None,
+                    "host:port of process 0, for explicit multi-process.")
 flags.DEFINE_integer("num_processes", None, "Number of processes, with --coordinator_address.")
 flags.DEFINE_integer("process_id", None, "This process's index, with --coordinator_address.")
 flags.DEFINE_bool("allow_config_changes", False, "Resume even if the config changes what the run "

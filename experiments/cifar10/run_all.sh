@@ -3,19 +3,28 @@
 #   experiments/cifar10/run_all.sh sweep DATA_DIR                   # seed 0: base + rho sweep
 #   experiments/cifar10/run_all.sh base DATA_DIR                    # seeds 1, 2 without SAM
 #   experiments/cifar10/run_all.sh seeds DATA_DIR VIT MIXER RESNET  # seeds 1, 2 at those rhos
+#   experiments/cifar10/run_all.sh cheap DATA_DIR MODEL...          # the cheaper SAM kinds,
+#       seeds 0-2: LookSAM and AE-SAM at SAM's rho 0.05, Momentum-SAM at its own rho 3
+#       (docs/paper.md E6)
 # Each run is the one command printed in its log's first line (see run.py); logs go to
 # $LOG_DIR (default /tmp/sam_cifar10_study/logs). A run whose result row exists is skipped,
 # so running a phase again finishes what an interrupted one left.
 set -euo pipefail
-phase=${1:?sweep, base or seeds}
+phase=${1:?sweep, base, seeds or cheap}
 data_dir=${2:?the CIFAR-10 folder}
 export PYTHON=${PYTHON:-python} DATA_DIR=$data_dir LOG_DIR=${LOG_DIR:-/tmp/sam_cifar10_study/logs}
 export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 mkdir -p "$LOG_DIR"
 
-runs() {  # "MODEL RHO SEED" lines of the phase.
+runs() {  # "MODEL RHO SEED [KIND]" lines of the phase.
   local model rho seed
-  if [[ $phase == sweep ]]; then
+  if [[ $phase == cheap ]]; then
+    for seed in 0 1 2; do
+      for model in "${@:3}"; do
+        echo "$model 0.05 $seed looksam"; echo "$model 3 $seed msam"; echo "$model 0.05 $seed aesam"
+      done
+    done
+  elif [[ $phase == sweep ]]; then
     for model in vit mixer resnet; do echo "$model 0 0"; done
     for rho in 0.05 0.2; do echo "vit $rho 0"; echo "mixer $rho 0"; done
     echo "resnet 0.05 0"  # One rho (the SAM paper's for ResNets): the CPU budget.
@@ -29,10 +38,12 @@ runs() {  # "MODEL RHO SEED" lines of the phase.
   fi
 }
 
-run_one() {
+run_one() {  # MODEL RHO SEED [KIND]: one row (run.py's name).
+  local kind=${4:-sam}
   local cmd=("$PYTHON" experiments/cifar10/run.py "--config=experiments/cifar10/config.py:$1"
-             "--config.sam.rho=$2" "--config.seed=$3" "--config.data_dir=$DATA_DIR")
-  local name="${1}_rho${2}_seed${3}"
+             "--config.sam.rho=$2" "--config.seed=$3" "--config.sam.kind=$kind"
+             "--config.data_dir=$DATA_DIR")
+  local name="${1}_${4:+${4}_}rho${2}_seed${3}"
   local log="$LOG_DIR/$name.log"
   if [[ -e experiments/cifar10/results/$name.json ]]; then echo "exists: $name"; return; fi
   echo "${cmd[*]}" > "$log"

@@ -72,7 +72,7 @@ def _config(*, dataset: str, num_classes: int, image_size: int, batch_size: int,
   config.batch_size = batch_size
   config.eval_batch_size = 1024
   config.model = ml_collections.ConfigDict({"dtype": "float32", **model})  # Activations.
-  config.loss = loss  # sam_jax.training.train_step.LOSSES.
+  config.loss = loss  # sam_jax.metrics.LOSSES.
   config.sam = defaults.sam(rho, m=SAM_M)  # m, not the device count, defines the run (R23).
   config.nonfinite = "stop"
   config.update(defaults.sections())  # Of analyze and evaluate.

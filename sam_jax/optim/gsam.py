@@ -50,8 +50,8 @@ def surrogate_gap_combine(alpha: float, eps: float) -> sam_lib.Combine:
   """(g_p, g) -> g_p - alpha (g - (g·u) u), u = g_p / (||g_p|| + eps), in float32."""
 
   def combine(perturbed, clean):
-    unit = jax.tree.map(lambda x: x.astype(jnp.float32) / (sam_lib.global_norm_f32(perturbed) + eps),
-                        perturbed)
+    norm = sam_lib.global_norm_f32(perturbed) + eps
+    unit = jax.tree.map(lambda x: x.astype(jnp.float32) / norm, perturbed)
     dot = sum(jnp.vdot(g.astype(jnp.float32), u) for g, u in
               zip(jax.tree.leaves(clean), jax.tree.leaves(unit)))
     return jax.tree.map(
@@ -78,4 +78,5 @@ def gsam(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float, lr
                           lr_min=lr_min)
   return sam_lib.sharpness_aware(
       sam_lib.sam_perturbation(eps), rho, combine=surrogate_gap_combine(alpha, eps),
-      combine_per_group=decompose == "group", axis_name=axis_name, sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)
+      combine_per_group=decompose == "group", axis_name=axis_name,
+      sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)

@@ -29,7 +29,8 @@ from sam_jax.parallel import AxisNames
 
 
 def learning_rate_schedule(opt: ml_collections.ConfigDict, num_train_steps: int) -> optax.Schedule:
-  """Linear warm-up from 0 to ``opt.learning_rate``, then ``opt.decay`` to ``opt.end_learning_rate``."""
+  """Linear warm-up from 0 to ``opt.learning_rate``, then ``opt.decay`` to
+  ``opt.end_learning_rate``."""
   peak, end = opt.learning_rate, opt.end_learning_rate
   decay_steps = num_train_steps - opt.warmup_steps
   decay = {

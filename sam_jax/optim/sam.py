@@ -68,7 +68,8 @@ def sam_perturbation(eps: float) -> Perturbation:
 def group_gradients(perturbation: Perturbation, grads: optax.Updates, params: optax.Params,
                     grad_fn: GradFn, rho: jax.Array, *,
                     sync_axis_name: AxisNames) -> tuple[optax.Updates, optax.Updates]:
-  """(g, grad_fn(w + perturbation(g, w, rho))), g = the clean gradient's mean over ``sync_axis_name``."""
+  """(g, grad_fn(w + perturbation(g, w, rho))), g = the clean gradient's mean over
+  ``sync_axis_name``."""
   synced = mean_over(grads, sync_axis_name)
   return synced, grad_fn(add_f32(params, perturbation(synced, params, rho)))
 
@@ -76,7 +77,8 @@ def group_gradients(perturbation: Perturbation, grads: optax.Updates, params: op
 def perturbed_gradient(perturbation: Perturbation, grads: optax.Updates, params: optax.Params,
                        grad_fn: GradFn, rho: jax.Array, *, axis_name: AxisNames,
                        sync_axis_name: AxisNames) -> optax.Updates:
-  """mean over ``axis_name`` of grad_fn(w + perturbation(g, w, rho)), g = mean over ``sync_axis_name``."""
+  """mean over ``axis_name`` of grad_fn(w + perturbation(g, w, rho)), g = the mean over
+  ``sync_axis_name``."""
   _, perturbed = group_gradients(perturbation, grads, params, grad_fn, rho,
                                  sync_axis_name=sync_axis_name)
   return mean_over(perturbed, axis_name)

@@ -58,10 +58,11 @@ def sam_groups(m: int | None, global_batch: int, num_devices: int) -> SamGroups:
   if m is None or m == local:
     return SamGroups()
   if m <= 0 or (local % m if m < local else m % local or num_devices % (m // local)):
+    valid = ({d for d in range(1, local + 1) if local % d == 0}
+             | {local * k for k in range(1, num_devices + 1) if num_devices % k == 0})
     raise ValueError(
         f"config.sam.m={m} must divide the per-device batch ({local}) or be the per-device "
-        f"batch times a divisor of the device count ({num_devices}), e.g. "
-        f"{sorted({d for d in range(1, local + 1) if local % d == 0} | {local * k for k in range(1, num_devices + 1) if num_devices % k == 0})}.")
+        f"batch times a divisor of the device count ({num_devices}), e.g. {sorted(valid)}.")
   if m < local:
     return SamGroups(groups_per_device=local // m)
   return SamGroups(devices_per_group=m // local)
