@@ -74,12 +74,18 @@ class TorchWorker:
 
 
 def benchmark_config(name: str, variant: str, batch: int, rho: float) -> ml_collections.ConfigDict:
-  """The ImageNet recipe (AdamW, clipping at 1.0) with SAM radius ``rho``, as timm's model.
+  """The model's ImageNet recipe with SAM radius ``rho``, made like the PyTorch step.
 
-  No representation layer (the configs argument defaults to none) and softmax cross-entropy,
-  as timm's model and davda54/sam's step; one SAM group (m = the batch, as davda54/sam).
+  As timm's model and davda54/sam's step: no representation layer (the recipe's default),
+  softmax cross-entropy, one SAM group (m = the batch), and for ResNet the ViT recipe's
+  AdamW with clipping at 1 (``torch_sam_worker.py`` runs AdamW for both).
   """
-  config = recipes.imagenet(model=name, variant=variant, rho=rho, batch_size=batch)
+  if name == "resnet":
+    config = recipes.resnet_imagenet(depth=int(variant), rho=rho, batch_size=batch)
+    config.optimizer = defaults.optimizer("adamw", 3e-3, 0, "cosine", weight_decay=0.3,
+                                          grad_clip_norm=1.0)
+  else:
+    config = recipes.imagenet(model=name, variant=variant, rho=rho, batch_size=batch)
   config.loss = "softmax_xent"
   config.sam.m = batch
   return defaults.complete(config)
@@ -185,9 +191,12 @@ def measure(torch: TorchWorker, name: str, variant: str, batch_size: int,
         f"{args.rounds} timed rounds", flush=True)
   for r in range(args.warmup + args.rounds):
     sample = {}
-    for key in steps:
-      states[key], sample[key] = timed(steps[key], states[key])
-    sample["torch"] = torch("step")
+    order = [*steps, "torch"]
+    for key in order[r % len(order):] + order[:r % len(order)]:  # Each round starts elsewhere.
+      if key == "torch":
+        sample[key] = torch("step")
+      else:
+        states[key], sample[key] = timed(steps[key], states[key])
     sample["jnp_matmul"] = jnp_matmul_gflops(args.matmul_size, 3)
     sample["torch_matmul"] = torch("matmul", n=args.matmul_size, repeats=3)["gflops"]
     if r >= args.warmup:

@@ -5,7 +5,7 @@
 #   experiments/cifar10/run_all.sh seeds DATA_DIR VIT MIXER RESNET  # seeds 1, 2 at those rhos
 #   experiments/cifar10/run_all.sh cheap DATA_DIR MODEL...          # the cheaper SAM kinds,
 #       seeds 0-2: LookSAM and AE-SAM at SAM's rho 0.05, Momentum-SAM at its own rho 3
-#       (docs/paper.md E6)
+#       (docs/paper.md E6); KINDS="looksam msam" picks some
 # Each run is the one command printed in its log's first line (see run.py); logs go to
 # $LOG_DIR (default /tmp/sam_cifar10_study/logs). A run whose result row exists is skipped,
 # so running a phase again finishes what an interrupted one left.
@@ -19,9 +19,10 @@ mkdir -p "$LOG_DIR"
 runs() {  # "MODEL RHO SEED [KIND]" lines of the phase.
   local model rho seed
   if [[ $phase == cheap ]]; then
+    local -A rho=([looksam]=0.05 [msam]=3 [aesam]=0.05)
     for seed in 0 1 2; do
       for model in "${@:3}"; do
-        echo "$model 0.05 $seed looksam"; echo "$model 3 $seed msam"; echo "$model 0.05 $seed aesam"
+        for kind in ${KINDS:-looksam msam aesam}; do echo "$model ${rho[$kind]} $seed $kind"; done
       done
     done
   elif [[ $phase == sweep ]]; then

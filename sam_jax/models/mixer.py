@@ -15,6 +15,7 @@ post-GELU units of both MLPs (``.../token_mixing/hidden``, ``.../channel_mixing/
 hidden``) and the features fed to the head (``features``).
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -23,7 +24,8 @@ import jax.numpy as jnp
 
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
-from sam_jax.models.stochastic_depth import DropPath, block_rates
+from sam_jax.models.residual import pre_norm_residual, zero_head
+from sam_jax.models.stochastic_depth import block_rates
 
 # Width letter -> (hidden_dim, num_blocks, tokens_mlp_dim, channels_mlp_dim).
 SIZES = {
@@ -52,16 +54,15 @@ class MixerBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_0")(x)
-    y = jnp.swapaxes(y, 1, 2)
-    y = MlpBlock(self.tokens_mlp_dim, self.dropout_rate, dtype=self.dtype,
-                 name="token_mixing")(y, train=train)
-    y = jnp.swapaxes(y, 1, 2)
-    x = x + DropPath(self.drop_path_rate)(y, train=train)
-    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_1")(x)
-    y = MlpBlock(self.channels_mlp_dim, self.dropout_rate, dtype=self.dtype,
-                 name="channel_mixing")(y, train=train)
-    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    tokens = MlpBlock(self.tokens_mlp_dim, self.dropout_rate, dtype=self.dtype,
+                      name="token_mixing")
+    channels = MlpBlock(self.channels_mlp_dim, self.dropout_rate, dtype=self.dtype,
+                        name="channel_mixing")
+    residual = functools.partial(pre_norm_residual, drop_path_rate=self.drop_path_rate,
+                                 train=train, dtype=self.dtype)
+    x = residual(x, lambda y: jnp.swapaxes(tokens(jnp.swapaxes(y, 1, 2), train=train), 1, 2),
+                 norm_name="LayerNorm_0")
+    x = residual(x, functools.partial(channels, train=train), norm_name="LayerNorm_1")
     self.sow("intermediates", "out", x)
     return x
 
@@ -93,6 +94,4 @@ class MlpMixer(nn.Module):
     x = nn.LayerNorm(dtype=self.dtype, name="pre_head_layer_norm")(x)
     x = jnp.mean(x, axis=1)
     self.sow("intermediates", "features", x)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
-                    bias_init=nn.initializers.constant(self.head_bias_init), dtype=self.dtype,
-                    name="head")(x)
+    return zero_head(x, self.num_classes, self.head_bias_init, self.dtype)

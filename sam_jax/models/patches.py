@@ -3,16 +3,15 @@
 An image [n, H, W, c] is cut into non-overlapping p_h x p_w patches, each mapped
 linearly to ``width`` features: a convolution with kernel = stride = patch size
 and VALID padding, giving [n, (H / p_h) * (W / p_w), width] tokens in row-major
-grid order. The convolution runs as one matrix product over the p_h x p_w x c patch
-values (``conv_matmul``); the module and its kernel [p_h, p_w, c, width] are ``nn.Conv``'s.
+grid order. It stays XLA's convolution: as one matrix product over the patch values
+(``conv_matmul``) the operation alone ran faster, but a ViT-S/16 SAM step did not
+(0.95x and 0.98x at batch 16 and 32, ``benchmarks/RESULTS.md``).
 """
 
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
-
-from sam_jax.models import conv_matmul
 
 
 def patch_shape(patch_size: int | Sequence[int]) -> tuple[int, int]:
@@ -33,6 +32,6 @@ def embed_patches(images: jax.Array, patch_size: int | Sequence[int], width: int
   if h % ph or w % pw:
     raise ValueError(f"{name}: image size {h}x{w} is not divisible by the patch size {ph}x{pw}.")
   x = nn.Conv(width, (ph, pw), strides=(ph, pw), padding="VALID", dtype=dtype,
-              conv_general_dilated=conv_matmul.conv_general_dilated, name=name)(images)
+              name=name)(images)
   n, gh, gw, c = x.shape
   return x.reshape(n, gh * gw, c)

@@ -17,6 +17,7 @@ attention weights [batch, heads, q, k] (``.../MultiHeadDotProductAttention_0/
 attention_weights``) and the features fed to the head (``features``).
 """
 
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -26,7 +27,8 @@ import jax.numpy as jnp
 from sam_jax.models.attention import MultiHeadDotProductAttention
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
-from sam_jax.models.stochastic_depth import DropPath, block_rates
+from sam_jax.models.residual import pre_norm_residual, zero_head
+from sam_jax.models.stochastic_depth import block_rates
 
 # Width letter -> (hidden_size, mlp_dim, num_heads, num_layers).
 SIZES = {
@@ -69,16 +71,18 @@ class Encoder1DBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_0")(x)
-    y = MultiHeadDotProductAttention(self.num_heads, self.attention_dropout_rate, self.dtype,
-                                     name="MultiHeadDotProductAttention_0")(y, train=train)
-    y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
-    x = x + DropPath(self.drop_path_rate)(y, train=train)
-    y = nn.LayerNorm(dtype=self.dtype, name="LayerNorm_1")(x)
-    y = MlpBlock(self.mlp_dim, self.dropout_rate, kernel_init=nn.initializers.xavier_uniform(),
-                 bias_init=nn.initializers.normal(stddev=1e-6), dtype=self.dtype,
-                 name="MlpBlock_0")(y, train=train)
-    x = x + DropPath(self.drop_path_rate)(y, train=train)
+    def attention(y):
+      y = MultiHeadDotProductAttention(self.num_heads, self.attention_dropout_rate, self.dtype,
+                                       name="MultiHeadDotProductAttention_0")(y, train=train)
+      return nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+
+    mlp = MlpBlock(self.mlp_dim, self.dropout_rate, kernel_init=nn.initializers.xavier_uniform(),
+                   bias_init=nn.initializers.normal(stddev=1e-6), dtype=self.dtype,
+                   name="MlpBlock_0")
+    residual = functools.partial(pre_norm_residual, drop_path_rate=self.drop_path_rate,
+                                 train=train, dtype=self.dtype)
+    x = residual(x, attention, norm_name="LayerNorm_0")
+    x = residual(x, functools.partial(mlp, train=train), norm_name="LayerNorm_1")
     self.sow("intermediates", "out", x)
     return x
 
@@ -147,6 +151,4 @@ class VisionTransformer(nn.Module):
     if self.representation_size is not None:
       x = jnp.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(x))
     self.sow("intermediates", "features", x)
-    return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
-                    bias_init=nn.initializers.constant(self.head_bias_init), dtype=self.dtype,
-                    name="head")(x)
+    return zero_head(x, self.num_classes, self.head_bias_init, self.dtype)

@@ -90,8 +90,7 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0
     clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
-    sam_lib.check_grad_fn("aesam", params, grad_fn)
-    rho_t = rho_fn(state.count)
+    rho_t = sam_lib.step_radius("aesam", rho_fn, state.count, params, grad_fn)
     take, mean, var = adaptive_decision(
         state, jnp.square(sam_lib.global_norm_f32(clean)), num_train_steps=num_train_steps,
         delta=delta, lambda1=lambda1, lambda2=lambda2)

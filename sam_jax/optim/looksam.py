@@ -83,8 +83,7 @@ def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: i
     clean = mean_over(updates, axis_name)
     if plain:
       return clean, state._replace(count=count)
-    sam_lib.check_grad_fn("looksam", params, grad_fn)
-    rho_t = rho_fn(state.count)
+    rho_t = sam_lib.step_radius("looksam", rho_fn, state.count, params, grad_fn)
 
     def full_step(_):
       perturbed = sam_lib.perturbed_gradient(perturbation, updates, params, grad_fn, rho_t,

@@ -104,10 +104,13 @@ def radius(rho: float | optax.Schedule) -> tuple[optax.Schedule, bool]:
   return (lambda count: jnp.asarray(rho, jnp.float32)), rho == 0
 
 
-def check_grad_fn(name: str, params: optax.Params | None, grad_fn: GradFn | None) -> None:
+def step_radius(name: str, rho_fn: optax.Schedule, count: jax.Array,
+                params: optax.Params | None, grad_fn: GradFn | None) -> jax.Array:
+  """rho at step ``count``, once ``params`` and ``grad_fn`` are checked to be given."""
   if params is None or grad_fn is None:
     raise ValueError(f"{name} update() needs params and grad_fn (the gradient at given "
                      "parameters on the same batch) when rho > 0.")
+  return rho_fn(count)
 
 
 def check_rho(name: str, rho: float) -> None:
@@ -175,8 +178,7 @@ def sharpness_aware(perturbation: Perturbation,
     count = optax.safe_increment(state.count)
     if plain:
       return mean_over(updates, axis_name), SharpnessAwareState(count, jnp.zeros((), jnp.float32))
-    check_grad_fn("sharpness-aware", params, grad_fn)
-    rho_t = rho_fn(state.count)
+    rho_t = step_radius("sharpness-aware", rho_fn, state.count, params, grad_fn)
     if every_k_steps == 1:
       return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
     if take_sam is None:  # One program: the branch is chosen on the device from the count.
