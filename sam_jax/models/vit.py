@@ -60,14 +60,18 @@ class AddPositionEmbs(nn.Module):
     return x + pos.astype(x.dtype)
 
 
-class Encoder1DBlock(nn.Module):
-  """Pre-LayerNorm transformer block."""
+class _Layers(nn.Module):
+  """What every transformer block of a ViT is built with."""
   mlp_dim: int
   num_heads: int
   dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
-  drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
+
+
+class Encoder1DBlock(_Layers):
+  """Pre-LayerNorm transformer block; ``drop_path_rate``: its stochastic depth."""
+  drop_path_rate: float = 0.0
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -87,24 +91,21 @@ class Encoder1DBlock(nn.Module):
     return x
 
 
-class Encoder(nn.Module):
-  """Position embedding, ``num_layers`` blocks and the final LayerNorm."""
+class Encoder(_Layers, kw_only=True):
+  """Position embedding, ``num_layers`` blocks (stochastic depth rising linearly to
+  ``stochastic_depth``) and the final LayerNorm."""
   num_layers: int
-  mlp_dim: int
-  num_heads: int
-  dropout_rate: float = 0.0
-  attention_dropout_rate: float = 0.0
   stochastic_depth: float = 0.0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = AddPositionEmbs(name="posembed_input")(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_layers)):
-      x = Encoder1DBlock(self.mlp_dim, self.num_heads, self.dropout_rate,
-                         self.attention_dropout_rate, rate, self.dtype,
-                         name=f"encoderblock_{i}")(x, train=train)
+      x = Encoder1DBlock(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
+                         dropout_rate=self.dropout_rate,
+                         attention_dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
+                         drop_path_rate=rate, name=f"encoderblock_{i}")(x, train=train)
     return nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
 
 
@@ -144,8 +145,10 @@ class VisionTransformer(nn.Module):
       cls = self.param("cls", nn.initializers.zeros, (1, 1, self.hidden_size))
       cls = jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, self.hidden_size))
       x = jnp.concatenate([cls, x], axis=1)
-    x = Encoder(self.num_layers, self.mlp_dim, self.num_heads, self.dropout_rate,
-                self.attention_dropout_rate, self.stochastic_depth, self.dtype,
+    x = Encoder(num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
+                dropout_rate=self.dropout_rate,
+                attention_dropout_rate=self.attention_dropout_rate,
+                stochastic_depth=self.stochastic_depth, dtype=self.dtype,
                 name="Transformer")(x, train=train)
     x = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)
     if self.representation_size is not None:
