@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -23,24 +24,28 @@ def _module(name: str):
   return module
 
 
-def test_one_run_writes_its_row(tmp_path):
-  data = str(tmp_path / "data")
-  make_folder(data, "train", CLASSES, per_class=3, size=(32, 32))
-  make_folder(data, "test", CLASSES, per_class=2, size=(32, 32))
-  command = [sys.executable, str(STUDY / "run.py"), f"--config={STUDY / 'config.py'}:mixer",
-             "--config.sam.rho=0.1", "--config.seed=3", f"--config.data_dir={data}",
+def _run(tmp_path, config: str, *overrides: str) -> subprocess.CompletedProcess:
+  """run.py on tiny settings (6 steps of 8 images) and the generated folder ``tmp_path/data``."""
+  command = [sys.executable, str(STUDY / "run.py"), f"--config={STUDY / 'config.py'}:{config}",
+             "--config.sam.rho=0.1", "--config.seed=3", f"--config.data_dir={tmp_path / 'data'}",
              "--config.num_train_steps=6", "--config.optimizer.warmup_steps=2",
              "--config.log_every_steps=2", "--config.eval_every_steps=6",
              "--config.checkpoint_every_steps=6", "--config.batch_size=8",
-             "--config.eval_batch_size=8", "--config.model.num_blocks=1",
-             "--config.analysis.batch_size=8", "--config.analysis.ntk.batch_size=8",
-             "--config.analysis.hessian.num_steps=4",
-             f"--workdir_root={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'rows'}"]
+             "--config.eval_batch_size=8", "--config.analysis.batch_size=8",
+             "--config.analysis.ntk.batch_size=8", "--config.analysis.hessian.num_steps=4",
+             *overrides, f"--workdir_root={tmp_path / 'runs'}",
+             f"--results_dir={tmp_path / 'rows'}"]
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
              PYTHONPATH=str(STUDY.parent.parent))
-  done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_one_run_writes_its_row(tmp_path):
+  make_folder(str(tmp_path / "data"), "train", CLASSES, per_class=3, size=(32, 32))
+  make_folder(str(tmp_path / "data"), "test", CLASSES, per_class=2, size=(32, 32))
+  done = _run(tmp_path, "mixer", "--config.model.num_blocks=1")
   assert done.returncode == 0, done.stderr[-3000:]
-  row = json.loads((tmp_path / "rows" / "mixer_rho0.1_seed3.json").read_text())
+  row = json.loads((tmp_path / "rows" / "short" / "mixer_rho0.1_seed3.json").read_text())
   assert (row["model"], row["rho"], row["seed"], row["step"]) == ("mixer", 0.1, 3, 6)
   correct = row["test_accuracy"] * 20  # 20 test images.
   assert correct == pytest.approx(round(correct), abs=1e-5)
@@ -50,6 +55,34 @@ def test_one_run_writes_its_row(tmp_path):
     assert np.isfinite(row[key]) and row[key] > 0, key
   assert row["ntk_kappa_init"] >= 1
   assert 0 < row["train_cpu_seconds"] <= row["total_cpu_seconds"]
+  assert "train_accuracy" not in row  # The fit regime's measurements only.
+
+
+def test_a_fit_run_measures_the_subset_blocks_attention_and_corruptions(tmp_path):
+  data = tmp_path / "data"
+  make_folder(str(data), "train", CLASSES, per_class=3, size=(32, 32))
+  make_folder(str(data), "test", CLASSES, per_class=2, size=(32, 32))
+  corrupt = _module("corrupt")
+  done = _run(tmp_path, "vit,fit", "--config.train_split=train[:2/class]")
+  assert done.returncode != 0 and "corrupt.py --data_dir=" in done.stderr  # Before training.
+  assert not (tmp_path / "runs").exists()
+  # Stand-ins for corrupt.py's splits (it needs imagecorruptions): copies of two test images
+  # per class, so each split's accuracy must equal the test accuracy.
+  for split in corrupt.split_names():
+    shutil.copytree(data / "test", data / split)
+  done = _run(tmp_path, "vit,fit", "--config.train_split=train[:2/class]",
+              "--config.model.num_layers=2")
+  assert done.returncode == 0, done.stderr[-3000:]
+  row = json.loads((tmp_path / "rows" / "fit" / "vit_rho0.1_seed3.json").read_text())
+  assert row["step"] == 6 and row["config"]["train_split"] == "train[:2/class]"
+  assert len(row["corruption_accuracy"]) == 65
+  assert list(row["corruption_accuracy"].values()) == pytest.approx([row["test_accuracy"]] * 65)
+  assert row["train_accuracy"] * 20 == pytest.approx(round(row["train_accuracy"] * 20))
+  assert row["train_loss_clean"] > 0
+  assert list(row["block_lambda_max"]) == ["embedding", "block_0", "block_1"]
+  assert all(v > 0 for v in row["block_lambda_max"].values())
+  assert np.array(row["attention_maps"]).shape == (8, 8, 8)  # 8 images, 8x8 patches.
+  assert set(row["weight_norm"]) >= {"embedding", "head"}
 
 
 def test_bad_data_dir_fails_before_training(tmp_path):

@@ -208,6 +208,33 @@ def test_folder_labels_follow_the_sorted_training_classes(tmp_path):
     list(input_pipeline.eval_iterator(config, local_batch_size=3, split="val"))
 
 
+def test_a_per_class_split_is_the_first_images_of_each_class(tmp_path):
+  root = str(tmp_path)
+  make_folder(root, "train", ["ant", "moth", "zebra"], 5)
+  make_folder(root, "test", ["ant", "moth", "zebra"], 1)
+  config = ml_collections.ConfigDict(dict(dataset="folder", data_dir=root, image_size=8,
+                                          train_split="train[:2/class]", eval_split="test"))
+  from sam_jax.data import image_folder  # pylint: disable=g-import-not-at-top
+  source = image_folder.ImageFolder(root, class_split="train[:2/class]")
+  paths, labels = source.files("train[:2/class]")
+  assert [os.path.relpath(os.path.splitext(p)[0], root) for p in paths] == [
+      os.path.join("train", c, str(i)) for c in ("ant", "moth", "zebra") for i in (0, 1)]
+  assert labels == (0, 0, 1, 1, 2, 2)
+  # Training reads exactly the subset, each image once per epoch; evaluating it counts 6.
+  train = [b["label"] for b in itertools.islice(
+      input_pipeline.train_iterator(config, local_batch_size=3, seed=0), 4)]
+  assert sorted(np.concatenate(train[:2]).tolist()) == [0, 0, 1, 1, 2, 2]
+  evaluated = list(input_pipeline.eval_iterator(config, local_batch_size=4,
+                                                split="train[:2/class]"))
+  assert sum(int(b["mask"].sum()) for b in evaluated) == 6
+  assert input_pipeline.get_info(config).num_classes == 3
+  with pytest.raises(ValueError, match=r"6 images of each class.*'ant': 5"):
+    source.files("train[:6/class]")
+  for bad in ("train[:0/class]", "train[:2]", "train[2/class]"):
+    with pytest.raises(ValueError, match=r"FOLDER\[:N/class\]"):
+      source.files(bad)
+
+
 def test_class_names_are_indexed_by_label(tmp_path):
   root = str(tmp_path)
   make_folder(root, "train", ["zebra", "ant", "moth"], 1)

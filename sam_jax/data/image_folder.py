@@ -20,10 +20,16 @@ becomes unreadable later: the pipeline stops naming the file); with
 ``skip_corrupt=True`` the same pass runs when the split is first listed, and
 unreadable files are dropped, counted and logged. A class folder of the class
 split without images is an error (that class could never be learned).
+
+A class-balanced subset is the split ``FOLDER[:N/class]`` (e.g. ``train[:500/class]``):
+the first N images (in sorted order) of each class of ``FOLDER``; a class with fewer
+than N is an error. It works wherever a split is named (training, evaluation,
+analysis), so a subset's training accuracy is its evaluation on the same split.
 """
 
 import functools
 import os
+import re
 
 from absl import logging
 import numpy as np
@@ -33,6 +39,33 @@ from sam_jax.data import epochs, preprocessing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp")
 MAX_LISTED = 20  # unreadable files named in an error
+_PER_CLASS = re.compile(r"(?P<folder>[^\[\]]+)\[:(?P<n>[0-9]+)/class\]")
+
+
+def parse_split(split: str) -> tuple[str, int | None]:
+  """``"train[:500/class]"`` -> ``("train", 500)``; a folder name -> ``(name, None)``."""
+  if "[" not in split and "]" not in split:
+    return split, None
+  match = _PER_CLASS.fullmatch(split)
+  if not match or int(match["n"]) < 1:
+    raise ValueError(f"Image folder split {split!r}: expected a folder name, or FOLDER[:N/class] "
+                     "with N >= 1 for the first N images of each class (e.g. "
+                     "'train[:500/class]').")
+  return match["folder"], int(match["n"])
+
+
+def _per_class(paths: tuple[str, ...], labels: tuple[int, ...], n: int, split: str,
+               classes: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+  """The first ``n`` of each label's paths (the listing is grouped by label, sorted)."""
+  counts = np.bincount(labels, minlength=len(classes))
+  short = {classes[c]: int(counts[c]) for c in range(len(classes)) if counts[c] < n}
+  if short:
+    raise ValueError(f"Image folder split {split!r} asks for {n} images of each class, but "
+                     f"class(es) {dict(list(short.items())[:5])} have fewer (images found).")
+  sorted_labels = np.asarray(labels)
+  rank = np.arange(len(labels)) - np.searchsorted(sorted_labels, sorted_labels)  # within class
+  keep = np.flatnonzero(rank < n)
+  return tuple(paths[i] for i in keep), tuple(labels[i] for i in keep)
 
 
 def _subdirs(path: str) -> list[str]:
@@ -142,7 +175,7 @@ class ImageFolder:
     self.num_classes = len(self.classes)
 
   def _split_dir(self, split: str) -> str:
-    path = os.path.join(self.root, split)
+    path = os.path.join(self.root, parse_split(split)[0])
     if not tf.io.gfile.isdir(path):
       raise FileNotFoundError(f"Image folder {self.root} has no split {split!r} (folders: "
                               f"{_subdirs(self.root)}); expected root/<split>/<class>/<image>.")
@@ -151,7 +184,10 @@ class ImageFolder:
   def files(self, split: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """All image paths of ``split`` and their labels, sorted by class and name."""
     self._split_dir(split)
-    return _list_split(self.root, split, self.classes, self.class_split, self.skip_corrupt)
+    folder, per_class = parse_split(split)
+    listed = _list_split(self.root, folder, self.classes, parse_split(self.class_split)[0],
+                         self.skip_corrupt)
+    return listed if per_class is None else _per_class(*listed, per_class, split, self.classes)
 
   def check_readable(self, split: str) -> None:
     """Raises ValueError naming the files of ``split`` that cannot be decoded (one parallel
