@@ -93,8 +93,9 @@ def test_bad_data_dir_fails_before_training(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0 and "must be a folder with train/ and test/" in done.stderr
   assert not (tmp_path / "runs").exists()
-  with pytest.raises(ValueError, match="'convnext' is not one of"):
-    _module("config").get_config("convnext")
+  for bad in ("convnext", "vit,long"):
+    with pytest.raises(ValueError, match=rf"config.py:{bad}: expected MODEL\[,REGIME\]"):
+      _module("config").get_config(bad)
 
 
 def _row(model, rho, seed, accuracy, lam):
@@ -121,7 +122,7 @@ def test_report_picks_rho_and_summarises_seeds(tmp_path, monkeypatch):
   assert "| ViT | SAM | 0.1 | 0.587 ± 0.012 (3) |" in text
   assert "| ViT: SAM lowers lambda_max by a large factor | 101.0 -> 11.3 (8.9x) |" in text
   assert f"{len(rows)} runs, {len(rows) * 0.1:.2f} CPU-hours" in text
-  assert sorted(os.listdir(tmp_path / "figures")) == sorted(
+  assert sorted(os.listdir(tmp_path / "figures" / "short")) == sorted(
       ["test_accuracy.png", "lambda_max.png", "train_loss.png", "ntk_kappa_init.png"]
       + [f"active_neurons_{m}.png" for m in report.MODELS])
 
@@ -133,10 +134,50 @@ def test_report_tables_the_cheaper_kinds_against_base_and_sam(tmp_path, monkeypa
   rows += [timed(_row("vit", 0.1, s, 0.6, 10.0), 400.0) for s in range(2)]
   rows += [timed(_row("vit", 0.1, s, 0.55, 55.0), 240.0, kind="looksam") for s in range(2)]
   rows += [timed(_row("vit", 0.1, 0, 0.5, 120.0), 300.0, kind="aesam", sam_fraction=0.4)]
+  rows += [timed(_row("vit", 0.1, 0, 0.45, 70.0), 240.0, kind="looksam",  # Its own line.
+                 config={"sam": {"looksam_alpha": 0.2}})]
   assert report.chosen_rho(rows) == {"vit": 0.1}  # The cheaper kinds are not in the sweep.
   monkeypatch.setattr(report, "FIGURES", str(tmp_path / "figures"))
   text = report.generated(rows)
   assert ("| ViT | LookSAM | 0.1 | 0.550 ± 0.000 (2) | 1.100 ± 0.000 (2) | 55.0 ± 0.0 (2) | 50% "
           "| 0.240 | 1.20 |  |") in text
+  assert "| ViT | LookSAM (alpha 0.2) | 0.1 | 0.450 (1) | 1.100 (1) | 70.0 (1) | 33% |" in text
   assert "| ViT | AE-SAM | 0.1 | 0.500 (1) | 1.100 (1) | 120.0 (1) | -22% | 0.300 | 1.50 | 0.40 |" in text
   assert "| ViT | SAM | 0.1 | 0.600 ± 0.000 (2) | 1.100 ± 0.000 (2) | 10.0 ± 0.0 (2) | 100% |" in text
+
+
+def _fit_row(model, rho, seed, data_dir):
+  config = _module("config").get_config(f"{model},fit")
+  config.data_dir = data_dir
+  blocks = ["embedding", "block_0", "block_3"]
+  sam = rho > 0
+  return _row(model, rho, seed, 0.6 + 0.1 * sam + 0.01 * seed, 50.0 - 40 * sam) | {
+      "train_accuracy": 0.99 - 0.1 * sam, "train_loss_clean": 0.05 + 0.2 * sam,
+      "block_lambda_max": {b: (3 - i) * (20.0 - 15 * sam) for i, b in enumerate(blocks)},
+      "weight_norm": {"embedding": 5.0 + sam, "total": 30.0 + 10 * sam},
+      "activation_norm": {"b0": 2.0, "b1": 4.0 + sam},
+      "corruption_accuracy": {f"{c}_{v}": 0.5 - 0.05 * v + 0.1 * sam
+                              for c in ("fog", "snow") for v in range(1, 6)},
+      "corruption_mean": 0.35 + 0.1 * sam, "config": config.to_dict(),
+      **({"attention_maps": np.full((8, 8, 8), 1.0 + seed).tolist()} if model == "vit" else {})}
+
+
+def test_report_of_the_fit_regime_covers_the_claims(tmp_path, monkeypatch):
+  data = str(tmp_path / "data")
+  make_folder(data, "train", CLASSES, per_class=1, size=(32, 32))  # The class folders.
+  make_folder(data, "test", CLASSES, per_class=1, size=(32, 32))
+  report = _module("report")
+  rows = [_fit_row(m, rho, s, data) for m in report.MODELS for rho in (0.0, 0.1) for s in (0, 1)]
+  monkeypatch.setattr(report, "FIGURES", str(tmp_path / "figures"))
+  text = report.generated(rows, "fit")
+  assert ("| ViT | SAM | 0.1 | 0.705 ± 0.007 (2) | 0.890 ± 0.000 (2) | 0.250 ± 0.000 (2) |"
+          in text)
+  # Per block: embedding, first, last; severities average the corruptions.
+  assert "| ViT | base | 50.0 ± 0.0 (2) | 60.0 ± 0.0 (2) | 40.0 ± 0.0 (2) | 20.0 ± 0.0 (2) |" in text
+  assert ("| Mixer | SAM | 0.705 ± 0.007 (2) | 0.550 ± 0.000 (2) | 0.500 ± 0.000 (2) | "
+          "0.450 ± 0.000 (2) | 0.400 ± 0.000 (2) | 0.350 ± 0.000 (2) | 0.450 ± 0.000 (2) |") in text
+  assert "| SAM lowers lambda_max, most for ViT and Mixer | ViT 50.0 -> 10.0 (5.0x);" in text
+  assert "SAM raises the weight norm | ViT 30.0 -> 40.0;" in text
+  figures = sorted(os.listdir(tmp_path / "figures" / "fit"))
+  assert {"train_accuracy.png", "attention_vit.png", "block_lambda_max_resnet.png",
+          "corruptions_mixer.png"} <= set(figures)

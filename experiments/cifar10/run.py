@@ -16,7 +16,8 @@ first and last blocks, weight and activation norms per block, the class token's 
 maps (ViT) and the accuracy on each corrupted test split.
 The row goes to ``<results_dir>/<regime>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``
 (``MODEL_KIND_rhoRHO_seedSEED`` for a SAM kind other than ``sam``, e.g.
-``--config.sam.kind=looksam``), with the wall and CPU seconds the run used and, for
+``--config.sam.kind=looksam``; ``MODEL_looksam_alphaA_...`` for LookSAM at an alpha other
+than its default), with the wall and CPU seconds the run used and, for
 AE-SAM, the fraction of steps that took SAM.
 """
 
@@ -36,6 +37,7 @@ from sam_jax import parallel
 from sam_jax.analysis import context as context_lib
 from sam_jax.analysis import hessian, runner, training_curves
 from sam_jax.checkpoints import loading
+from sam_jax.config import defaults
 from sam_jax.data import image_folder
 from sam_jax.evaluation import eval_sets
 from sam_jax.training import loop
@@ -53,6 +55,8 @@ FLAGS = flags.FLAGS
 
 def run_name(config) -> str:
   kind = "" if config.sam.kind == "sam" else f"{config.sam.kind}_"
+  if config.sam.kind == "looksam" and config.sam.looksam_alpha != defaults.sam().looksam_alpha:
+    kind += f"alpha{config.sam.looksam_alpha:g}_"
   return f"{config.model.name}_{kind}rho{config.sam.rho:g}_seed{config.seed}"
 
 

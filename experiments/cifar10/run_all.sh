@@ -2,8 +2,9 @@
 # Runs the CIFAR-10 study, two single-threaded runs at a time (2-core machines).
 #   [REGIME=fit] experiments/cifar10/run_all.sh PHASE DATA_DIR ...   (regime: config.py REGIMES,
 #   default short)
-#   run_all.sh pilot DATA_DIR                     # fit: the base ViT and Mixer, training-subset
-#       accuracy every 1,000 steps (python -m sam_jax.main; workdirs under $WORKDIR_ROOT/pilot)
+#   [PER_CLASS=500] run_all.sh pilot DATA_DIR     # fit: the base ViT and Mixer on
+#       train[:PER_CLASS/class], its accuracy every 1,000 steps (python -m sam_jax.main;
+#       workdirs under $WORKDIR_ROOT/pilot)
 #   run_all.sh sweep DATA_DIR                     # seed 0: base + the rho sweep (SWEEP_RHOS)
 #   run_all.sh base DATA_DIR                      # seeds 1, 2 without SAM
 #   run_all.sh seeds DATA_DIR VIT MIXER RESNET    # seeds 1, 2 at those rhos
@@ -67,19 +68,22 @@ run_one() {  # MODEL RHO SEED [KIND]: one row (run.py's name).
   if "${cmd[@]}" >> "$log" 2>&1; then echo "done: ${cmd[*]}"; else echo "FAILED ($log): ${cmd[*]}"; fi
 }
 
-pilot_one() {  # MODEL: the base model, evaluated on its training subset every 1,000 steps.
+pilot_one() {  # MODEL PER_CLASS: the base model on train[:PER_CLASS/class], evaluated on it
+  # every 1,000 steps.
+  local subset="train[:$2/class]" name="pilot_$1_$2"
   local cmd=("$PYTHON" -m sam_jax.main "--config=experiments/cifar10/config.py:$1,fit"
-             "--config.sam.rho=0" "--config.data_dir=$DATA_DIR"
-             "--config.eval_split=train[:500/class]" "--config.eval_every_steps=1000"
-             "--workdir=$WORKDIR_ROOT/pilot/$1")
-  echo "${cmd[*]}" > "$LOG_DIR/pilot_$1.log"
-  if "${cmd[@]}" >> "$LOG_DIR/pilot_$1.log" 2>&1; then echo "done: ${cmd[*]}"
-  else echo "FAILED ($LOG_DIR/pilot_$1.log): ${cmd[*]}"; fi
+             "--config.sam.rho=0" "--config.data_dir=$DATA_DIR" "--config.train_split=$subset"
+             "--config.eval_split=$subset" "--config.eval_every_steps=1000"
+             "--workdir=$WORKDIR_ROOT/pilot/$1_$2")
+  echo "${cmd[*]}" > "$LOG_DIR/$name.log"
+  if "${cmd[@]}" >> "$LOG_DIR/$name.log" 2>&1; then echo "done: ${cmd[*]}"
+  else echo "FAILED ($LOG_DIR/$name.log): ${cmd[*]}"; fi
 }
 export -f run_one pilot_one
 
 if [[ $phase == pilot ]]; then
-  printf '%s\n' vit mixer | xargs -P 2 -L 1 bash -c 'pilot_one "$@"' _
+  for model in vit mixer; do echo "$model ${PER_CLASS:-500}"; done |
+      xargs -P 2 -L 1 bash -c 'pilot_one "$@"' _
 else
   runs "$@" | xargs -P 2 -L 1 bash -c 'run_one "$@"' _
 fi
