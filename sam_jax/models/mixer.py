@@ -27,13 +27,11 @@ from sam_jax.models.patches import embed_patches
 from sam_jax.models.residual import pre_norm_residual, zero_head
 from sam_jax.models.stochastic_depth import block_rates
 
-# Width letter -> (hidden_dim, num_blocks, tokens_mlp_dim, channels_mlp_dim).
-SIZES = {
-    "S": dict(hidden_dim=512, num_blocks=8, tokens_mlp_dim=256, channels_mlp_dim=2048),
-    "B": dict(hidden_dim=768, num_blocks=12, tokens_mlp_dim=384, channels_mlp_dim=3072),
-    "L": dict(hidden_dim=1024, num_blocks=24, tokens_mlp_dim=512, channels_mlp_dim=4096),
-    "H": dict(hidden_dim=1280, num_blocks=32, tokens_mlp_dim=640, channels_mlp_dim=5120),
-}
+# Width letter -> the fields below (Tolstikhin et al., Table 1).
+_SIZE_FIELDS = ("hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim")
+SIZES = {letter: dict(zip(_SIZE_FIELDS, values)) for letter, values in {
+    "S": (512, 8, 256, 2048), "B": (768, 12, 384, 3072),
+    "L": (1024, 24, 512, 4096), "H": (1280, 32, 640, 5120)}.items()}
 # The paper's parameter blocks (see ``param_blocks``).
 PARAM_BLOCKS = (
     (r"^stem/", "embedding"),
