@@ -31,6 +31,8 @@ setuptools.setup(
         "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10",
                  # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
                  "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8"],
+        # experiments/cifar10/corrupt.py: the corrupted test images of the CIFAR-10 study.
+        "study": ["imagecorruptions>=1.1.2"],
         "gpu": ["jax[cuda12]>=0.7,<0.11"],
         "tpu": ["jax[tpu]>=0.7,<0.11"],
     },

@@ -98,6 +98,17 @@ def test_bad_data_dir_fails_before_training(tmp_path):
       _module("config").get_config(bad)
 
 
+def test_run_names_tell_the_settings_apart(monkeypatch):
+  monkeypatch.syspath_prepend(str(STUDY))  # run.py imports corrupt.py beside it.
+  run = _module("run")
+  config = _module("config").get_config("vit,fit")
+  assert run.run_name(config) == "vit_rho0.1_seed0"
+  config.sam.kind = "looksam"
+  assert run.run_name(config) == "vit_looksam_rho0.1_seed0"
+  config.sam.looksam_alpha = 0.2
+  assert run.run_name(config) == "vit_looksam_alpha0.2_rho0.1_seed0"
+
+
 def _row(model, rho, seed, accuracy, lam):
   return {"model": model, "rho": rho, "seed": seed, "test_accuracy": accuracy,
           "train_loss": 1.0 + rho, "lambda_max": lam, "ntk_kappa_init": 100.0,

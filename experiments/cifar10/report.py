@@ -233,14 +233,14 @@ def fit_tables(g: dict) -> list[str]:
                    + [cell(rs, lambda r, v=v: _severity(r, v), "{:.3f}") for v in SEVERITIES]
                    + [cell(rs, lambda r: r["corruption_mean"], "{:.3f}")])
   return [
-      "### Sharpness per block (lambda_max of the Hessian's diagonal blocks)",
+      "#### Sharpness per block (lambda_max of the Hessian's diagonal blocks)",
       table(["model", "optimizer", "network", "embedding", "first block", "last block",
              "blocks"], blocks),
-      "### Norms: weights (all, embedding) and mean activation norm of the first and last "
+      "#### Norms: weights (all, embedding) and mean activation norm of the first and last "
       "block outputs",
       table(["model", "optimizer", "||w|| all", "||w|| embedding", "||a|| first block",
              "||a|| last block"], norms),
-      "### Accuracy under 13 common corruptions (1,000 test images), by severity",
+      "#### Accuracy under 13 common corruptions (1,000 test images), by severity",
       table(["model", "optimizer", "clean (10,000)", *[f"severity {v}" for v in SEVERITIES],
              "mean"], corrupt)]
 
@@ -341,21 +341,21 @@ def generated(rows: list[dict], regime: str = "short") -> str:
   out = os.path.join(FIGURES, regime)
   paths = figures(g, out) + (fit_figures(g, out) if regime == "fit" else [])
   return "\n\n".join([
-      "### Main comparison (mean ± standard deviation (number of seeds))",
+      "#### Main comparison (mean ± standard deviation (number of seeds))",
       table(["model", "optimizer", "rho", *metrics], main_lines),
-      "### Rho sweep (seed 0)",
+      "#### Rho sweep (seed 0)",
       table(["model", "rho", "test accuracy", "final train loss", "lambda_max"],
             [[NAMES[r["model"]], f"{r['rho']:g}", f"{r['test_accuracy']:.3f}",
               f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep]),
       *(fit_tables(g) if regime == "fit" else []),
-      "### The paper's claims, measured",
+      "#### The paper's claims, measured",
       claims(g, mean) if regime != "fit" else fit_claims(g, mean),
       *([] if (cheap := variants(rows, g, mean)) is None else [
-          "### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
+          "#### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
           cheap]),
-      f"### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours of "
+      f"#### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours of "
       "wall time summed over runs, which ran several at a time), training plus measurements.",
-      "### Figures",
+      "#### Figures",
       "\n".join(f"![{os.path.basename(p)}](reproduction/{regime}/{os.path.basename(p)})"
                 for p in paths)])
 

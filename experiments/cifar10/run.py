@@ -55,8 +55,9 @@ FLAGS = flags.FLAGS
 
 def run_name(config) -> str:
   kind = "" if config.sam.kind == "sam" else f"{config.sam.kind}_"
-  if config.sam.kind == "looksam" and config.sam.looksam_alpha != defaults.sam().looksam_alpha:
-    kind += f"alpha{config.sam.looksam_alpha:g}_"
+  alpha = config.sam.looksam_alpha
+  if config.sam.kind == "looksam" and alpha != defaults.sam(0.0).looksam_alpha:
+    kind += f"alpha{alpha:g}_"
   return f"{config.model.name}_{kind}rho{config.sam.rho:g}_seed{config.seed}"
 
 
