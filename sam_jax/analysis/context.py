@@ -80,7 +80,7 @@ class Context:
   def attention_images(self) -> jax.Array:
     """The first batch of ``settings.attention.split`` (the maps keep its first
     ``attention.num_images``): the smallest multiple of the device count that holds them."""
-    num_images, devices = self.settings.attention.num_images, self.mesh.size
+    num_images, devices = self.settings.attention.num_images, jax.device_count()
     batch_size = -(-num_images // devices) * devices
     return self.batches(1, split=self.settings.attention.split,
                         batch_size=batch_size)[0]["image"]
