@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax.evaluation import adversarial
+from sam_jax.objectives import adversarial
 
 N, D, K = 64, 12, 4
 
@@ -70,3 +70,28 @@ def test_pgd_stays_in_the_ball_and_is_never_above_clean_accuracy(random_start):
   assert not np.any(robust & ~adversarial.correct(logits_fn, x_adv, y))
   with pytest.raises(ValueError, match="num_steps"):
     adversarial.pgd(logits_fn, x, y, epsilon=eps, step_size=eps, num_steps=0)
+
+
+@pytest.mark.parametrize("random_start", [False, True])
+def test_training_pgd_finds_the_worst_case_of_a_linear_binary_classifier(random_start):
+  """For logits x W, the loss of label y rises along W[:, o] - W[:, y] (o the other class),
+  so the worst case in the ball is x + eps sign(W[:, o] - W[:, y]); PGD reaches it."""
+  rng = np.random.default_rng(3)
+  w = rng.normal(size=(D, 2)).astype(np.float32)
+  x = rng.uniform(-0.8, 0.8, size=(N, D)).astype(np.float32)  # Inside [-1, 1] by > eps.
+  y = rng.integers(0, 2, size=N)
+  attack = adversarial.PgdAttack.from_pixels(epsilon=16.0, step_size=8.0, num_steps=4,
+                                              random_start=random_start)
+  keys = jax.random.split(jax.random.key(0), N)
+  x_adv = attack.examples(lambda z: z @ w, jnp.asarray(x), jnp.asarray(y), keys)
+  direction = np.sign(w[:, 1 - y].T - w[:, y].T)
+  np.testing.assert_allclose(x_adv, x + attack.epsilon * direction, atol=1e-6)
+  grad = jax.grad(lambda z: jnp.sum(attack.examples(lambda v: v @ w, z, jnp.asarray(y),
+                                                    keys)))(jnp.asarray(x))
+  np.testing.assert_array_equal(grad, 0.0)  # No gradient flows through the examples.
+
+
+def test_training_pgd_settings_are_checked():
+  assert adversarial.PgdAttack.from_pixels(epsilon=0.0, step_size=2.0, num_steps=7) is None
+  with pytest.raises(ValueError, match="step_size=0.0 must be > 0"):
+    adversarial.PgdAttack.from_pixels(epsilon=8.0, step_size=0.0, num_steps=7)

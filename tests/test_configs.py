@@ -19,6 +19,7 @@ import pytest
 
 from sam_jax import models, optim, parallel
 from sam_jax.config import defaults, recipes, validation
+from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.training import loop, train_step
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -94,7 +95,8 @@ def test_config_validates_and_takes_one_train_step(name):
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
-  step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss)
+  step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss,
+                                    attack=PgdAttack.from_pixels(**config.adversarial_training))
   state, metrics = step(state, parallel.shard_batch(batch, mesh))
 
   assert int(state.step) == 1

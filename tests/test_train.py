@@ -16,13 +16,17 @@ def _tiny_config(num_train_steps, **overrides):
   return tiny_digits_config.get_config(num_train_steps, **overrides)
 
 
-@pytest.mark.parametrize("kind", ["sam", "looksam", "msam", "aesam"])
+@pytest.mark.parametrize("kind", ["sam", "looksam", "msam", "aesam", "adversarial"])
 def test_resume_continues_exactly(tmp_path, kind):
   """N steps, then M more from the step-N checkpoint, equal N + M steps in one go (LookSAM:
-  k = 3, so the resumed run starts between full steps and reuses the stored direction)."""
+  k = 3, so the resumed run starts between full steps and reuses the stored direction;
+  adversarial: SAM on PGD examples, whose random starts follow the step)."""
   total, first = 7, 4
   config = _tiny_config(total, checkpoint_every_steps=first)
-  config.sam.kind, config.sam.every_k_steps = kind, 3 if kind == "looksam" else None
+  if kind == "adversarial":
+    config.adversarial_training = dict(epsilon=8.0, step_size=2.0, num_steps=2)
+  else:
+    config.sam.kind, config.sam.every_k_steps = kind, 3 if kind == "looksam" else None
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   shutil.copytree(tmp_path / "straight" / "checkpoints" / str(first),
                   tmp_path / "resumed" / "checkpoints" / str(first))
@@ -42,9 +46,11 @@ def test_resume_continues_exactly(tmp_path, kind):
     ("sam.sync", "host", "device"),
     ("sam.rho", -1.0, "rho"),
     ("model.dtype", "float16", "bfloat16"),
+    ("adversarial_training.step_size", 0.0, "step_size=0.0 must be > 0"),
 ])
 def test_bad_config_fails_before_any_work(tmp_path, key, value, match):
   config = _tiny_config(3)
+  config.adversarial_training = dict(epsilon=8.0, step_size=2.0, num_steps=2)
   parent, _, leaf = key.rpartition(".")
   (config[parent] if parent else config)[leaf] = value
   with pytest.raises(ValueError, match=match):

@@ -11,6 +11,7 @@ import pytest
 
 from sam_jax import metrics as metrics_lib
 from sam_jax import parallel
+from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.optim import looksam, momentum_sam, sam
 from sam_jax.training import train_step
 
@@ -37,14 +38,15 @@ def _batch(n=BATCH, seed=1):
           "label": rng.integers(0, 4, size=n).astype(np.int32)}
 
 
-def _run(rho, m, num_devices, batch, model=TinyNet()):
+def _run(rho, m, num_devices, batch, model=TinyNet(), attack=None):
   """One SGD(LR)+SAM step with m examples per perturbation on ``num_devices`` devices."""
   groups = train_step.sam_groups(m, len(batch["label"]), num_devices)
   mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
   tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
                    optax.sgd(LR))
   state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
+  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups,
+                                    attack=attack)
   state = parallel.replicate(state, mesh)
   init = jax.device_get(state)
   state, metrics = step(state, parallel.shard_batch(batch, mesh))
@@ -149,6 +151,48 @@ def test_dropout_masks_are_identical_in_both_passes():
   _assert_close(state.params, hand_step(key, key))
   other = hand_step(key, jax.random.fold_in(key, 1))  # A fresh mask would give another step.
   assert not np.allclose(other["Dense_1"]["kernel"], state.params["Dense_1"]["kernel"], atol=1e-5)
+
+
+ATTACK = PgdAttack(epsilon=0.1, step_size=0.04, num_steps=3)
+
+
+def test_adversarial_training_takes_both_sam_passes_at_the_pgd_images():
+  """With BatchNorm and dropout: the attack in train mode at w (keys folded from the group's
+  key), then SAM on the PGD images, whose pass alone updates the BatchNorm statistics."""
+  model, batch = TinyNet(batch_norm=True, dropout=0.25), _batch()
+  batch["image"] = np.clip(batch["image"], -0.8, 0.8)  # Images live in [-1, 1].
+  init, state, _ = _run(RHO, None, 1, batch, model, attack=ATTACK)
+  key = jax.random.fold_in(jax.random.fold_in(init.rng, 0), 0)  # step 0, group 0.
+  variables = dict(init.model_state)
+
+  def logits(params, x, rng):
+    return model.apply({"params": params, **variables}, x, train=True, rngs={"dropout": rng},
+                       mutable=["batch_stats"])
+
+  starts = jax.random.fold_in(jax.random.fold_in(init.rng, 0), train_step.ATTACK_STREAM)
+  keys = jnp.stack([jax.random.fold_in(starts, i) for i in range(BATCH)])
+  x = ATTACK.examples(lambda z: logits(init.params, z, jax.random.fold_in(key, 1))[0],
+                      batch["image"], batch["label"], keys)
+  assert np.max(np.abs(x - batch["image"])) <= ATTACK.epsilon + 1e-6
+  assert np.max(np.abs(x - batch["image"])) > ATTACK.epsilon / 2  # It moved the images.
+  y = batch["label"]
+  g = jax.grad(lambda p: _loss(model, p, x, y, variables, key))(init.params)
+  norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
+  w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, init.params, g)
+  gp = jax.grad(lambda p: _loss(model, p, x, y, variables, key))(w_adv)
+  _assert_close(state.params, jax.tree.map(lambda w, gi: w - LR * gi, init.params, gp))
+  _assert_close(state.model_state, logits(init.params, x, key)[1])
+  clean = _run(RHO, None, 1, batch, model)[1]  # Without the attack: another step.
+  assert not np.allclose(clean.params["Dense_0"]["kernel"], state.params["Dense_0"]["kernel"])
+
+
+@pytest.mark.parametrize("m", [2, BATCH])
+def test_adversarial_training_is_the_same_on_1_and_8_devices(m):
+  batch = _batch()
+  _, s1, m1 = _run(RHO, m, 1, batch, attack=ATTACK)
+  _, s8, m8 = _run(RHO, m, 8, batch, attack=ATTACK)
+  _assert_close(s1.params, s8.params)
+  np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
 
 
 def _all_reduced_elements(rho, m):

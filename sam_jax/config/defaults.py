@@ -110,11 +110,23 @@ def adversarial() -> ml_collections.ConfigDict:
   ))
 
 
-SECTIONS = {"analysis": analysis, "adversarial": adversarial}
+def adversarial_training() -> ml_collections.ConfigDict:
+  """Defaults of ``config.adversarial_training``: the training loss on PGD examples (Madry et
+  al.; ``objectives.adversarial.PgdAttack``), off at ``epsilon`` 0 (docs/paper.md A1-A3)."""
+  return ml_collections.ConfigDict(dict(
+      epsilon=0.0,          # L-inf radius in pixel units of [0, 255]; 0: the batch as given.
+      step_size=2.0,        # Pixel units.
+      num_steps=7,
+      random_start=True,    # Each attack starts at a uniform random point of the ball.
+  ))
+
+
+SECTIONS = {"analysis": analysis, "adversarial": adversarial,
+            "adversarial_training": adversarial_training}
 
 
 def sections() -> dict[str, ml_collections.ConfigDict]:
-  """Both tool sections with their defaults, for a config file: ``config.update(sections())``."""
+  """The sections with their defaults, for a config file: ``config.update(sections())``."""
   return {name: defaults() for name, defaults in SECTIONS.items()}
 
 

@@ -59,6 +59,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be in "
                      f"[0, num_train_steps={config.num_train_steps}).")
   validate_sections(config)
+  attack = config.adversarial_training
+  if not attack.epsilon >= 0:
+    raise ValueError(f"config.adversarial_training.epsilon={attack.epsilon!r} must be >= 0 "
+                     "(pixel units; 0 trains on the batch as given).")
+  if attack.epsilon > 0:
+    _positive_int(config, "adversarial_training.num_steps")
+    if not attack.step_size > 0:
+      raise ValueError(f"config.adversarial_training.step_size={attack.step_size!r} must be > 0.")
 
 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:

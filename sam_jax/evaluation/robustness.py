@@ -17,7 +17,7 @@ from jax.sharding import Mesh
 from sam_jax import metrics, parallel
 from sam_jax.checkpoints import loading
 from sam_jax.data import eval_batches
-from sam_jax.evaluation import adversarial
+from sam_jax.objectives import adversarial
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))

@@ -36,6 +36,7 @@ from sam_jax import models, optim, parallel
 from sam_jax.checkpoints import checkpointing
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
+from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.training import config_history, train_step, workdir_lock
 
 
@@ -195,7 +196,8 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
 
   p_train_step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1, loss=config.loss)
+      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1, loss=config.loss,
+      attack=PgdAttack.from_pixels(**config.adversarial_training))
   p_eval_step = train_step.make_eval_step(model, mesh, loss=config.loss)
   local_batch = config.batch_size // jax.process_count()
   train_iter = input_pipeline.train_iterator(config, local_batch_size=local_batch,

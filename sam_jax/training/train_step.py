@@ -20,10 +20,13 @@ import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
 from sam_jax import metrics, models
+from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.optim.msam import gradient_point
 from sam_jax.parallel import DATA, mean_over
 
 GROUP = "group"                  # vmapped SAM groups inside one device.
+ATTACK_STREAM = 2**31            # The attack's keys fold from the step's key with this (group
+                                 # indices, folded for dropout, stay below it).
 Batch = dict[str, jax.Array]
 
 
@@ -90,12 +93,14 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
                 groups: SamGroups, skip_nonfinite: bool,
-                take_sam: bool | None, loss_name: str) -> tuple[TrainState, dict]:
+                take_sam: bool | None, loss_name: str,
+                attack: PgdAttack | None) -> tuple[TrainState, dict]:
   """One step on this device's shard of the batch, vmapped over its SAM groups if several.
 
   A step whose averaged loss or update is not finite is reported in
   ``metrics["finite"]``; with ``skip_nonfinite`` it leaves the state unchanged
-  (but for the step counter).
+  (but for the step counter). With an ``attack`` (adversarial training) both passes
+  see the group's PGD images instead of its batch.
   """
   mutable = list(state.model_state) or False
 
@@ -103,18 +108,30 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
     # One dropout key per group, folded from its global position in the batch.
     rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
 
-    def loss_fn(params):
+    def forward(params, images, dropout_rng):
       variables = {"params": params, **state.model_state}
-      out = model.apply(variables, group_batch["image"], train=True, rngs={"dropout": rng},
+      out = model.apply(variables, images, train=True, rngs={"dropout": dropout_rng},
                         mutable=mutable)
-      logits, new_model_state = out if mutable else (out, {})
-      return (metrics.cross_entropy(logits, group_batch["label"], loss_name),
-              (logits, new_model_state))
+      return out if mutable else (out, {})
 
     # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
     # BatchNorm statistics are then those of w + e).
-    (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        gradient_point(state.opt_state, state.params))
+    point = gradient_point(state.opt_state, state.params)
+    images = group_batch["image"]
+    if attack is not None:  # Train mode, BatchNorm on the batch's statistics, not updated.
+      size = images.shape[0]
+      starts = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), ATTACK_STREAM)
+      keys = jax.vmap(lambda i: jax.random.fold_in(starts, i))(
+          group_index * size + jnp.arange(size))  # By the example's place in the global batch.
+      images = attack.examples(lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0],
+                               images, group_batch["label"], keys)
+
+    def loss_fn(params):
+      logits, new_model_state = forward(params, images, rng)
+      return (metrics.cross_entropy(logits, group_batch["label"], loss_name),
+              (logits, new_model_state))
+
+    (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(point)
 
     # The second (perturbed) pass: same batch, same dropout key, and the model
     # state of the incoming step; its own state updates are discarded.
@@ -156,20 +173,24 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
                     groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False,
-                    every_k_steps: int = 1, loss: str = "softmax_xent"):
+                    every_k_steps: int = 1, loss: str = "softmax_xent",
+                    attack: PgdAttack | None = None):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``). With
   ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only) the SAM and the plain
   step are compiled apart and alternated (see ``AlternatingStep``). ``loss``: a
-  ``metrics.LOSSES`` name.
+  ``metrics.LOSSES`` name. ``attack``: adversarial training on its PGD images of each
+  SAM group; each example's random start folds from the step's key and its place in the
+  global batch, so without dropout the examples do not depend on the device count (the
+  attack's dropout key, like the training pass's, is the group's).
   """
   metrics.check_loss(loss)
 
   def compiled(take_sam: bool | None):
     step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
                              groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam,
-                             loss_name=loss)
+                             loss_name=loss, attack=attack)
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
