@@ -1,6 +1,8 @@
 """Starting a run from another run's workdir or an .npz (``config.init_from``,
 ``checkpoints.warm_start``): what is loaded, what is fresh, and what is refused."""
 
+import shutil
+
 import jax
 import ml_collections
 import numpy as np
@@ -60,12 +62,20 @@ def test_a_run_starts_from_a_workdir_with_its_weights_and_model_state(source, re
                                                  _flat(fresh.model_state).values()))
 
 
-def test_fine_tuning_from_a_workdir_trains_end_to_end(source, tmp_path):
+def test_fine_tuning_from_a_workdir_resumes_exactly(source, tmp_path):
+  """5 fine-tuning steps equal 3, a stop, and 2 more: a resume reads its own checkpoint,
+  not ``init_from`` again."""
   config, workdir, _ = source
   config = ml_collections.ConfigDict(config.to_dict())
-  config.update(dict(init_from=workdir, reinit_head=True, num_train_steps=3))
-  state = loop.train_and_evaluate(config, str(tmp_path / "finetune"))
-  assert int(state.step) == 3
+  config.update(dict(init_from=workdir, reinit_head=True, num_train_steps=5,
+                     checkpoint_every_steps=3))
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+  shutil.copytree(tmp_path / "straight" / "checkpoints" / "3",
+                  tmp_path / "resumed" / "checkpoints" / "3")
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == 5
+  np.testing.assert_equal(_flat(resumed.params), _flat(straight.params))
+  np.testing.assert_equal(_flat(resumed.model_state), _flat(straight.model_state))
 
 
 def test_another_family_or_shape_is_refused_naming_it(source, tmp_path):
