@@ -28,6 +28,10 @@ PAPER_RUNS = ({f"{m}_{w}{p}" for m in ("vit", "mixer") for w in "sb" for p in (8
               - {"vit_b8", "mixer_b8"}) | {"resnet50", "resnet101", "resnet152", "finetune"}
 # configs/finetune.py's arguments besides its default (cifar10 with ViT-B/16).
 FINETUNE_ARGS = sorted(set(recipes.TRANSFER) - {"cifar10"}) + ["cifar10,mixer-B/16"]
+# Configs taking a stage argument: every stage besides the default.
+STAGES = {"cifar10_transfer": ["finetune"]}
+CASES = [(name, None) for name in NAMES] + [
+    (name, arg) for name, args in STAGES.items() for arg in args]
 TINY_MODEL = {
     "vit": dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1),
     "mixer": dict(hidden_dim=16, num_blocks=1, tokens_mlp_dim=8, channels_mlp_dim=32),
@@ -64,9 +68,9 @@ def test_every_paper_run_has_a_config():
   assert PAPER_RUNS <= set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_config_validates_and_takes_one_train_step(name):
-  config = load(name)
+@pytest.mark.parametrize("name, arg", CASES)
+def test_config_validates_and_takes_one_train_step(name, arg):
+  config = load(name, arg)
   num_devices = jax.device_count()
   validation.validate(defaults.complete(config), num_devices)  # The full-size config.
   assert name not in PAPER_RUNS or "init_from" in config

@@ -235,6 +235,34 @@ def test_a_per_class_split_is_the_first_images_of_each_class(tmp_path):
       source.files(bad)
 
 
+def test_a_class_subset_reads_only_those_folders_labelled_in_the_given_order(tmp_path):
+  root = str(tmp_path)
+  make_folder(root, "train", ["ant", "moth", "wasp", "zebra"], 3)
+  make_folder(root, "test", ["ant", "moth", "wasp", "zebra"], 2)
+  config = ml_collections.ConfigDict(dict(
+      dataset="folder", data_dir=root, image_size=8, train_split="train[:2/class]",
+      eval_split="test", classes="zebra, ant"))
+  assert input_pipeline.get_info(config).num_classes == 2
+  assert input_pipeline.class_names(config) == ["zebra", "ant"]
+  batch = next(input_pipeline.eval_iterator(config, local_batch_size=4))
+  assert batch["mask"].sum() == 4 and batch["label"].tolist() == [0, 0, 1, 1]
+  train = np.concatenate([b["label"] for b in itertools.islice(
+      input_pipeline.train_iterator(config, local_batch_size=2, seed=0), 2)])
+  assert sorted(train.tolist()) == [0, 0, 1, 1]  # One epoch: 2 images of each of 2 classes.
+  # The images behind the labels are the named folders' (zebra is label 0).
+  first = next(input_pipeline.eval_iterator(config, local_batch_size=1))["image"][0]
+  whole = dict(config, classes="")
+  zebra = list(input_pipeline.eval_iterator(ml_collections.ConfigDict(whole),
+                                            local_batch_size=8))[0]
+  np.testing.assert_array_equal(first, zebra["image"][6])  # ant, moth, wasp precede it.
+  for bad, match in (("zebra,bee", r"\['bee'\].*valid: \['ant', 'moth', 'wasp', 'zebra'\]"),
+                     ("ant,,moth", "comma-separated"), ("ant,ant", "distinct")):
+    with pytest.raises(ValueError, match=match):
+      input_pipeline.get_info(ml_collections.ConfigDict(dict(config, classes=bad)))
+  with pytest.raises(ValueError, match="config.classes='ant' selects class folders"):
+    input_pipeline.get_info(ml_collections.ConfigDict(dict(default.get_config(), classes="ant")))
+
+
 def test_class_names_are_indexed_by_label(tmp_path):
   root = str(tmp_path)
   make_folder(root, "train", ["zebra", "ant", "moth"], 1)

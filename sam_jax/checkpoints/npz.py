@@ -15,7 +15,9 @@ names on request.
 template; every key and shape of the file must match it, except for these
 adaptations, each logged:
 
-* the head has another number of classes (or ``reinit_head``): the template's head;
+* a ``projection`` subtree (a contrastive head) that the model lacks is dropped;
+* the head has another number of classes (or ``reinit_head``, also for a file without
+  a head): the template's head;
 * then, and only then, ``pre_logits`` in the file but not in the model is dropped (the
   official fine-tuning code does so, ``vit_jax/checkpoint.py``). With the file's head
   kept, dropping the layer its head was trained on would compute another function:
@@ -57,6 +59,8 @@ _LINEN_BLOCK = re.compile(
 _RELEASED_NAME = {linen: released for released, linen in _LINEN_NAME.items()}
 NAMES = ("released", "linen")  # Key names export_npz can write.
 PRE_LOGITS = "pre_logits/kernel"
+HEADS_DROPPED = ("projection",)  # Top-level subtrees dropped when the model has none (the
+                                 # projection head of contrastive pretraining).
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
@@ -166,15 +170,27 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
   if model_name not in FAMILY_MARKERS:
     raise ValueError(f"load_params: no .npz checkpoint format for model {model_name!r}; "
                      f"supported: {list(FAMILY_MARKERS)}.")
-  if "params" in init_params and len(init_params) == 1:
-    raise ValueError("load_params: init_params must be variables['params'], not the whole "
-                     "variables dict.")
-  template = param_blocks.flatten(init_params)
   flat = read_params(path) if flat is None else flat
   family = detect_family(flat)
   if family != model_name:
     raise ValueError(f"load_params: {path} holds a {family} checkpoint, not a {model_name} one.")
-  flat = _adapt(flat, template, reinit_head=reinit_head, path=path)
+  return fit_params(flat, init_params, source=path, reinit_head=reinit_head)
+
+
+def fit_params(flat: Flat, init_params, *, source, reinit_head: bool = False) -> dict:
+  """``flat`` (linen keys, any family) shaped like ``init_params`` after the adaptations of
+  the module docstring; ``source`` names the weights in messages.
+
+  Raises:
+    ValueError: keys or shapes that do not match the template (each named, up to
+      MAX_LISTED, with both shapes), or a representation layer that would be dropped
+      under the file's own head; nothing is returned then.
+  """
+  if "params" in init_params and len(init_params) == 1:
+    raise ValueError("load_params: init_params must be variables['params'], not the whole "
+                     "variables dict.")
+  template = param_blocks.flatten(init_params)
+  flat = _adapt(flat, template, reinit_head=reinit_head, path=source)
 
   missing = [f"  {k}: missing from the file (model shape {np.shape(template[k])})"
              for k in sorted(template.keys() - flat.keys())]
@@ -187,7 +203,7 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
   if problems:
     shown = problems[:MAX_LISTED] + ([f"  ... and {len(problems) - MAX_LISTED} more"]
                                      if len(problems) > MAX_LISTED else [])
-    raise ValueError(f"load_params: {path} does not match the {model_name} model "
+    raise ValueError(f"load_params: {source} does not match the model "
                      f"({len(problems)} problems, nothing loaded; keys in linen names):\n"
                      + "\n".join(shown))
   return param_blocks.unflatten({k: jnp.asarray(flat[k], dtype=template[k].dtype)
@@ -197,6 +213,13 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
 def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
   """The logged adaptations of the module docstring (head, pre_logits, posemb)."""
   flat = dict(flat)
+  dropped = sorted(k for k in flat if k.split("/")[0] in HEADS_DROPPED
+                   and k.split("/")[0] not in {t.split("/")[0] for t in template})
+  if dropped:
+    logging.warning("load_params: %s: dropping %s, which the model does not have.", path,
+                    sorted({k.split("/")[0] for k in dropped}))
+    for k in dropped:
+      flat.pop(k)
   head = ("head/kernel", "head/bias")
   new_head = all(k in template for k in head) and (
       reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))

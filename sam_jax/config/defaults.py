@@ -35,13 +35,17 @@ LOOKSAM_K = 5  # every_k_steps of LookSAM when unset (docs/paper.md E3).
 DATA = dict(
     data_dir="",          # TFDS data dir (""; $TFDS_DATA_DIR or ~/tensorflow_datasets) or folder.
     num_classes=None,     # Checked against the dataset; None: the dataset's.
+    classes="",           # Image folders: the class folders to read, comma-separated, labelled
+                          # in that order; "": all of them (data.image_folder).
     train_split=None,
     eval_split=None,
     pp={},                # Preprocessing options (``data.preprocessing.PreprocessOptions``).
     shuffle_buffer=10_000,
 )
 TRAINING = dict(
-    init_from="",         # An official-format .npz to start from; "": from scratch.
+    init_from="",         # An official-format .npz or a training workdir to start from
+                          # (checkpoints.warm_start); "": from scratch.
+    reinit_head=False,    # init_from: a fresh head even when the shapes match (new classes).
     nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
     loss="softmax_xent",  # Or "sigmoid_xent" (the original ViT pipeline's; docs/paper.md).
 )

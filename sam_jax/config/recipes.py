@@ -186,3 +186,38 @@ def cifar10_folder() -> ml_collections.ConfigDict:
   config.nonfinite = "stop"
   config.update(defaults.sections())  # Of analyze and evaluate.
   return config
+
+
+TRANSFER_STAGES = ("pretrain", "finetune")
+CIFAR10_SOURCE_CLASSES = "airplane,automobile,bird,cat,deer"  # CIFAR-10's labels 0-4.
+CIFAR10_TARGET_CLASSES = "dog,frog,horse,ship,truck"          # CIFAR-10's labels 5-9.
+
+
+def cifar10_transfer(stage: str) -> ml_collections.ConfigDict:
+  """The transfer protocol on a class split of the CIFAR-10 folder (docs/paper.md R47).
+
+  ``pretrain``: ``cifar10_folder`` on the first five classes. ``finetune``: from
+  ``config.init_from`` (a pretraining workdir; "" trains the control from scratch) on
+  100 images of each of the other five, as ``finetune`` does (R40-R44: SGD momentum 0.9,
+  cosine, no weight decay, clipping at 1, a fresh head, no SAM) with the step counts of
+  the small targets (500 steps, 100 warm-up, R41) and lr 0.01 from the grid (R46).
+
+  Raises:
+    ValueError: ``stage`` is not one of ``TRANSFER_STAGES``.
+  """
+  if stage not in TRANSFER_STAGES:
+    raise ValueError(f"cifar10_transfer: unknown stage {stage!r}; valid: {TRANSFER_STAGES}.")
+  config = cifar10_folder()
+  config.num_classes = 5
+  config.classes = CIFAR10_SOURCE_CLASSES
+  if stage == "finetune":
+    config.classes = CIFAR10_TARGET_CLASSES
+    config.train_split = "train[:100/class]"  # 500 images: a few-example target.
+    config.reinit_head = True
+    config.num_train_steps = 500
+    config.optimizer = defaults.optimizer("sgd", 0.01, 100, "cosine", weight_decay=0.0,
+                                          grad_clip_norm=1.0)
+    config.sam = defaults.sam(rho=0.0)  # R44.
+    config.eval_every_steps = 100
+    config.checkpoint_every_steps = 100
+  return config

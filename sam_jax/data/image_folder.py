@@ -21,6 +21,12 @@ becomes unreadable later: the pipeline stops naming the file); with
 unreadable files are dropped, counted and logged. A class folder of the class
 split without images is an error (that class could never be learned).
 
+A subset of the classes (``config.classes``, comma-separated class folder names, e.g.
+``"dog,frog,horse,ship,truck"``): only those folders are read, in every split, labelled
+0..C-1 in the order given; a name the class split lacks is an error listing its folders.
+The other class folders of a split are then ignored (a class-split transfer experiment:
+pretrain on some classes, fine-tune on the others).
+
 A class-balanced subset is the split ``FOLDER[:N/class]`` (e.g. ``train[:500/class]``):
 the first N images (in sorted order) of each class of ``FOLDER``; a class with fewer
 than N is an error. It works wherever a split is named (training, evaluation,
@@ -100,16 +106,26 @@ def unreadable(paths: tuple[str, ...]) -> list[str]:
   return [p for p, good in zip(paths, ok) if not good]
 
 
+def parse_classes(classes: str) -> tuple[str, ...]:
+  """``"dog, frog"`` -> ``("dog", "frog")``; ``""`` -> ``()`` (every class folder)."""
+  names = tuple(name.strip() for name in classes.split(",")) if classes.strip() else ()
+  if any(not name for name in names) or len(set(names)) != len(names):
+    raise ValueError(f"config.classes={classes!r} must be distinct, comma-separated class folder "
+                     "names (e.g. 'dog,frog'), or '' for every class folder.")
+  return names
+
+
 @functools.cache
-def _list_split(root: str, split: str, classes: tuple[str, ...], classes_split: str,
-                skip_corrupt: bool) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _list_split(root: str, split: str, classes: tuple[str, ...], known: tuple[str, ...],
+                classes_split: str, skip_corrupt: bool) -> tuple[tuple[str, ...], tuple[int, ...]]:
   """Sorted image paths of a split and their labels (cached: listed once per process).
 
-  ``classes_split`` is the split the classes come from: each of its class folders must
-  hold an image.
+  ``classes`` are read, labelled by their order; ``known`` are all the class folders of
+  ``classes_split``, the split the classes come from: each of ``classes`` must hold an
+  image there.
   """
   split_dir = os.path.join(root, split)
-  extra = sorted(set(_subdirs(split_dir)) - set(classes))
+  extra = sorted(set(_subdirs(split_dir)) - set(known))
   if extra:
     raise ValueError(f"Image folder split {split_dir} has class folders {extra[:5]} that the "
                      f"class split does not have (classes: {list(classes)[:10]}...).")
@@ -158,7 +174,8 @@ class ImageFolder:
   default_train_split = "train"
   default_eval_split = "test"
 
-  def __init__(self, root: str | None, *, class_split: str, skip_corrupt: bool = False):
+  def __init__(self, root: str | None, *, class_split: str, skip_corrupt: bool = False,
+               classes: tuple[str, ...] = ()):
     if not root:
       raise ValueError("config.dataset='folder' needs config.data_dir: the root of an image "
                        "folder laid out as root/<split>/<class>/<image>.")
@@ -168,10 +185,15 @@ class ImageFolder:
     self.root = root
     self.class_split = class_split
     self.skip_corrupt = skip_corrupt
-    self.classes = tuple(_subdirs(self._split_dir(class_split)))
-    if not self.classes:
+    self.known_classes = tuple(_subdirs(self._split_dir(class_split)))
+    if not self.known_classes:
       raise FileNotFoundError(f"Image folder split {self._split_dir(class_split)} has no class "
                               "folders (expected root/<split>/<class>/<image>).")
+    unknown = [name for name in classes if name not in self.known_classes]
+    if unknown:
+      raise ValueError(f"config.classes names {unknown}, which are not class folders of "
+                       f"{self._split_dir(class_split)}; valid: {list(self.known_classes)}.")
+    self.classes = tuple(classes) or self.known_classes
     self.num_classes = len(self.classes)
 
   def _split_dir(self, split: str) -> str:
@@ -185,8 +207,8 @@ class ImageFolder:
     """All image paths of ``split`` and their labels, sorted by class and name."""
     self._split_dir(split)
     folder, per_class = parse_split(split)
-    listed = _list_split(self.root, folder, self.classes, parse_split(self.class_split)[0],
-                         self.skip_corrupt)
+    listed = _list_split(self.root, folder, self.classes, self.known_classes,
+                         parse_split(self.class_split)[0], self.skip_corrupt)
     return listed if per_class is None else _per_class(*listed, per_class, split, self.classes)
 
   def check_readable(self, split: str) -> None:

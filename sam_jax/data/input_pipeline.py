@@ -42,6 +42,10 @@ def get_info(config: ml_collections.ConfigDict) -> DatasetInfo:
     ValueError: ``config.num_classes`` is set and differs from the dataset's.
   """
   config = defaults.complete_data(config)
+  if config.classes and config.dataset != "folder":
+    raise ValueError(f"config.classes={config.classes!r} selects class folders of an image "
+                     f"folder (config.dataset='folder'); {config.dataset!r} is not one. Set "
+                     "config.classes=''.")
   info = reader(config.dataset).get_info(config)
   if config.num_classes not in (None, info.num_classes):
     raise ValueError(f"config.num_classes={config.num_classes} but {config.dataset!r} has "

@@ -37,7 +37,8 @@ def _source(config: ml_collections.ConfigDict, dataset: str | None = None) -> So
   if name == "folder":
     return image_folder.ImageFolder(
         config.data_dir, class_split=config.train_split or "train",
-        skip_corrupt=preprocessing.PreprocessOptions.from_config(config).skip_corrupt)
+        skip_corrupt=preprocessing.PreprocessOptions.from_config(config).skip_corrupt,
+        classes=image_folder.parse_classes(config.classes))
   return tfds_source.TfdsSource(name, config.data_dir)
 
 

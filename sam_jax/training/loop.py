@@ -33,7 +33,7 @@ import numpy as np
 
 from sam_jax import metrics as metrics_lib
 from sam_jax import models, optim, parallel
-from sam_jax.checkpoints import checkpointing
+from sam_jax.checkpoints import checkpointing, warm_start
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
 from sam_jax.objectives.adversarial import PgdAttack
@@ -105,14 +105,13 @@ def state_initializer(config, model, tx):
 
 
 def initial_state(config, model, tx, mesh) -> train_step.TrainState:
-  """Fresh replicated state, with parameters from ``config.init_from`` (.npz) if set."""
+  """Fresh replicated state, with the weights of ``config.init_from`` (an .npz or a training
+  workdir: ``checkpoints.warm_start``) if set."""
   state = jax.jit(state_initializer(config, model, tx))()
   if config.init_from:
-    from sam_jax.checkpoints import npz  # pylint: disable=g-import-not-at-top
-    params = npz.load_params(config.init_from, config.model.name,
-                                        jax.device_get(state.params))
-    logging.info("Initialised parameters from %s.", config.init_from)
-    state = state.replace(params=params, opt_state=tx.init(params))
+    params, model_state = warm_start.load(config, jax.device_get(state.params),
+                                          jax.device_get(state.model_state))
+    state = state.replace(params=params, opt_state=tx.init(params), model_state=model_state)
   return parallel.replicate(state, mesh)
 
 
