@@ -322,7 +322,8 @@ def test_augmented_stream_resumes_exactly_and_depends_on_the_seed(root):
 
 @pytest.mark.parametrize("augment, match", [
     (dict(randaugment_layers=-1), "randaugment_layers=-1 must be an integer >= 0"),
-    (dict(randaugment_layers=2, randaugment_magnitude=31.0), r"magnitude=31.0 must be in \[0, 30\]"),
+    (dict(randaugment_layers=2, randaugment_magnitude=31.0),
+     r"magnitude=31.0 must be in \[0, 30\]"),
     (dict(mixup_alpha=-0.5), "mixup_alpha=-0.5 must be >= 0"),
     (dict(mixup=0.5), "config.augment has a key the settings do not"),
 ])

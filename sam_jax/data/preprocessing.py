@@ -4,9 +4,9 @@ Training: Inception crop (a random window of the image with area fraction in
 ``crop_area_range`` and width/height in ``aspect_ratio_range``, decoded together
 with the crop for JPEGs), resize to ``image_size`` x ``image_size``, random
 horizontal flip (then, if configured, RandAugment on these [0, 255] pixels:
-``sam_jax.data.randaugment``, applied by ``tf_pipeline``). Evaluation: resize the smaller side to ``eval_resize`` (256 for
-224), then take the central ``image_size`` x ``image_size`` crop. Both map pixels
-p in [0, 255] to p / 127.5 - 1 in [-1, 1].
+``sam_jax.data.randaugment``, applied by ``tf_pipeline``). Evaluation: resize the
+smaller side to ``eval_resize`` (256 for 224), then take the central ``image_size`` x
+``image_size`` crop. Both map pixels p in [0, 255] to p / 127.5 - 1 in [-1, 1].
 
 Randomness is stateless: each example's crop and flip are a function of a seed
 ``[key, position]``, so a stream is reproducible and can be resumed anywhere.
