@@ -171,16 +171,15 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
       pixels = randaug(pixels, seed(keys.randaugment))
     return {"image": preprocessing.to_signed_unit(pixels), "label": record["label"]}
 
-  mix = None
-  if augment.mixup_alpha > 0:
-    alpha, num_classes = float(augment.mixup_alpha), source.num_classes
+  alpha = float(augment.mixup_alpha)
+  num_classes = source.num_classes if alpha > 0 else None
 
-    def mix(step: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-      a = mixup.weight(tf.stack([tf.constant(keys.mixup, tf.int64), step]), alpha)
-      return mixup.mix(batch, a, num_classes)
+  def mix(step: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    a = mixup.weight(tf.stack([tf.constant(keys.mixup, tf.int64), step]), alpha)
+    return mixup.mix(batch, a, num_classes)
 
   ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size,
-               batch_map=mix, first_batch=start_step)
+               batch_map=mix if alpha > 0 else None, first_batch=start_step)
 
   def check(k: int) -> None:
     first = start + k * local_batch_size
