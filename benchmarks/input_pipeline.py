@@ -12,7 +12,9 @@ AUTOTUNE sees them) measures, on the same files:
     tf.image.decode_and_crop_jpeg; nothing else (the floor of any such pipeline);
   + cast + resize: the same, resized to float32 S x S, batched into numpy;
   pipeline: sam_jax.data.input_pipeline.train_iterator, i.e. the above plus flip,
-    [-1, 1], per-epoch shuffle, labels.
+    [-1, 1], per-epoch shuffle, labels;
+  + RandAugment + mixup (``--augment``): the pipeline with ``config.augment`` of
+    configs/cifar10_augment.py, RandAugment(2, 15) and mixup 0.5.
 
 It prints a markdown table of images/s per core: the wall-clock rate divided by
 the cores, and images per CPU-second of the process (less sensitive to other
@@ -92,6 +94,11 @@ def child(args: argparse.Namespace) -> None:
           tf.cast(decode_and_crop(p), tf.float32), [args.image_size] * 2)),
       "pipeline": input_pipeline.train_iterator(config, local_batch_size=args.batch_size, seed=0,
                                                 process_index=0, process_count=1)}
+  if args.augment:
+    augmented = config.copy_and_resolve_references()
+    augmented.augment = dict(randaugment_layers=2, randaugment_magnitude=15.0, mixup_alpha=0.5)
+    streams["augmented"] = input_pipeline.train_iterator(
+        augmented, local_batch_size=args.batch_size, seed=0, process_index=0, process_count=1)
   results = {name: [] for name in streams}
   for _ in range(args.repeats):  # Interleaved, so all see the same machine load.
     for name, stream in streams.items():
@@ -107,6 +114,8 @@ def main() -> None:
   parser.add_argument("--cores", default="1,2", help="Comma-separated core counts.")
   parser.add_argument("--seconds", type=float, default=4.0, help="Per measurement.")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--augment", action="store_true",
+                      help="Also the pipeline with RandAugment(2, 15) + mixup 0.5.")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--root", help=argparse.SUPPRESS)
   parser.add_argument("--image_size", type=int, help=argparse.SUPPRESS)
@@ -124,23 +133,27 @@ def main() -> None:
     print("Images/s per core (best of the repeats): wall-clock rate / cores, and images per "
           "CPU-second of the process.")
     print()
+    augmented = " + RandAugment + mixup | augmented / pipeline |" if args.augment else ""
     print("| data | cores | decode-and-crop alone | + cast + resize, batched | full pipeline | "
-          "pipeline / decode-and-crop |")
-    print("|---|---|---|---|---|---|")
+          f"pipeline / decode-and-crop |{augmented}")
+    print("|---|---|---|---|---|---|" + ("---|---|" if args.augment else ""))
     for name, root, image_size, batch_size in datasets:
       for cores in [int(c) for c in args.cores.split(",")]:
         out = subprocess.run(
             [sys.executable, __file__, "--child", f"--cifar_dir={args.cifar_dir}",
              f"--root={root}", f"--cores={cores}", f"--image_size={image_size}",
              f"--batch_size={batch_size}", f"--seconds={args.seconds}",
-             f"--repeats={args.repeats}"],
+             f"--repeats={args.repeats}"] + (["--augment"] if args.augment else []),
             capture_output=True, text=True, check=True,
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
         r = json.loads(out.stdout.strip().splitlines()[-1])
         cells = [f"{wall / cores:,.0f} wall, {cpu:,.0f} CPU" for wall, cpu in r.values()]
         (floor_wall, floor_cpu), (wall, cpu) = r["decode_and_crop"], r["pipeline"]
-        print(f"| {name} | {cores} | {' | '.join(cells)} | {wall / floor_wall:.2f} wall, "
-              f"{cpu / floor_cpu:.2f} CPU |", flush=True)
+        cells.insert(3, f"{wall / floor_wall:.2f} wall, {cpu / floor_cpu:.2f} CPU")
+        if args.augment:
+          aug_wall, aug_cpu = r["augmented"]
+          cells.append(f"{aug_wall / wall:.2f} wall, {aug_cpu / cpu:.2f} CPU")
+        print(f"| {name} | {cores} | {' | '.join(cells)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
 """Classification metrics of logits: cross-entropy, top-1, masked sums, and their totals.
 
-For logits z_i [K] and integer labels y_i (one-hot e_{y_i}, s the sigmoid):
+For logits z_i [K] and labels given either as integers y_i [n] (target t_i = e_{y_i},
+the one-hot vector) or as probability vectors t_i [n, K] (soft labels, e.g. of mixup:
+t_i = a e_{y_i} + (1 - a) e_{y_j}), s the sigmoid:
 
-    softmax_xent   l_i = -log softmax(z_i)[y_i]                              (float32)
-    sigmoid_xent   l_i = -sum_k [e_k log s(z_ik) + (1 - e_k) log s(-z_ik)]   (float32)
-    top-1          c_i = 1[argmax z_i = y_i]
+    softmax_xent   l_i = -sum_k t_ik log softmax(z_i)_k                        (float32)
+                       (= -log softmax(z_i)[y_i] for an integer label)
+    sigmoid_xent   l_i = -sum_k [t_ik log s(z_ik) + (1 - t_ik) log s(-z_ik)]   (float32)
+    top-1          c_i = 1[argmax z_i = y_i], y_i = argmax_k t_ik for a soft label
+                       (the first such k on a tie)
+
+Labels of the same rank as the logits are probability vectors; integer labels take the
+integer-label kernels, so their values are those of before soft labels existed.
 
 The cross-entropy is the softmax one unless a ``loss`` name (``LOSSES``) says otherwise:
 the ViT/Mixer paper configs train with ``sigmoid_xent``, one sigmoid per class, as the
@@ -24,13 +31,24 @@ import optax
 Sums = Mapping[str, jax.Array]
 
 
+def _soft(logits: jax.Array, labels: jax.Array) -> bool:
+  """Are ``labels`` probability vectors [..., K] (else integer labels [...])?"""
+  return labels.ndim == logits.ndim
+
+
+def _softmax_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  if _soft(logits, labels):
+    return optax.softmax_cross_entropy(logits, labels.astype(logits.dtype))
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
 def _sigmoid_xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  onehot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-  return optax.sigmoid_binary_cross_entropy(logits, onehot).sum(-1)
+  targets = (labels.astype(logits.dtype) if _soft(logits, labels)
+             else jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype))
+  return optax.sigmoid_binary_cross_entropy(logits, targets).sum(-1)
 
 
-LOSSES = {"softmax_xent": optax.softmax_cross_entropy_with_integer_labels,
-          "sigmoid_xent": _sigmoid_xent}
+LOSSES = {"softmax_xent": _softmax_xent, "sigmoid_xent": _sigmoid_xent}
 
 
 def check_loss(loss: str) -> None:
@@ -41,18 +59,21 @@ def check_loss(loss: str) -> None:
 
 def cross_entropies(logits: jax.Array, labels: jax.Array,
                     loss: str = "softmax_xent") -> jax.Array:
-  """Per-example cross-entropy (``loss``) with integer labels, in float32: [n]."""
+  """Per-example cross-entropy (``loss``) of integer labels [n] or probability labels [n, K],
+  in float32: [n]."""
   check_loss(loss)
   return LOSSES[loss](logits.astype(jnp.float32), labels)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, loss: str = "softmax_xent") -> jax.Array:
-  """Mean cross-entropy (``loss``) with integer labels, in float32."""
+  """Mean cross-entropy (``loss``) of integer or probability labels, in float32."""
   return cross_entropies(logits, labels, loss).mean()
 
 
 def correct(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example top-1 correctness (bool [n])."""
+  """Per-example top-1 correctness (bool [n]); a probability label counts as its argmax."""
+  if _soft(logits, labels):
+    labels = jnp.argmax(labels, axis=-1)
   return jnp.argmax(logits, axis=-1) == labels
 
 

@@ -1,6 +1,7 @@
 """Every start's config is kept; a resume that changes the run stops with the differences."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -38,6 +39,35 @@ def test_resume_with_another_batch_size_is_refused_listing_it_then_allowed(tmp_p
   assert (second["start_step"], second["config"]["batch_size"]) == (4, 8)
   assert "  batch_size: 16 -> 8" in second["changes"]
   assert json.loads((tmp_path / "config.json").read_text())["batch_size"] == 8
+
+
+def _drop_recorded_section(workdir, name, entry=0):
+  """Edits a recorded config as code from before section ``name`` existed wrote it."""
+  entry = _history(workdir)[entry]
+  recorded = json.loads(entry.read_text())
+  del recorded["config"][name]
+  entry.write_text(json.dumps(recorded))
+
+
+def test_a_section_added_since_the_run_started_resumes_at_its_default_only(tmp_path):
+  """An old run's recorded config lacks a section (config.augment, or adversarial_training):
+  resuming with it at its defaults (off) is logged, not refused; switching it on is a change."""
+  loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
+  shutil.rmtree(tmp_path / "checkpoints" / "5")  # Killed after the step-4 checkpoint.
+  _drop_recorded_section(tmp_path, "augment")
+  state = loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
+  assert int(state.step) == 5
+  second = json.loads(_history(tmp_path)[1].read_text())
+  assert second["start_step"] == 4
+  assert "  augment.mixup_alpha: (absent) -> 0.0" in second["changes"]
+
+  _drop_recorded_section(tmp_path, "adversarial_training", entry=-1)
+  changed = tiny_digits_config.get_config(5)
+  changed.adversarial_training = dict(epsilon=8.0)
+  with pytest.raises(config_history.ConfigChanged,
+                     match=r"adversarial_training.epsilon: \(absent\) -> 8.0") as error:
+    loop.train_and_evaluate(changed, str(tmp_path))
+  assert "num_steps" not in str(error.value)  # At its default: not a change of the run.
 
 
 def test_num_train_steps_at_or_below_the_checkpoint(tmp_path):

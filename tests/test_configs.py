@@ -99,6 +99,9 @@ def test_config_validates_and_takes_one_train_step(name, arg):
   rng = np.random.default_rng(0)
   batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
+  if config.augment.mixup_alpha:  # Mixup's labels: probability vectors, as the pipeline's.
+    onehot = np.eye(num_classes, dtype=np.float32)[batch["label"]]
+    batch["label"] = 0.7 * onehot + 0.3 * np.roll(onehot, 1, axis=0)
   step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss,
                                     attack=PgdAttack.from_pixels(**config.adversarial_training))
   state, metrics = step(state, parallel.shard_batch(batch, mesh))

@@ -142,6 +142,8 @@ def test_valid_choices_match_what_the_library_builds():
   assert set(validation.GSAM_DECOMPOSE) == set(DECOMPOSE)
   assert set(validation.LOSSES) == set(metrics.LOSSES)
   assert set(ntk.WEIGHT_LEAVES) == set(masks.WEIGHT_LEAVES)
+  from sam_jax.data import randaugment
+  assert validation.MAX_RANDAUGMENT_MAGNITUDE == randaugment.MAX_MAGNITUDE
   config = defaults.complete(pytest.importorskip("configs.default").get_config())
   for decay in validation.DECAYS:
     config.optimizer.decay = decay

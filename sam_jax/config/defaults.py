@@ -1,14 +1,14 @@
 """Every config key that may be left out, with its default: the one place defaults live.
 
 A config either sets every key or leaves some out. The files in ``configs/`` build their
-``sam``, ``optimizer``, ``analysis`` and ``adversarial`` sections with the functions
-below, so they hold every key and any of them can be set on the command line
-(``--config.sam.kind=asam --config.sam.eta=0.1``); the Nones there are typed
-placeholders. ``complete(config)`` returns a copy with every missing key filled in from
-this module and each "None: another value" key (commented below) resolved; the library
-reads a completed config directly. Keys without a default (the dataset, image size,
-model, batch sizes, lengths, ``optimizer.name``...) are required
-(``validation.REQUIRED``).
+``sam``, ``optimizer``, ``analysis``, ``adversarial``, ``adversarial_training`` and
+``augment`` sections with the functions below, so they hold every key and any of them
+can be set on the command line (``--config.sam.kind=asam --config.sam.eta=0.1``); the
+Nones there are typed placeholders. ``complete(config)`` returns a copy with every
+missing key filled in from this module and each "None: another value" key (commented
+below) resolved; the library reads a completed config directly. Keys without a default
+(the dataset, image size, model, batch sizes, lengths, ``optimizer.name``...) are
+required (``validation.REQUIRED``).
 
 Epsilons and PGD step sizes of ``adversarial`` are in pixel units of [0, 255].
 """
@@ -125,8 +125,21 @@ def adversarial_training() -> ml_collections.ConfigDict:
   ))
 
 
+def augment() -> ml_collections.ConfigDict:
+  """Defaults of ``config.augment``: strong augmentation of the training batches (tf.data
+  readers only), off by default (docs/paper.md §10). RandAugment (``data.randaugment``)
+  runs on each example after the crop and flip; mixup (``data.mixup``) on each batch,
+  whose labels then become float32 probability vectors [B, num_classes]."""
+  return ml_collections.ConfigDict(dict(
+      randaugment_layers=0,        # N: random ops per image; 0 is off.
+      randaugment_magnitude=0.0,   # M in [0, 30], the reference's 10-level scale (15: big_vision).
+      mixup_alpha=0.0,             # Beta(alpha, alpha) mixing weights; 0 is off.
+  ))
+
+
 SECTIONS = {"analysis": analysis, "adversarial": adversarial,
-            "adversarial_training": adversarial_training}
+            "adversarial_training": adversarial_training, "augment": augment}
+DATA_SECTIONS = ("augment",)  # Read by the data readers: completed by ``complete_data`` too.
 
 
 def sections() -> dict[str, ml_collections.ConfigDict]:
@@ -135,10 +148,17 @@ def sections() -> dict[str, ml_collections.ConfigDict]:
 
 
 def complete_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """A copy of ``config`` with every data key (``DATA``) it lacks at its default."""
+  """A copy of ``config`` with every data key (``DATA``, ``DATA_SECTIONS``) it lacks at its
+  default.
+
+  Raises:
+    ValueError: a data section holds a key its defaults do not (a typo), naming the valid ones.
+  """
   config = _copy(config)
   with config.unlocked():
     _fill(config, DATA)
+    for name in DATA_SECTIONS:
+      _complete_section(config, name)
   return config
 
 
@@ -161,23 +181,29 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         config.sam.every_k_steps = LOOKSAM_K if config.sam.kind == "looksam" else 1
     if "optimizer" in config:
       _fill(config.optimizer, _OPTIMIZER_OPTIONAL)
-    for name, defaults in SECTIONS.items():
-      given = config.get(name) or {}
-      given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
-      section = defaults()
-      section.lock()
-      try:
-        section.update(given)
-      except (KeyError, AttributeError) as e:
-        raise ValueError(f"config.{name} has a key the settings do not: {e}. Valid settings:\n"
-                         f"{defaults()}") from e
-      config[name] = section.to_dict()
+    for name in SECTIONS:
+      _complete_section(config, name)
     eval_batch_size = config.get("eval_batch_size")
     config.analysis.split = config.analysis.split or config.train_split
     config.analysis.batch_size = config.analysis.batch_size or eval_batch_size
     config.analysis.attention.split = config.analysis.attention.split or config.eval_split
     config.adversarial.batch_size = config.adversarial.batch_size or eval_batch_size
   return config
+
+
+def _complete_section(config: ml_collections.ConfigDict, name: str) -> None:
+  """Sets ``config[name]`` to the section's defaults updated with the keys it gives."""
+  defaults = SECTIONS[name]
+  given = config.get(name) or {}
+  given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+  section = defaults()
+  section.lock()
+  try:
+    section.update(given)
+  except (KeyError, AttributeError) as e:
+    raise ValueError(f"config.{name} has a key the settings do not: {e}. Valid settings:\n"
+                     f"{defaults()}") from e
+  config[name] = section.to_dict()
 
 
 def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

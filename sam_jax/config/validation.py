@@ -20,6 +20,8 @@ GSAM_DECOMPOSE = ("group", "global")
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
+MAX_RANDAUGMENT_MAGNITUDE = 30.0  # sam_jax.data.randaugment.MAX_MAGNITUDE.
+UNAUGMENTED_DATASETS = ("digits",)  # Their reader has no config.augment (numpy digits).
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -59,6 +61,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(f"config.optimizer.warmup_steps={config.optimizer.warmup_steps} must be in "
                      f"[0, num_train_steps={config.num_train_steps}).")
   validate_sections(config)
+  check_augment(config)
   attack = config.adversarial_training
   if not attack.epsilon >= 0:
     raise ValueError(f"config.adversarial_training.epsilon={attack.epsilon!r} must be >= 0 "
@@ -97,6 +100,29 @@ def validate_sections(config: ml_collections.ConfigDict) -> None:
   for key in ("analysis.landscape.radius", "adversarial.epsilon", "adversarial.pgd_step_size"):
     if not _get(config, key) >= 0:
       raise ValueError(f"config.{key}={_get(config, key)!r} must be >= 0.")
+
+
+def check_augment(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming a bad ``config.augment`` value of a data-complete config, or
+  augmentation asked of a reader that has none (the digits)."""
+  augment = config.augment
+  layers, magnitude = augment.randaugment_layers, augment.randaugment_magnitude
+  if not isinstance(layers, int) or isinstance(layers, bool) or layers < 0:
+    raise ValueError(f"config.augment.randaugment_layers={layers!r} must be an integer >= 0 "
+                     "(random ops per image; 0 is off).")
+  if not 0 <= magnitude <= MAX_RANDAUGMENT_MAGNITUDE:
+    raise ValueError(f"config.augment.randaugment_magnitude={magnitude!r} must be in "
+                     f"[0, {MAX_RANDAUGMENT_MAGNITUDE:g}] (RandAugment's M; 10 is the "
+                     "reference's top level, big_vision uses 15).")
+  if not augment.mixup_alpha >= 0:
+    raise ValueError(f"config.augment.mixup_alpha={augment.mixup_alpha!r} must be >= 0 "
+                     "(0 is off).")
+  if config.dataset in UNAUGMENTED_DATASETS and (layers or augment.mixup_alpha):
+    raise ValueError(f"config.augment (randaugment_layers={layers}, mixup_alpha="
+                     f"{augment.mixup_alpha}) asks for RandAugment or mixup, which the "
+                     f"{config.dataset!r} reader does not have: they run in the tf.data "
+                     "pipeline (image folders and TFDS datasets); set "
+                     "config.augment.randaugment_layers=0 and config.augment.mixup_alpha=0.")
 
 
 def _positive_int(config: ml_collections.ConfigDict, key: str) -> None:

@@ -10,8 +10,9 @@ the permutation drawn from (seed, e). Each process takes its own contiguous part
 of each global batch, so the global batch is the same for any number of
 processes, and a run resumed at ``start_step`` continues exactly. The only
 augmentation is an optional random translation by up to ``config.pp.max_shift``
-pixels (of the 8x8 grid). The config is data-complete (``config.defaults.complete_data``);
-a split None is "train" for training, "test" for evaluation.
+pixels (of the 8x8 grid); ``config.augment`` (RandAugment, mixup) is refused. The config
+is data-complete (``config.defaults.complete_data``); a split None is "train" for
+training, "test" for evaluation.
 """
 
 import functools
@@ -21,6 +22,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from sam_jax.config import validation
 from sam_jax.data.dataset_info import DatasetInfo
 
 NUM_CLASSES = 10
@@ -87,14 +89,27 @@ def _process_slice(local_batch_size: int) -> slice:
 
 def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, seed: int,
                    start_step: int = 0, **processes: int) -> Iterator[dict[str, np.ndarray]]:
-  """Infinite shuffled training batches, starting at ``start_step``."""
+  """Infinite shuffled training batches, starting at ``start_step``.
+
+  Raises:
+    ValueError: ``config.augment`` asks for RandAugment or mixup (tf.data readers only).
+  """
   _check_processes(processes)
+  validation.check_augment(config)
   images, labels = _load_split(_split(config.train_split, "train"))
   global_batch = local_batch_size * jax.process_count()
   steps_per_epoch = len(labels) // global_batch
   if steps_per_epoch == 0:
     raise ValueError(f"digits: global batch {global_batch} exceeds the {len(labels)} "
                      "training examples.")
+  return _train_batches(config, images, labels, local_batch_size, seed, start_step,
+                        steps_per_epoch)
+
+
+def _train_batches(config: ml_collections.ConfigDict, images: np.ndarray, labels: np.ndarray,
+                   local_batch_size: int, seed: int, start_step: int,
+                   steps_per_epoch: int) -> Iterator[dict[str, np.ndarray]]:
+  global_batch = local_batch_size * jax.process_count()
   local = _process_slice(local_batch_size)
   max_shift = config.pp.get("max_shift", 0)
   step = start_step

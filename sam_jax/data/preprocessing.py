@@ -3,9 +3,10 @@
 Training: Inception crop (a random window of the image with area fraction in
 ``crop_area_range`` and width/height in ``aspect_ratio_range``, decoded together
 with the crop for JPEGs), resize to ``image_size`` x ``image_size``, random
-horizontal flip. Evaluation: resize the smaller side to ``eval_resize`` (256 for
-224), then take the central ``image_size`` x ``image_size`` crop. Both map pixels
-p in [0, 255] to p / 127.5 - 1 in [-1, 1].
+horizontal flip (then, if configured, RandAugment on these [0, 255] pixels:
+``sam_jax.data.randaugment``, applied by ``tf_pipeline``). Evaluation: resize the
+smaller side to ``eval_resize`` (256 for 224), then take the central ``image_size`` x
+``image_size`` crop. Both map pixels p in [0, 255] to p / 127.5 - 1 in [-1, 1].
 
 Randomness is stateless: each example's crop and flip are a function of a seed
 ``[key, position]``, so a stream is reproducible and can be resumed anywhere.
@@ -94,9 +95,10 @@ def inception_crop_window(image_shape: tf.Tensor, seed: tf.Tensor,
   return offset[:2], size[:2]
 
 
-def decode_and_inception_crop(image_bytes: tf.Tensor, seed: tf.Tensor,
-                              options: PreprocessOptions) -> tf.Tensor:
-  """Training view: float32 [S, S, 3] in [-1, 1] from encoded bytes and a seed [2].
+def inception_crop_pixels(image_bytes: tf.Tensor, seed: tf.Tensor,
+                          options: PreprocessOptions) -> tf.Tensor:
+  """Training view before the value map: float32 [S, S, 3] pixels in [0, 255] (up to the
+  resize's overshoot) from encoded bytes and a seed [2].
 
   JPEGs decode only the crop window (``tf.image.decode_and_crop_jpeg``); other
   formats decode fully, then slice. One random draw gives the crop's seed and the
@@ -121,7 +123,13 @@ def decode_and_inception_crop(image_bytes: tf.Tensor, seed: tf.Tensor,
                           method=options.resize_method)
   if options.flip:
     image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-  return to_signed_unit(image)
+  return image
+
+
+def decode_and_inception_crop(image_bytes: tf.Tensor, seed: tf.Tensor,
+                              options: PreprocessOptions) -> tf.Tensor:
+  """Training view: float32 [S, S, 3] in [-1, 1] (``inception_crop_pixels``, mapped)."""
+  return to_signed_unit(inception_crop_pixels(image_bytes, seed, options))
 
 
 def resize_smaller_side(image: tf.Tensor, smaller_side: int, method: str) -> tf.Tensor:

@@ -11,6 +11,14 @@ a pure function of (seed, process index, position): example j of step s sits at
 position s B + j, which fixes both its place in the per-epoch shuffle and its
 crop/flip seed, so ``start_step`` resumes exactly.
 
+Strong augmentation (``config.augment``, off by default; big_vision's order
+``inception_crop|flip_lr|randaug|value_range``, then mixup): RandAugment
+(``sam_jax.data.randaugment``) on each example's [0, 255] pixels after the flip, from
+the seed ``[randaugment key, position]``; mixup (``sam_jax.data.mixup``) on each batch
+of this process, its weight from ``[mixup key, step]``. With mixup the labels are float32
+probability vectors [B, num_classes]. The keys are this process's (``stream_keys``); the
+crop/flip draws do not change, so without augmentation the batches are those of before.
+
 Evaluation batches (one pass): resize + central crop, the same keys plus ``"mask"``
 (float32, 0 on padding) and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]).
 Every process yields ceil(ceil(N / P) / B) batches, padding its part, so each of
@@ -18,14 +26,15 @@ the N examples is counted exactly once over all processes.
 """
 
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from sam_jax.data import image_folder, preprocessing, tfds_source
+from sam_jax.config import validation
+from sam_jax.data import image_folder, mixup, preprocessing, randaugment, tfds_source
 from sam_jax.data.dataset_info import DatasetInfo
 
 Batch = dict[str, np.ndarray]
@@ -54,22 +63,36 @@ def _processes(process_index: int | None, process_count: int | None) -> tuple[in
   return index, count
 
 
-def _keys(seed: int, process_index: int) -> tuple[int, int]:
-  """Two independent non-negative int64 keys: (shuffle order, crop/flip) of this process."""
-  state = np.random.SeedSequence([seed, process_index]).generate_state(2, np.uint64)
-  return int(state[0] >> 1), int(state[1] >> 1)
+class StreamKeys(NamedTuple):
+  """Independent non-negative int64 keys of one process's training stream."""
+  order: int        # The per-epoch shuffle.
+  crop: int         # Crop and flip: seed [crop, position].
+  randaugment: int  # Seed [randaugment, position].
+  mixup: int        # Seed [mixup, step].
+
+
+def stream_keys(seed: int, process_index: int) -> StreamKeys:
+  """The words of numpy's ``SeedSequence([seed, process_index])``; a word does not depend on
+  how many are asked, so ``order`` and ``crop`` are those of the two-key streams before."""
+  state = np.random.SeedSequence([seed, process_index]).generate_state(4, np.uint64)
+  return StreamKeys(*(int(word >> 1) for word in state))
 
 
 def _image_bytes(record: dict[str, tf.Tensor]) -> tf.Tensor:
   return tf.io.read_file(record["path"]) if "path" in record else record["image"]
 
 
-def _finish(ds: tf.data.Dataset, batch_size: int) -> tf.data.Dataset:
+def _finish(ds: tf.data.Dataset, batch_size: int,
+            batch_map: Callable[[tf.Tensor, dict], dict] | None = None,
+            first_batch: int = 0) -> tf.data.Dataset:
+  """Batches; ``batch_map(k, batch)``, if given, maps batch k (counted from ``first_batch``)."""
   # A sequential batch: parallel batching cost about 20% more CPU per image here.
   options = tf.data.Options()
   options.deterministic = True
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  return ds.with_options(options)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  if batch_map is not None:
+    ds = ds.enumerate(start=first_batch).map(batch_map, num_parallel_calls=tf.data.AUTOTUNE)
+  return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _numpy_batches(ds: tf.data.Dataset, check: Callable[[int], None]) -> Iterator[Batch]:
@@ -131,23 +154,38 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
   split = _train_split(config, source)
   if split is None:
     raise ValueError(f"{config.dataset!r} is an evaluation-only dataset; set config.train_split.")
-  order_key, augment_key = _keys(seed, process_index)
+  validation.check_augment(config)
+  keys = stream_keys(seed, process_index)
   start = start_step * local_batch_size
   process = dict(process_index=process_index, process_count=process_count)
-  records = source.train_records(split, **process, seed_key=order_key, start=start,
+  records = source.train_records(split, **process, seed_key=keys.order, start=start,
                                  shuffle_buffer=config.shuffle_buffer)
+  augment = config.augment
+  randaug = (randaugment.RandAugment(augment.randaugment_layers,
+                                     float(augment.randaugment_magnitude), config.image_size)
+             if augment.randaugment_layers else None)
 
   def preprocess(position: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    seed = tf.stack([tf.constant(augment_key, tf.int64), position])
-    return {"image": preprocessing.decode_and_inception_crop(_image_bytes(record), seed, options),
-            "label": record["label"]}
+    seed = lambda key: tf.stack([tf.constant(key, tf.int64), position])
+    pixels = preprocessing.inception_crop_pixels(_image_bytes(record), seed(keys.crop), options)
+    if randaug is not None:
+      pixels = randaug(pixels, seed(keys.randaugment))
+    return {"image": preprocessing.to_signed_unit(pixels), "label": record["label"]}
 
-  ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size)
+  alpha = float(augment.mixup_alpha)
+  num_classes = source.num_classes if alpha > 0 else None
+
+  def mix(step: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    a = mixup.weight(tf.stack([tf.constant(keys.mixup, tf.int64), step]), alpha)
+    return mixup.mix(batch, a, num_classes)
+
+  ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size,
+               batch_map=mix if alpha > 0 else None, first_batch=start_step)
 
   def check(k: int) -> None:
     first = start + k * local_batch_size
     source.raise_if_unreadable(split, range(first, first + local_batch_size), train=True,
-                               **process, seed_key=order_key)
+                               **process, seed_key=keys.order)
 
   return _numpy_batches(ds, check)
 

@@ -7,7 +7,10 @@ overwritten but ``config.json``. A resume compares its config with the newest
 recorded one: a change of anything that alters the trained state or its recorded
 metrics (every key outside ``NON_ALTERING``: batch size, step count and schedule,
 model, data, seed...) stops the run with the list of differences unless
-``allow_changes`` is set; changes of ``NON_ALTERING`` keys are logged.
+``allow_changes`` is set; changes of ``NON_ALTERING`` keys are logged. A key of a
+config section (``config.defaults.SECTIONS``) that the recorded config lacks and the new
+one holds at its default is logged only: a section added to the code after the run
+started computes at its defaults what the code computed before it (e.g. ``augment``).
 """
 
 import datetime
@@ -19,6 +22,7 @@ from etils import epath
 import ml_collections
 
 from sam_jax.checkpoints import checkpointing
+from sam_jax.config import defaults
 
 HISTORY_DIR = "config_history"
 # Keys (and sections) whose change leaves the trained state and eval metrics unchanged.
@@ -90,7 +94,12 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict, step: int, *,
     return []
   changes = differences(recorded, as_dict(config))
   lines = [f"  {key}: {change}" for key, change in changes]
-  altering = [f"  {key}: {change}" for key, change in changes if _altering(key)]
+  before, after = _flatten(recorded), _flatten(as_dict(config))
+  section_defaults = _flatten(as_dict(ml_collections.ConfigDict(defaults.sections())))
+  added_at_default = {key for key, _ in changes if key not in before
+                      and key in section_defaults and after.get(key) == section_defaults[key]}
+  altering = [f"  {key}: {change}" for key, change in changes
+              if _altering(key) and key not in added_at_default]
   if altering and not allow_changes:
     raise ConfigChanged(
         f"Resuming {workdir} at step {step} with a config that changes the run:\n"
