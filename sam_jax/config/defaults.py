@@ -44,6 +44,8 @@ TRAINING = dict(
     init_from="",         # An official-format .npz to start from; "": from scratch.
     nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
     loss="softmax_xent",  # Or "sigmoid_xent" (the original ViT pipeline's; docs/paper.md).
+    trainable="",         # Regex of the trained parameter paths ("^head/": a linear probe, the
+                          # model in inference mode); "": every parameter, in training mode.
 )
 MODEL = dict(dtype="float32")  # Of activations; parameters and optimizer state stay float32.
 

@@ -6,6 +6,7 @@ listed here, as plain data (this package imports no JAX); the modules that act o
 ``tests/test_layering.py`` checks.
 """
 
+import re
 from typing import Any
 
 import ml_collections
@@ -67,6 +68,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _positive_int(config, "adversarial_training.num_steps")
     if not attack.step_size > 0:
       raise ValueError(f"config.adversarial_training.step_size={attack.step_size!r} must be > 0.")
+  try:
+    re.compile(config.trainable)
+  except re.error as e:
+    raise ValueError(f"config.trainable={config.trainable!r} is not a regular expression ({e}); "
+                     "e.g. '^head/' trains the classifier only, '' every parameter.") from None
 
 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:
