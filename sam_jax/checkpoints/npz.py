@@ -15,7 +15,10 @@ names on request.
 template; every key and shape of the file must match it, except for these
 adaptations, each logged:
 
-* the head has another number of classes (or ``reinit_head``): the template's head;
+* a top-level ``projection`` subtree (the head of contrastive pretraining,
+  ``models.projection``) that the model lacks: dropped;
+* the head has another number of classes (or ``reinit_head``), or the file has none (a
+  contrastive backbone): the template's head;
 * then, and only then, ``pre_logits`` in the file but not in the model is dropped (the
   official fine-tuning code does so, ``vit_jax/checkpoint.py``). With the file's head
   kept, dropping the layer its head was trained on would compute another function:
@@ -56,6 +59,7 @@ _LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_0|LayerNorm_1|MlpBlock_0)/")
 _RELEASED_NAME = {linen: released for released, linen in _LINEN_NAME.items()}
 NAMES = ("released", "linen")  # Key names export_npz can write.
+PROJECTION = models.projection.PROJECTION  # A contrastive model's projection head.
 PRE_LOGITS = "pre_logits/kernel"
 
 
@@ -195,11 +199,19 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
 
 
 def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
-  """The logged adaptations of the module docstring (head, pre_logits, posemb)."""
+  """The logged adaptations of the module docstring (projection, head, pre_logits, posemb)."""
   flat = dict(flat)
+  prefix = PROJECTION + "/"
+  projection = [k for k in flat if k.startswith(prefix)]
+  if projection and not any(k.startswith(prefix) for k in template):
+    logging.warning("load_params: %s: dropping the contrastive projection head (%d arrays under "
+                    "%s/); the model has none.", path, len(projection), PROJECTION)
+    for key in projection:
+      del flat[key]
   head = ("head/kernel", "head/bias")
   new_head = all(k in template for k in head) and (
-      reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))
+      reinit_head or not any(k in flat for k in head)
+      or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))
   if new_head:
     logging.warning("load_params: %s: using the freshly initialised head %s instead of the "
                     "file's %s.", path, np.shape(template["head/kernel"]),
