@@ -66,7 +66,16 @@ def test_every_paper_run_has_a_config():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_config_validates_and_takes_one_train_step(name):
-  config = load(name)
+  _takes_one_train_step(name)
+
+
+@pytest.mark.parametrize("stage", ["probe", "finetune"])
+def test_contrastive_variants_take_one_train_step(stage):
+  _takes_one_train_step("cifar10_contrastive", stage)
+
+
+def _takes_one_train_step(name: str, arg: str | None = None):
+  config = load(name, arg)
   num_devices = jax.device_count()
   validation.validate(defaults.complete(config), num_devices)  # The full-size config.
   assert name not in PAPER_RUNS or "init_from" in config
@@ -93,15 +102,21 @@ def test_config_validates_and_takes_one_train_step(name):
   before = jax.device_get(state.params)
   state = parallel.replicate(state, mesh)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
+  images = lambda: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
+  batch = {"image": images(),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
+  if config.contrastive.method:
+    batch["image2"] = images()
   step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss,
-                                    attack=PgdAttack.from_pixels(**config.adversarial_training))
+                                    attack=PgdAttack.from_pixels(**config.adversarial_training),
+                                    objective=loop.objective(config),
+                                    trainable=loop.trainable(config, state.params))
   state, metrics = step(state, parallel.shard_batch(batch, mesh))
 
   assert int(state.step) == 1
   np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
-  if config.model.name != "resnet":  # Zero-initialised head: every logit is the head bias b.
+  if config.model.name != "resnet" and not config.contrastive.method:
+    # Zero-initialised head: every logit is the head bias b.
     b = config.model.get("head_bias_init", 0.0)
     softplus = lambda z: np.log1p(np.exp(z))
     expected = (np.log(num_classes) if config.loss == "softmax_xent"

@@ -21,6 +21,7 @@ GSAM_DECOMPOSE = ("group", "global")
 OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
+CONTRASTIVE_METHODS = ("", "simclr")  # "": supervised (training.loop.objective).
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -73,6 +74,39 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   except re.error as e:
     raise ValueError(f"config.trainable={config.trainable!r} is not a regular expression ({e}); "
                      "e.g. '^head/' trains the classifier only, '' every parameter.") from None
+  _check_contrastive(config)
+
+
+def _check_contrastive(config: ml_collections.ConfigDict) -> None:
+  """``config.contrastive`` and the model's projection head go together."""
+  section, projection = config.contrastive, config.model.get("projection")
+  _choice(config, "contrastive.method", CONTRASTIVE_METHODS)
+  if not section.method:
+    if projection:
+      raise ValueError(f"config.model.projection={projection!r} makes the model output "
+                       "projections, not logits: set --config.contrastive.method=simclr to "
+                       "pretrain it, or --config.model.projection='()' for a classifier.")
+    return
+  if not projection:
+    raise ValueError(f"config.contrastive.method={section.method!r} needs a projection head: set "
+                     "config.model.projection, e.g. (128, 128) (widths; the last is the output).")
+  if config.dataset == "digits":
+    raise ValueError("config.contrastive.method: the digits reader makes no second view of an "
+                     "image; use an image folder or a TFDS dataset (configs/cifar10_contrastive.py).")
+  if config.adversarial_training.epsilon > 0:
+    raise ValueError(f"config.adversarial_training.epsilon={config.adversarial_training.epsilon} "
+                     "attacks a classifier's labels; it must be 0 with config.contrastive.method="
+                     f"{section.method!r}.")
+  if config.trainable:
+    raise ValueError(f"config.trainable={config.trainable!r}: contrastive pretraining trains the "
+                     "whole model; set it to '' (probes and fine-tunes are supervised).")
+  if not section.temperature > 0:
+    raise ValueError(f"config.contrastive.temperature={section.temperature!r} must be > 0.")
+  for key in ("color_jitter", "color_jitter_prob", "grayscale_prob"):
+    value = section[key]
+    if not 0 <= value <= (1 if key.endswith("prob") else float("inf")):
+      raise ValueError(f"config.contrastive.{key}={value!r} must be "
+                       f"{'in [0, 1]' if key.endswith('prob') else '>= 0'}.")
 
 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:

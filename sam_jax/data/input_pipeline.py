@@ -7,7 +7,9 @@ for ``"digits"`` (scikit-learn's digits, no TensorFlow) and by
 data-complete config (``config.defaults.complete_data``, applied here) and give:
 
 - training batches (infinite, resumable at ``start_step``):
-  ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``;
+  ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``, and a second view
+  ``"image2"`` of each image for contrastive pretraining (``config.contrastive``, tf.data
+  only: ``data.views``);
 - evaluation batches (one pass): the same keys plus ``"mask"`` (float32, 0 on padding)
   and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]). Every example of the split
   is counted exactly once over all processes.

@@ -9,7 +9,9 @@ Training batches (infinite): Inception crop + flip (``sam_jax.data.preprocessing
 ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``. The stream is
 a pure function of (seed, process index, position): example j of step s sits at
 position s B + j, which fixes both its place in the per-epoch shuffle and its
-crop/flip seed, so ``start_step`` resumes exactly.
+crop/flip seed, so ``start_step`` resumes exactly. With ``config.contrastive.method`` set,
+each example holds two views instead, ``"image"`` and ``"image2"`` (``data.views``), whose
+seeds are split from the example's seed.
 
 Evaluation batches (one pass): resize + central crop, the same keys plus ``"mask"``
 (float32, 0 on padding) and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]).
@@ -25,7 +27,7 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from sam_jax.data import image_folder, preprocessing, tfds_source
+from sam_jax.data import image_folder, preprocessing, tfds_source, views
 from sam_jax.data.dataset_info import DatasetInfo
 
 Batch = dict[str, np.ndarray]
@@ -141,6 +143,9 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
     return {"image": preprocessing.decode_and_inception_crop(_image_bytes(record), seed, options),
             "label": record["label"]}
 
+  view_options = views.ViewOptions.from_config(config)
+  if view_options is not None:  # Contrastive pretraining: two views of each example.
+    preprocess = _two_views(augment_key, options, view_options)
   ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size)
 
   def check(k: int) -> None:
@@ -149,6 +154,18 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
                                **process, seed_key=order_key)
 
   return _numpy_batches(ds, check)
+
+
+def _two_views(augment_key: int, options: preprocessing.PreprocessOptions,
+               view_options: views.ViewOptions) -> Callable[..., dict[str, tf.Tensor]]:
+  """The training map of contrastive pretraining: (position, record) -> two views, label."""
+
+  def preprocess(position: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    seed = tf.stack([tf.constant(augment_key, tf.int64), position])
+    return {**views.decode_two_views(_image_bytes(record), seed, options, view_options),
+            "label": record["label"]}
+
+  return preprocess
 
 
 def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, dataset: str,
