@@ -274,7 +274,7 @@ def test_probe_and_finetune_start_from_the_exported_backbone(pretrained, folder,
   config.init_from = path
   state = loop.train_and_evaluate(config, str(tmp_path / stage))
   assert "dropping the contrastive projection head (6 arrays under projection/)" in caplog.text
-  assert "using the freshly initialised head" in caplog.text
+  assert "using the freshly initialised head (16, 4) instead of none in the file" in caplog.text
   params = param_blocks.flatten(jax.device_get(state.params))
   backbone = sorted(k for k in params if not k.startswith("head/"))
   assert backbone == sorted(k for k in exported if not k.startswith("projection/"))

@@ -213,9 +213,10 @@ def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
       reinit_head or not any(k in flat for k in head)
       or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))
   if new_head:
-    logging.warning("load_params: %s: using the freshly initialised head %s instead of the "
-                    "file's %s.", path, np.shape(template["head/kernel"]),
-                    getattr(flat.get("head/kernel"), "shape", None))
+    file_head = getattr(flat.get("head/kernel"), "shape", None)
+    logging.warning("load_params: %s: using the freshly initialised head %s instead of %s.",
+                    path, np.shape(template["head/kernel"]),
+                    f"the file's {file_head}" if file_head else "none in the file (a backbone)")
     flat.update({k: np.asarray(template[k]) for k in head})
   width = representation_size(flat)
   if width is not None and PRE_LOGITS not in template:
