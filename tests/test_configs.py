@@ -29,7 +29,7 @@ PAPER_RUNS = ({f"{m}_{w}{p}" for m in ("vit", "mixer") for w in "sb" for p in (8
 # configs/finetune.py's arguments besides its default (cifar10 with ViT-B/16).
 FINETUNE_ARGS = sorted(set(recipes.TRANSFER) - {"cifar10"}) + ["cifar10,mixer-B/16"]
 # Configs taking a stage argument: every stage besides the default.
-STAGES = {"cifar10_transfer": ["finetune"]}
+STAGES = {"cifar10_transfer": ["finetune"], "cifar10_contrastive": ["probe", "finetune"]}
 CASES = [(name, None) for name in NAMES] + [
     (name, arg) for name, args in STAGES.items() for arg in args]
 TINY_MODEL = {
@@ -97,18 +97,24 @@ def test_config_validates_and_takes_one_train_step(name, arg):
   before = jax.device_get(state.params)
   state = parallel.replicate(state, mesh)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32),
+  images = lambda: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
+  batch = {"image": images(),
            "label": rng.integers(0, num_classes, config.batch_size).astype(np.int32)}
   if config.augment.mixup_alpha:  # Mixup's labels: probability vectors, as the pipeline's.
     onehot = np.eye(num_classes, dtype=np.float32)[batch["label"]]
     batch["label"] = 0.7 * onehot + 0.3 * np.roll(onehot, 1, axis=0)
+  if config.contrastive.method:
+    batch["image2"] = images()
   step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss,
-                                    attack=PgdAttack.from_pixels(**config.adversarial_training))
+                                    attack=PgdAttack.from_pixels(**config.adversarial_training),
+                                    objective=loop.objective(config),
+                                    trainable=loop.trainable(config, state.params))
   state, metrics = step(state, parallel.shard_batch(batch, mesh))
 
   assert int(state.step) == 1
   np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
-  if config.model.name != "resnet":  # Zero-initialised head: every logit is the head bias b.
+  if config.model.name != "resnet" and not config.contrastive.method:
+    # Zero-initialised head: every logit is the head bias b.
     b = config.model.get("head_bias_init", 0.0)
     softplus = lambda z: np.log1p(np.exp(z))
     expected = (np.log(num_classes) if config.loss == "softmax_xent"

@@ -19,7 +19,7 @@ import sam_jax.data.digits, sam_jax.data.input_pipeline, sam_jax.data.eval_batch
 import sam_jax.analysis.hessian, sam_jax.analysis.ntk, sam_jax.analysis.landscape
 import sam_jax.analysis.block_stats, sam_jax.analysis.attention_maps
 import sam_jax.analysis.model_functions
-import sam_jax.analysis.plots, sam_jax.objectives.adversarial
+import sam_jax.analysis.plots, sam_jax.objectives.adversarial, sam_jax.objectives.contrastive
 import sam_jax.config.defaults, sam_jax.config.recipes, sam_jax.config.validation
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "clu"))
 assert not loaded, loaded

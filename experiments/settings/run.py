@@ -60,7 +60,7 @@ def _demos() -> dict[str, Demo]:
                                          "--config.num_train_steps=3000")
     demos[f"adversarial_{sam}"] = _pm("adversarial", f"PGD-7 training, {sam}",
                                       "cifar10_adversarial.py", rho,
-                                      "--config.num_train_steps=1000")
+                                      "--config.num_train_steps=500")
     demos[f"transfer_pretrain_{sam}"] = _pm("transfer", f"pretrain, {sam}",
                                             "cifar10_transfer.py:pretrain", rho,
                                             "--config.num_train_steps=2000")

@@ -169,7 +169,9 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
   """Loads each ``[LABEL=]PATH`` run; ``output_dir`` defaults to ``<first workdir>/<subdir>``.
 
   Each run's dataset is checked first (``FileNotFoundError`` saying how to prepare it),
-  before any weights are read.
+  before any weights are read, and so is that it is a classifier: a contrastive
+  pretraining run (``config.contrastive.method``) outputs projections, which the
+  evaluations and analyses (of logits) do not take.
   """
   pairs = [parse_run(s) for s in specs]
   if output_dir is None:
@@ -177,6 +179,11 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
       raise ValueError("loading: --output_dir is required when the first run is an .npz file.")
     output_dir = str(epath.Path(pairs[0][1]) / default_subdir)
   configs = {path: run_config(path, config) for _, path in pairs}  # Each read once.
-  for run in configs.values():
+  for path, run in configs.items():
+    if run.contrastive.method:
+      raise ValueError(f"loading: {path} is a contrastive pretraining run "
+                       f"(config.contrastive.method={run.contrastive.method!r}): it has no "
+                       "classifier. Train a linear probe on it (configs/cifar10_contrastive.py:"
+                       "probe, --config.init_from) and evaluate that.")
     input_pipeline.get_info(run)
   return {label: load(path, configs[path]) for label, path in pairs}, output_dir

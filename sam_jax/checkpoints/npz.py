@@ -15,9 +15,10 @@ names on request.
 template; every key and shape of the file must match it, except for these
 adaptations, each logged:
 
-* a ``projection`` subtree (a contrastive head) that the model lacks is dropped;
+* a top-level ``projection`` subtree (the head of contrastive pretraining,
+  ``models.projection``) that the model lacks: dropped;
 * the head has another number of classes (or ``reinit_head``, also for a file without
-  a head): the template's head;
+  a head, such as a contrastive backbone): the template's head;
 * then, and only then, ``pre_logits`` in the file but not in the model is dropped (the
   official fine-tuning code does so, ``vit_jax/checkpoint.py``). With the file's head
   kept, dropping the layer its head was trained on would compute another function:
@@ -58,9 +59,8 @@ _LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_0|LayerNorm_1|MlpBlock_0)/")
 _RELEASED_NAME = {linen: released for released, linen in _LINEN_NAME.items()}
 NAMES = ("released", "linen")  # Key names export_npz can write.
+PROJECTION = models.projection.PROJECTION  # A contrastive model's projection head.
 PRE_LOGITS = "pre_logits/kernel"
-HEADS_DROPPED = ("projection",)  # Top-level subtrees dropped when the model has none (the
-                                 # projection head of contrastive pretraining).
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
@@ -211,22 +211,23 @@ def fit_params(flat: Flat, init_params, *, source, reinit_head: bool = False) ->
 
 
 def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
-  """The logged adaptations of the module docstring (head, pre_logits, posemb)."""
+  """The logged adaptations of the module docstring (projection, head, pre_logits, posemb)."""
   flat = dict(flat)
-  dropped = sorted(k for k in flat if k.split("/")[0] in HEADS_DROPPED
-                   and k.split("/")[0] not in {t.split("/")[0] for t in template})
-  if dropped:
-    logging.warning("load_params: %s: dropping %s, which the model does not have.", path,
-                    sorted({k.split("/")[0] for k in dropped}))
-    for k in dropped:
-      flat.pop(k)
+  prefix = PROJECTION + "/"
+  projection = [k for k in flat if k.startswith(prefix)]
+  if projection and not any(k.startswith(prefix) for k in template):
+    logging.warning("load_params: %s: dropping the contrastive projection head (%d arrays under "
+                    "%s/); the model has none.", path, len(projection), PROJECTION)
+    for key in projection:
+      del flat[key]
   head = ("head/kernel", "head/bias")
   new_head = all(k in template for k in head) and (
       reinit_head or any(k in flat and flat[k].shape != np.shape(template[k]) for k in head))
   if new_head:
-    logging.warning("load_params: %s: using the freshly initialised head %s instead of the "
-                    "file's %s.", path, np.shape(template["head/kernel"]),
-                    getattr(flat.get("head/kernel"), "shape", None))
+    file_head = getattr(flat.get("head/kernel"), "shape", None)
+    logging.warning("load_params: %s: using the freshly initialised head %s instead of %s.",
+                    path, np.shape(template["head/kernel"]),
+                    f"the file's {file_head}" if file_head else "none in the file (a backbone)")
     flat.update({k: np.asarray(template[k]) for k in head})
   width = representation_size(flat)
   if width is not None and PRE_LOGITS not in template:

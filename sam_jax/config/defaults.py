@@ -48,6 +48,8 @@ TRAINING = dict(
     reinit_head=False,    # init_from: a fresh head even when the shapes match (new classes).
     nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
     loss="softmax_xent",  # Or "sigmoid_xent" (the original ViT pipeline's; docs/paper.md).
+    trainable="",         # Regex of the trained parameter paths ("^head/": a linear probe, the
+                          # model in inference mode); "": every parameter, in training mode.
 )
 MODEL = dict(dtype="float32")  # Of activations; parameters and optimizer state stay float32.
 
@@ -137,14 +139,28 @@ def augment() -> ml_collections.ConfigDict:
   ))
 
 
+def contrastive() -> ml_collections.ConfigDict:
+  """Defaults of ``config.contrastive``: SimCLR pretraining (``objectives.contrastive``) on two
+  views of each image (``data.views.ViewOptions``), off at ``method`` ""
+  (docs/paper.md §11). The model needs ``config.model.projection``."""
+  return ml_collections.ConfigDict(dict(
+      method="",            # "simclr": NT-Xent over a SAM group's two views; "": supervised.
+      temperature=0.1,      # tau (SimCLR run.py; its CIFAR-10 command: 0.5).
+      color_jitter=0.5,     # Strength s: brightness, contrast, saturation 0.8 s, hue 0.2 s.
+      color_jitter_prob=0.8,
+      grayscale_prob=0.2,
+  ))
+
+
 SECTIONS = {"analysis": analysis, "adversarial": adversarial,
-            "adversarial_training": adversarial_training, "augment": augment}
-DATA_SECTIONS = ("augment",)  # Read by the data readers: completed by ``complete_data`` too.
+            "adversarial_training": adversarial_training}
+# Sections the data readers read too (``complete_data`` fills them).
+DATA_SECTIONS = {"augment": augment, "contrastive": contrastive}
 
 
 def sections() -> dict[str, ml_collections.ConfigDict]:
   """The sections with their defaults, for a config file: ``config.update(sections())``."""
-  return {name: defaults() for name, defaults in SECTIONS.items()}
+  return {name: defaults() for name, defaults in (SECTIONS | DATA_SECTIONS).items()}
 
 
 def complete_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -152,13 +168,12 @@ def complete_data(config: ml_collections.ConfigDict) -> ml_collections.ConfigDic
   default.
 
   Raises:
-    ValueError: a data section holds a key its defaults do not (a typo), naming the valid ones.
+    ValueError: a section holds a key its defaults do not (a typo), naming the valid ones.
   """
   config = _copy(config)
   with config.unlocked():
     _fill(config, DATA)
-    for name in DATA_SECTIONS:
-      _complete_section(config, name)
+    _complete_sections(config, DATA_SECTIONS)
   return config
 
 
@@ -181,8 +196,7 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
         config.sam.every_k_steps = LOOKSAM_K if config.sam.kind == "looksam" else 1
     if "optimizer" in config:
       _fill(config.optimizer, _OPTIMIZER_OPTIONAL)
-    for name in SECTIONS:
-      _complete_section(config, name)
+    _complete_sections(config, SECTIONS)
     eval_batch_size = config.get("eval_batch_size")
     config.analysis.split = config.analysis.split or config.train_split
     config.analysis.batch_size = config.analysis.batch_size or eval_batch_size
@@ -191,19 +205,19 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
-def _complete_section(config: ml_collections.ConfigDict, name: str) -> None:
-  """Sets ``config[name]`` to the section's defaults updated with the keys it gives."""
-  defaults = SECTIONS[name]
-  given = config.get(name) or {}
-  given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
-  section = defaults()
-  section.lock()
-  try:
-    section.update(given)
-  except (KeyError, AttributeError) as e:
-    raise ValueError(f"config.{name} has a key the settings do not: {e}. Valid settings:\n"
-                     f"{defaults()}") from e
-  config[name] = section.to_dict()
+def _complete_sections(config: ml_collections.ConfigDict, sections: Mapping[str, Any]) -> None:
+  """Each section of ``sections`` (name -> defaults builder) completed in place."""
+  for name, defaults in sections.items():
+    given = config.get(name) or {}
+    given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+    section = defaults()
+    section.lock()
+    try:
+      section.update(given)
+    except (KeyError, AttributeError) as e:
+      raise ValueError(f"config.{name} has a key the settings do not: {e}. Valid settings:\n"
+                       f"{defaults()}") from e
+    config[name] = section.to_dict()
 
 
 def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -21,6 +21,10 @@ fine-tuning code (R40-R44): SGD momentum 0.9, batch 512, peak lr 0.03, cosine de
 weight decay, clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop +
 flip, no representation layer (the file's is dropped with its head, R43).
 
+``cifar10_contrastive``: SimCLR-style pretraining of ``cifar10_folder``'s ViT with (or
+without) SAM, then a linear probe or a fine-tune from its workdir (docs/paper.md §11:
+C-values, each with its source or "this project's choice").
+
 Step counts and warm-ups given in epochs are ``FieldReference``s of
 ``config.batch_size``, and so is the ResNet learning rate: ``--config.batch_size=N``
 keeps the number of epochs (and lr / example); an explicit
@@ -220,4 +224,38 @@ def cifar10_transfer(stage: str) -> ml_collections.ConfigDict:
     config.sam = defaults.sam(rho=0.0)  # R44.
     config.eval_every_steps = 100
     config.checkpoint_every_steps = 100
+  return config
+
+
+CONTRASTIVE_STAGES = ("pretrain", "probe", "finetune")
+
+
+def cifar10_contrastive(stage: str = "pretrain") -> ml_collections.ConfigDict:
+  """``cifar10_folder``'s ViT pretrained with NT-Xent, or its linear probe or fine-tune.
+
+  Raises:
+    ValueError: ``stage`` is not one of ``CONTRASTIVE_STAGES``.
+  """
+  if stage not in CONTRASTIVE_STAGES:
+    raise ValueError(f"cifar10_contrastive: unknown stage {stage!r}; valid: "
+                     f"{list(CONTRASTIVE_STAGES)}.")
+  config = cifar10_folder()
+  if stage == "pretrain":
+    config.pp.crop_area_range = (0.08, 1.0)  # SimCLR's crop (C5).
+    config.model.projection = (128, 128)  # C4: as wide as the features, then 128.
+    config.contrastive.update(dict(method="simclr", temperature=0.5,  # C3: CIFAR-10's.
+                                   color_jitter=0.5))  # C5: CIFAR-10's.
+  else:
+    config.reinit_head = True  # The pretraining run has no classifier (its projection is
+                               # dropped when loading).
+  if stage == "probe":
+    config.trainable = "^head/"  # C6: the classifier only, the backbone in inference mode.
+    config.sam.rho = 0.0  # C7: the probe measures the representation.
+    learning_rate = FieldReference(0.1 / 256, field_type=float) * config.get_ref("batch_size")
+    config.optimizer = defaults.optimizer("sgd", learning_rate, warmup_steps=0, decay="cosine",
+                                          weight_decay=0.0, grad_clip_norm=0.0)  # C6.
+  elif stage == "finetune":  # C8: cifar10_folder's recipe at half its learning rate.
+    warmup = config.get_ref("num_train_steps") // 10
+    config.optimizer = defaults.optimizer("adamw", learning_rate=5e-4, warmup_steps=warmup,
+                                          decay="cosine", weight_decay=0.1, grad_clip_norm=1.0)
   return config

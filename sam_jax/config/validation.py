@@ -6,6 +6,7 @@ listed here, as plain data (this package imports no JAX); the modules that act o
 ``tests/test_layering.py`` checks.
 """
 
+import re
 from typing import Any
 
 import ml_collections
@@ -22,6 +23,7 @@ DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
 MAX_RANDAUGMENT_MAGNITUDE = 30.0  # sam_jax.data.randaugment.MAX_MAGNITUDE.
 UNAUGMENTED_DATASETS = ("digits",)  # Their reader has no config.augment (numpy digits).
+CONTRASTIVE_METHODS = ("", "simclr")  # "": supervised (training.loop.objective).
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
             "model", "optimizer", "sam")
@@ -70,6 +72,44 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     _positive_int(config, "adversarial_training.num_steps")
     if not attack.step_size > 0:
       raise ValueError(f"config.adversarial_training.step_size={attack.step_size!r} must be > 0.")
+  try:
+    re.compile(config.trainable)
+  except re.error as e:
+    raise ValueError(f"config.trainable={config.trainable!r} is not a regular expression ({e}); "
+                     "e.g. '^head/' trains the classifier only, '' every parameter.") from None
+  _check_contrastive(config)
+
+
+def _check_contrastive(config: ml_collections.ConfigDict) -> None:
+  """``config.contrastive`` and the model's projection head go together."""
+  section, projection = config.contrastive, config.model.get("projection")
+  _choice(config, "contrastive.method", CONTRASTIVE_METHODS)
+  if not section.method:
+    if projection:
+      raise ValueError(f"config.model.projection={projection!r} makes the model output "
+                       "projections, not logits: set --config.contrastive.method=simclr to "
+                       "pretrain it, or --config.model.projection='()' for a classifier.")
+    return
+  if not projection:
+    raise ValueError(f"config.contrastive.method={section.method!r} needs a projection head: set "
+                     "config.model.projection, e.g. (128, 128) (widths; the last is the output).")
+  if config.dataset == "digits":
+    raise ValueError("config.contrastive.method: the digits reader makes no second view of an "
+                     "image; use an image folder or a TFDS dataset (configs/cifar10_contrastive.py).")
+  if config.adversarial_training.epsilon > 0:
+    raise ValueError(f"config.adversarial_training.epsilon={config.adversarial_training.epsilon} "
+                     "attacks a classifier's labels; it must be 0 with config.contrastive.method="
+                     f"{section.method!r}.")
+  if config.trainable:
+    raise ValueError(f"config.trainable={config.trainable!r}: contrastive pretraining trains the "
+                     "whole model; set it to '' (probes and fine-tunes are supervised).")
+  if not section.temperature > 0:
+    raise ValueError(f"config.contrastive.temperature={section.temperature!r} must be > 0.")
+  for key in ("color_jitter", "color_jitter_prob", "grayscale_prob"):
+    value = section[key]
+    if not 0 <= value <= (1 if key.endswith("prob") else float("inf")):
+      raise ValueError(f"config.contrastive.{key}={value!r} must be "
+                       f"{'in [0, 1]' if key.endswith('prob') else '>= 0'}.")
 
 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:

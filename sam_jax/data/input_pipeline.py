@@ -9,7 +9,8 @@ data-complete config (``config.defaults.complete_data``, applied here) and give:
 - training batches (infinite, resumable at ``start_step``):
   ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``; with mixup
   (``config.augment.mixup_alpha`` > 0, tf.data only) ``"label"`` is float32 [B, K],
-  probability vectors over the K classes;
+  probability vectors over the K classes; for contrastive pretraining
+  (``config.contrastive``, tf.data only: ``data.views``) a second view ``"image2"``;
 - evaluation batches (one pass): the same keys plus ``"mask"`` (float32, 0 on padding)
   and, for ImageNet-ReaL, ``"real_label"`` (bool [B, 1000]). Every example of the split
   is counted exactly once over all processes.

@@ -9,7 +9,9 @@ Training batches (infinite): Inception crop + flip (``sam_jax.data.preprocessing
 ``{"image": float32 [B, S, S, 3] in [-1, 1], "label": int32 [B]}``. The stream is
 a pure function of (seed, process index, position): example j of step s sits at
 position s B + j, which fixes both its place in the per-epoch shuffle and its
-crop/flip seed, so ``start_step`` resumes exactly.
+crop/flip seed, so ``start_step`` resumes exactly. With ``config.contrastive.method`` set,
+each example holds two views instead, ``"image"`` and ``"image2"`` (``data.views``), whose
+seeds are split from the example's seed.
 
 Strong augmentation (``config.augment``, off by default; big_vision's order
 ``inception_crop|flip_lr|randaug|value_range``, then mixup): RandAugment
@@ -34,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from sam_jax.config import validation
-from sam_jax.data import image_folder, mixup, preprocessing, randaugment, tfds_source
+from sam_jax.data import image_folder, mixup, preprocessing, randaugment, tfds_source, views
 from sam_jax.data.dataset_info import DatasetInfo
 
 Batch = dict[str, np.ndarray]
@@ -179,6 +181,9 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
     a = mixup.weight(tf.stack([tf.constant(keys.mixup, tf.int64), step]), alpha)
     return mixup.mix(batch, a, num_classes)
 
+  view_options = views.ViewOptions.from_config(config)
+  if view_options is not None:  # Contrastive pretraining: two views of each example.
+    preprocess = _two_views(keys.crop, options, view_options)
   ds = _finish(records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE), local_batch_size,
                batch_map=mix if alpha > 0 else None, first_batch=start_step)
 
@@ -188,6 +193,18 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
                                **process, seed_key=keys.order)
 
   return _numpy_batches(ds, check)
+
+
+def _two_views(crop_key: int, options: preprocessing.PreprocessOptions,
+               view_options: views.ViewOptions) -> Callable[..., dict[str, tf.Tensor]]:
+  """The training map of contrastive pretraining: (position, record) -> two views, label."""
+
+  def preprocess(position: tf.Tensor, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    seed = tf.stack([tf.constant(crop_key, tf.int64), position])
+    return {**views.decode_two_views(_image_bytes(record), seed, options, view_options),
+            "label": record["label"]}
+
+  return preprocess
 
 
 def eval_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, dataset: str,

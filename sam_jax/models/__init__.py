@@ -9,6 +9,10 @@ Everything else the library knows about a family is in its ``Family`` entry: its
 parameter blocks (``param_blocks``), the name its hidden units are sown under (the
 "active neurons" of the analyses), and the key that marks its official ``.npz``
 checkpoints. Adding a family is its module plus one entry in ``MODELS``.
+
+Any family takes ``projection=(d_1, ..., d_L)`` (and ``projection_batch_norm``): the
+model of contrastive pretraining, the headless backbone under a projection head
+(``projection.Projected``), returning projections instead of logits.
 """
 
 import dataclasses
@@ -19,9 +23,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sam_jax.models import mixer, resnet, vit
+from sam_jax.models import mixer, projection, resnet, vit
 
 BlockRules = tuple[tuple[str, str], ...]  # (pattern, block name), see ``param_blocks``.
+# Fields every family takes (``create_model``): a contrastive model's projection head.
+PROJECTION_FIELDS = ("projection", "projection_batch_norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,15 +71,18 @@ def family(name: str) -> Family:
 
 
 def model_fields(name: str) -> tuple[str, ...]:
-  """The fields of family ``name``'s module that a variant or override may set."""
+  """The fields of family ``name``'s module that a variant or override may set, and
+  ``PROJECTION_FIELDS``."""
   return tuple(f.name for f in dataclasses.fields(family(name).module)
-               if f.name not in ("parent", "name"))
+               if f.name not in ("parent", "name")) + PROJECTION_FIELDS
 
 
 def create_model(name: str, variant: str, *, num_classes: int, **overrides: Any) -> nn.Module:
   """Builds e.g. ``create_model("vit", "B/16", num_classes=1000, dropout_rate=0.1)``.
 
   A ``dtype`` given by name (``"bfloat16"``, as configs hold it) becomes a numpy dtype.
+  A non-empty ``projection`` gives the headless backbone under that projection head
+  (``num_classes`` is then unused).
 
   Raises:
     ValueError: unknown family, variant or override field.
@@ -95,7 +104,12 @@ def create_model(name: str, variant: str, *, num_classes: int, **overrides: Any)
   overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
   if isinstance(overrides.get("dtype"), str):
     overrides["dtype"] = jnp.dtype(overrides["dtype"])
-  return entry.module(**(fields | overrides))
+  widths = overrides.pop("projection", ())
+  batch_norm = overrides.pop("projection_batch_norm", True)
+  if not widths:
+    return entry.module(**(fields | overrides))
+  backbone = entry.module(**(fields | overrides | {"num_classes": 0}))
+  return projection.Projected(backbone, tuple(widths), batch_norm)
 
 
 def from_config(model_config: Mapping[str, Any], num_classes: int) -> nn.Module:

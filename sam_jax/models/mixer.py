@@ -66,7 +66,8 @@ class MixerBlock(nn.Module):
 
 
 class MlpMixer(nn.Module):
-  """MLP-Mixer classifier on NHWC images; returns logits [batch, num_classes].
+  """MLP-Mixer classifier on NHWC images; returns logits [batch, num_classes]
+  (0: no head, the features).
 
   ``stochastic_depth`` is the drop rate of the last block (linear from 0, see
   ``stochastic_depth.py``); ``dropout_rate`` applies inside both MLPs;

@@ -23,6 +23,9 @@ def pre_norm_residual(x: jax.Array, branch: Callable[[jax.Array], jax.Array], *,
 
 
 def zero_head(x: jax.Array, num_classes: int, bias_init: float, dtype: Any) -> jax.Array:
-  """Logits of the ``head`` Dense layer, kernel initialised to 0 and bias to ``bias_init``."""
+  """Logits of the ``head`` Dense layer, kernel initialised to 0 and bias to ``bias_init``;
+  ``num_classes=0``: no head, the features ``x``."""
+  if not num_classes:
+    return x
   return nn.Dense(num_classes, kernel_init=nn.initializers.zeros,
                   bias_init=nn.initializers.constant(bias_init), dtype=dtype, name="head")(x)

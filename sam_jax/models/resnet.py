@@ -97,7 +97,8 @@ class BottleneckResNetBlock(ResNetBlock):
 
 
 class ResNet(nn.Module):
-  """ResNet v1 classifier on NHWC images; returns logits [batch, num_classes]."""
+  """ResNet v1 classifier on NHWC images; returns logits [batch, num_classes] (0: no head,
+  the pooled features)."""
   num_classes: int
   stage_sizes: Sequence[int]
   block: str = "bottleneck"
@@ -127,4 +128,6 @@ class ResNet(nn.Module):
                       self.dtype)(x, train=train)
     x = jnp.mean(x, axis=(1, 2))
     self.sow("intermediates", "features", x)
+    if not self.num_classes:  # Headless (a contrastive backbone): the pooled features.
+      return x
     return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)

@@ -110,7 +110,8 @@ class Encoder(_Layers, kw_only=True):
 
 
 class VisionTransformer(nn.Module):
-  """ViT classifier on NHWC images; returns logits [batch, num_classes].
+  """ViT classifier on NHWC images; returns logits [batch, num_classes]
+  (0: no head, the features).
 
   Attributes:
     classifier: ``"token"`` (class token, official default) or ``"gap"`` (mean of

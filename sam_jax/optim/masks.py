@@ -11,6 +11,9 @@ Everything else is left out: biases (also the [heads, head_dim] q/k/v biases of
 attention, which a rule ``ndim > 1`` would wrongly select), normalisation biases,
 the ViT class token and position embedding.
 
+``path_mask(pattern)`` selects by the whole "/"-joined path instead (``re.search``), e.g.
+``"^head/"`` for the classifier of a linear probe (``config.trainable``; ``freeze``).
+
 Sources (docs/paper.md, "Weight decay and ASAM masks"): big_vision decays the leaves
 matching ``.*/kernel$`` by default (``big_vision/optax.py``, ``wd_mults``); ASAM's
 reference code scales the parameters whose PyTorch name contains ``weight`` (linear
@@ -19,6 +22,7 @@ and convolution kernels and normalisation scales, not biases; SamsungLabs/ASAM
 (VITA-Group/TENAS ``lib/procedures/ntk.py``; ``analysis.ntk.WEIGHT_LEAVES``).
 """
 
+import re
 from typing import Callable, Sequence
 
 import jax
@@ -29,16 +33,28 @@ DECAY_LEAVES = ("kernel",)
 WEIGHT_LEAVES = ("kernel", "scale")
 
 
-def _leaf_name(path) -> str:
-  last = path[-1]
-  return str(getattr(last, "key", getattr(last, "name", getattr(last, "idx", last))))
+def _key_name(key) -> str:
+  return str(getattr(key, "key", getattr(key, "name", getattr(key, "idx", key))))
 
 
 def leaf_name_mask(names: Sequence[str]) -> Mask:
   """params -> a tree of bools, True where the leaf's own name is one of ``names``."""
   names = frozenset(names)
   return lambda params: jax.tree_util.tree_map_with_path(
-      lambda path, _: _leaf_name(path) in names, params)
+      lambda path, _: _key_name(path[-1]) in names, params)
+
+
+def path_mask(pattern: str) -> Mask:
+  """params -> a tree of bools, True where ``re.search(pattern, "a/b/kernel")`` finds a match
+  in the leaf's path ("" selects every leaf)."""
+  regex = re.compile(pattern)
+  return lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: regex.search("/".join(map(_key_name, path))) is not None, params)
+
+
+def both(first: Mask, second: Mask) -> Mask:
+  """params -> True where both masks are."""
+  return lambda params: jax.tree.map(lambda a, b: a and b, first(params), second(params))
 
 
 decay_mask = leaf_name_mask(DECAY_LEAVES)

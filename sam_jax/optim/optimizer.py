@@ -11,6 +11,8 @@ checked by ``sam_jax.config.validation``: every key is read as it is.
 With ``optimizer.weight_decay_in_loss`` the decay is instead an L2 penalty in the loss
 (``l2_penalty.l2_in_loss`` around the whole chain), as in google-research/sam: part of
 the ascent and of the perturbed gradient. Either way it acts on ``masks.decay_mask``.
+With ``config.trainable`` (a regex of parameter paths; "" trains all) the whole chain is
+wrapped in ``freeze.freeze`` and the decay acts on the trained kernels only.
 """
 
 import ml_collections
@@ -21,7 +23,7 @@ import optax
 from sam_jax.optim.aesam import aesam
 from sam_jax.optim.asam import asam
 from sam_jax.optim.gsam import gsam
-from sam_jax.optim import l2_penalty, masks
+from sam_jax.optim import freeze, l2_penalty, masks
 from sam_jax.optim.looksam import looksam
 from sam_jax.optim.msam import momentum_sam
 from sam_jax.optim.sam import sam
@@ -50,20 +52,19 @@ def _decay(opt: ml_collections.ConfigDict) -> float:
   return 0.0 if opt.weight_decay_in_loss else opt.weight_decay
 
 
-def _adamw(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+def _adamw(opt: ml_collections.ConfigDict, schedule: optax.Schedule, decay_mask: masks.Mask):
   """AdamW: decoupled weight decay, multiplied by the learning rate."""
-  return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=_decay(opt),
-                     mask=masks.decay_mask)
+  return optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=_decay(opt), mask=decay_mask)
 
 
-def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule):
+def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule, decay_mask: masks.Mask):
   """SGD with momentum (optionally Nesterov) and L2 weight decay added to the gradient."""
   return optax.chain(
-      optax.add_decayed_weights(_decay(opt), mask=masks.decay_mask),
+      optax.add_decayed_weights(_decay(opt), mask=decay_mask),
       optax.sgd(schedule, momentum=opt.momentum or None, nesterov=opt.nesterov))
 
 
-# config.optimizer.name -> (optimizer section, schedule) -> base optimizer.
+# config.optimizer.name -> (optimizer section, schedule, decay mask) -> base optimizer.
 BASE_OPTIMIZERS = {"adamw": _adamw, "sgd": _sgd}
 
 
@@ -111,10 +112,10 @@ SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam, "looksam": _looksam,
                 "aesam": _aesam, "msam": _msam}
 
 
-def base_optimizer(opt: ml_collections.ConfigDict,
-                   schedule: optax.Schedule) -> optax.GradientTransformation:
-  """The base optimizer ``opt.name`` names (``BASE_OPTIMIZERS``)."""
-  return BASE_OPTIMIZERS[opt.name](opt, schedule)
+def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule,
+                   decay_mask: masks.Mask = masks.decay_mask) -> optax.GradientTransformation:
+  """The base optimizer ``opt.name`` names (``BASE_OPTIMIZERS``), decaying ``decay_mask``."""
+  return BASE_OPTIMIZERS[opt.name](opt, schedule, decay_mask)
 
 
 def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames = None,
@@ -125,12 +126,16 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
   ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam.sharpness_aware``.
   """
   schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
-  inner = [base_optimizer(config.optimizer, schedule)]
+  trainable = masks.path_mask(config.trainable) if config.trainable else None
+  decay_mask = masks.both(masks.decay_mask, trainable) if trainable else masks.decay_mask
+  inner = [base_optimizer(config.optimizer, schedule, decay_mask)]
   if config.optimizer.grad_clip_norm:
     inner.insert(0, optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
   tx = SAM_BUILDERS[config.sam.kind](
       config, schedule, inner, axis_name=axis_name, sync_axis_name=sync_axis_name,
       eps=config.sam.eps, every_k_steps=config.sam.every_k_steps)
   if config.optimizer.weight_decay_in_loss:
-    tx = l2_penalty.l2_in_loss(tx, config.optimizer.weight_decay)
+    tx = l2_penalty.l2_in_loss(tx, config.optimizer.weight_decay, decay_mask)
+  if trainable:
+    tx = freeze.freeze(tx, trainable)
   return tx, schedule

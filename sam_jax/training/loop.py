@@ -1,8 +1,10 @@
 """Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
 
 Data-parallel over all devices of all processes with the shard_map steps of
-``sam_jax.training.train_step``. The config is completed (``config.defaults``) and
-checked (``config.validation``) first. Writes TensorBoard summaries (clu metric
+``sam_jax.training.train_step``, minimising the cross-entropy or, for contrastive
+pretraining (``config.contrastive``), NT-Xent, whose run has no classification eval; a
+``config.trainable`` regex trains only the parameters it matches (a linear probe). The
+config is completed (``config.defaults``) and checked (``config.validation``) first. Writes TensorBoard summaries (clu metric
 writers), the completed config (``config_history``) and Orbax checkpoints to
 ``workdir``. A run on a workdir that holds a checkpoint resumes from the newest intact
 one and continues exactly: batches and dropout keys are functions of the step.
@@ -37,6 +39,9 @@ from sam_jax.checkpoints import checkpointing, warm_start
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
 from sam_jax.objectives.adversarial import PgdAttack
+from sam_jax.objectives.contrastive import NtXent
+from sam_jax.objectives.objective import Objective, Supervised
+from sam_jax.optim import masks
 from sam_jax.training import config_history, train_step, workdir_lock
 
 
@@ -86,6 +91,30 @@ def sam_groups(config: ml_collections.ConfigDict) -> train_step.SamGroups:
   if m is None and config.sam.sync == "global":
     m = config.batch_size
   return train_step.sam_groups(m, config.batch_size, jax.device_count())
+
+
+def objective(config: ml_collections.ConfigDict) -> Objective:
+  """What the steps minimise: NT-Xent (``config.contrastive``) or the cross-entropy."""
+  if config.contrastive.method == "simclr":
+    return NtXent(config.contrastive.temperature)
+  return Supervised(config.loss)
+
+
+def trainable(config: ml_collections.ConfigDict, params) -> masks.Mask | None:
+  """The mask of ``config.trainable`` (None: every parameter, in training mode).
+
+  Raises:
+    ValueError: it selects no parameter of ``params``, naming some.
+  """
+  if not config.trainable:
+    return None
+  mask = masks.path_mask(config.trainable)
+  if not any(jax.tree.leaves(mask(params))):
+    names = ["/".join(str(k.key) for k in path) for path, _ in
+             jax.tree_util.tree_leaves_with_path(params)]
+    raise ValueError(f"config.trainable={config.trainable!r} matches no parameter; the "
+                     f"parameters are {names[:8]}... (e.g. '^head/' for a linear probe).")
+  return mask
 
 
 def eval_metrics(eval_step, state: train_step.TrainState,
@@ -175,6 +204,7 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
       changes = config_history.check_resume(workdir, config, manager.latest_step(),
                                             allow_changes=allow_config_changes)
     abstract = jax.eval_shape(state_initializer(config, model, tx))
+    trained = trainable(config, abstract.params)
     state = manager.restore(abstract, mesh) or initial_state(config, model, tx, mesh)
     start_step = int(state.step)
     _check_steps(start_step, config, manager)
@@ -195,9 +225,17 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
 
   p_train_step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1, loss=config.loss,
-      attack=PgdAttack.from_pixels(**config.adversarial_training))
-  p_eval_step = train_step.make_eval_step(model, mesh, loss=config.loss)
+      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1,
+      attack=PgdAttack.from_pixels(**config.adversarial_training), objective=objective(config),
+      trainable=trained)
+  p_eval_step = None
+  if config.contrastive.method:
+    logging.info("Contrastive pretraining (config.contrastive.method=%r): the model outputs "
+                 "projections, not logits, so there is no classification eval; a linear probe "
+                 "measures the representation (configs/cifar10_contrastive.py:probe).",
+                 config.contrastive.method)
+  else:
+    p_eval_step = train_step.make_eval_step(model, mesh, loss=config.loss)
   local_batch = config.batch_size // jax.process_count()
   train_iter = input_pipeline.train_iterator(config, local_batch_size=local_batch,
                                              seed=config.seed, start_step=start_step)
@@ -233,7 +271,7 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
         train_metrics, log_time = None, now
         _check_skipped(summary, step, config, manager)
       eval_results, eval_error = None, None
-      if step % config.eval_every_steps == 0 or last:
+      if p_eval_step is not None and (step % config.eval_every_steps == 0 or last):
         try:
           eval_batches = input_pipeline.eval_iterator(
               config, local_batch_size=config.eval_batch_size // jax.process_count())

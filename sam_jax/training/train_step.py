@@ -5,7 +5,9 @@ split over the data-parallel mesh (``sam_jax.parallel``); inside, the code is wr
 device (pmap semantics: ``check_vma=False``, so a gradient is the local one and
 nothing is summed implicitly) and averages with ``pmean`` over the named axis. The
 optimizer (``sam_jax.optim``) receives the local clean gradient and a ``grad_fn``
-for the second SAM pass, and returns the device-averaged update.
+for the second SAM pass, and returns the device-averaged update. Both passes minimise
+the step's ``Objective`` (``sam_jax.objectives.objective``; default: the cross-entropy of
+the logits) on the same group batch with the same dropout key.
 """
 
 import dataclasses
@@ -21,6 +23,9 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from sam_jax import metrics, models
 from sam_jax.objectives.adversarial import PgdAttack
+from sam_jax.objectives.objective import Objective, Supervised
+from sam_jax.optim import masks
+from sam_jax.optim.freeze import zero_frozen
 from sam_jax.optim.msam import gradient_point
 from sam_jax.parallel import DATA, mean_over
 
@@ -93,16 +98,19 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
                 tx: optax.GradientTransformationExtraArgs,
                 learning_rate_fn: Callable[[jax.Array], jax.Array],
                 groups: SamGroups, skip_nonfinite: bool,
-                take_sam: bool | None, loss_name: str,
-                attack: PgdAttack | None) -> tuple[TrainState, dict]:
+                take_sam: bool | None, objective: Objective,
+                attack: PgdAttack | None,
+                trainable: masks.Mask | None) -> tuple[TrainState, dict]:
   """One step on this device's shard of the batch, vmapped over its SAM groups if several.
 
   A step whose averaged loss or update is not finite is reported in
   ``metrics["finite"]``; with ``skip_nonfinite`` it leaves the state unchanged
   (but for the step counter). With an ``attack`` (adversarial training) both passes
-  see the group's PGD images instead of its batch.
+  see the group's PGD images instead of its batch. With ``trainable`` the model runs in
+  inference mode and the gradients of the other parameters are zero.
   """
-  mutable = list(state.model_state) or False
+  train = trainable is None
+  mutable = (list(state.model_state) or False) if train else False
 
   def group_step(group_batch, group_index):
     # One dropout key per group, folded from its global position in the batch.
@@ -110,39 +118,42 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
 
     def forward(params, images, dropout_rng):
       variables = {"params": params, **state.model_state}
-      out = model.apply(variables, images, train=True, rngs={"dropout": dropout_rng},
+      out = model.apply(variables, images, train=train, rngs={"dropout": dropout_rng},
                         mutable=mutable)
       return out if mutable else (out, {})
 
     # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
     # BatchNorm statistics are then those of w + e).
     point = gradient_point(state.opt_state, state.params)
-    images = group_batch["image"]
     if attack is not None:  # Train mode, BatchNorm on the batch's statistics, not updated.
+      images = group_batch["image"]
       size = images.shape[0]
       starts = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), ATTACK_STREAM)
       keys = jax.vmap(lambda i: jax.random.fold_in(starts, i))(
           group_index * size + jnp.arange(size))  # By the example's place in the global batch.
-      images = attack.examples(lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0],
-                               images, group_batch["label"], keys)
+      group_batch = dict(group_batch, image=attack.examples(
+          lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0], images,
+          group_batch["label"], keys))
 
     def loss_fn(params):
-      logits, new_model_state = forward(params, images, rng)
-      return (metrics.cross_entropy(logits, group_batch["label"], loss_name),
-              (logits, new_model_state))
+      return objective(forward, params, group_batch, rng, group_axis=groups.sync_axis_name)
 
-    (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(point)
+    def gradient(params):  # Zero, and not computed, for frozen parameters.
+      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      return (loss, aux), (grads if train else zero_frozen(grads, trainable(grads)))
+
+    (loss, (objective_metrics, new_model_state)), grads = gradient(point)
 
     # The second (perturbed) pass: same batch, same dropout key, and the model
     # state of the incoming step; its own state updates are discarded.
     def grad_fn(params):
-      return jax.grad(lambda p: loss_fn(p)[0])(params)
+      return gradient(params)[1]
 
     extra = {} if take_sam is None else {"take_sam": take_sam}
     updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn, **extra)
     step_metrics = {
         "loss": loss,  # The first pass's loss (at w, not at SAM's w + e).
-        "accuracy": metrics.accuracy(logits, group_batch["label"]),
+        **objective_metrics,  # "accuracy": the objective's.
         "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
     }
     return updates, opt_state, mean_over((step_metrics, new_model_state), groups.axis_name)
@@ -157,7 +168,8 @@ def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
         lambda b: group_step(b, device_index * n + jax.lax.axis_index(GROUP)),
         axis_name=GROUP, out_axes=None)(grouped)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, model_state=new_model_state)
+                            opt_state=opt_state,
+                            model_state=new_model_state if mutable else state.model_state)
   # Every device holds the same averaged values, so all take the same branch.
   finite = jnp.isfinite(step_metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
   if skip_nonfinite:
@@ -174,23 +186,28 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
                     groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False,
                     every_k_steps: int = 1, loss: str = "softmax_xent",
-                    attack: PgdAttack | None = None):
+                    attack: PgdAttack | None = None, objective: Objective | None = None,
+                    trainable: masks.Mask | None = None):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``). With
   ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only) the SAM and the plain
-  step are compiled apart and alternated (see ``AlternatingStep``). ``loss``: a
-  ``metrics.LOSSES`` name. ``attack``: adversarial training on its PGD images of each
-  SAM group; each example's random start folds from the step's key and its place in the
-  global batch, so without dropout the examples do not depend on the device count (the
-  attack's dropout key, like the training pass's, is the group's).
+  step are compiled apart and alternated (see ``AlternatingStep``). ``objective``: what
+  both passes minimise (None: ``Supervised(loss)``, ``loss`` a ``metrics.LOSSES`` name).
+  ``attack``: adversarial training on its PGD images of each SAM group; each example's
+  random start folds from the step's key and its place in the global batch, so without
+  dropout the examples do not depend on the device count (the attack's dropout key, like
+  the training pass's, is the group's). ``trainable`` (a linear probe): the parameters
+  trained (``optim.masks``); the model then runs in inference mode (no dropout,
+  BatchNorm on its running statistics, not updated), the others' gradients are zero and
+  their backward pass is left out (``tx`` keeps them fixed: ``optim.freeze``).
   """
-  metrics.check_loss(loss)
+  objective = Supervised(loss) if objective is None else objective
 
   def compiled(take_sam: bool | None):
     step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
                              groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam,
-                             loss_name=loss, attack=attack)
+                             objective=objective, attack=attack, trainable=trainable)
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))
