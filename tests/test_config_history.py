@@ -54,12 +54,14 @@ def test_a_section_added_since_the_run_started_resumes_at_its_default_only(tmp_p
   resuming with it at its defaults (off) is logged, not refused; switching it on is a change."""
   loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
   shutil.rmtree(tmp_path / "checkpoints" / "5")  # Killed after the step-4 checkpoint.
-  _drop_recorded_section(tmp_path, "augment")
+  for name in ("augment", "contrastive", "trainable", "classes", "reinit_head"):
+    _drop_recorded_section(tmp_path, name)  # Top-level keys added since, too.
   state = loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
   assert int(state.step) == 5
   second = json.loads(_history(tmp_path)[1].read_text())
   assert second["start_step"] == 4
   assert "  augment.mixup_alpha: (absent) -> 0.0" in second["changes"]
+  assert "  trainable: (absent) -> ''" in second["changes"]
 
   _drop_recorded_section(tmp_path, "adversarial_training", entry=-1)
   changed = tiny_digits_config.get_config(5)

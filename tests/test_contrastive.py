@@ -263,15 +263,17 @@ def test_pretraining_resumes_exactly_and_is_not_evaluated_as_a_classifier(pretra
     loading.load_runs([workdir], None, str(tmp_path / "eval"), "")
 
 
-@pytest.mark.parametrize("stage", ["probe", "finetune"])
-def test_probe_and_finetune_start_from_the_exported_backbone(pretrained, folder, tmp_path,
-                                                             stage, caplog):
-  """The export's projection is dropped and a fresh head made; the probe keeps the backbone."""
+@pytest.mark.parametrize("stage, source", [("probe", "npz"), ("finetune", "npz"),
+                                           ("probe", "workdir")])
+def test_probe_and_finetune_start_from_the_pretrained_backbone(pretrained, folder, tmp_path,
+                                                               stage, source, caplog):
+  """The run's projection is dropped and a fresh head made (from its exported .npz or its
+  workdir); the probe keeps the backbone."""
   exported = param_blocks.flatten(jax.device_get(pretrained[1].params))
   path = str(tmp_path / "pretrained.npz")
   npz.export_npz(path, pretrained[1].params)
   config = _run_config(folder, stage, 2)
-  config.init_from = path
+  config.init_from = path if source == "npz" else pretrained[0]
   state = loop.train_and_evaluate(config, str(tmp_path / stage))
   assert "dropping the contrastive projection head (6 arrays under projection/)" in caplog.text
   assert "using the freshly initialised head (16, 4) instead of none in the file" in caplog.text
@@ -288,6 +290,7 @@ def test_probe_and_finetune_start_from_the_exported_backbone(pretrained, folder,
     (dict(contrastive=dict(method="")), "makes the model output projections"),
     (dict(dataset="digits"), "digits reader makes no second view"),
     (dict(adversarial_training=dict(epsilon=8.0)), "attacks a classifier"),
+    (dict(augment=dict(mixup_alpha=0.5)), "the two views have their own augmentation"),
     (dict(contrastive=dict(temperature=0.0)), "temperature=0.0 must be > 0"),
     (dict(contrastive=dict(method="moco")), r"'simclr'"),
     (dict(trainable="("), "not a regular expression"),

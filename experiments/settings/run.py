@@ -5,8 +5,9 @@ r"""One offline demonstration of the paper's settings (docs/settings.md), +/- SA
 Each demo (``DEMOS``) is a ``python -m sam_jax.main`` run of a config in ``configs/`` on the
 CIFAR-10 image folder, with the small ViT of the CIFAR-10 study (``SMALL``: width 64, 4
 layers, 4x4 patches, batch 64), then ``python -m sam_jax.evaluate`` on its eval split
-(clean accuracy, and FGSM/PGD accuracy on the first ``--adversarial_examples`` test images
-under the config's ``config.adversarial``), given the training config and overrides again. A demo that starts from another one
+(accuracy on the whole test split, and clean/FGSM/PGD accuracy on the first
+``--attacked_per_class`` test images of each class under the config's
+``config.adversarial``), given the training config and overrides again. A demo that starts from another one
 (``init_from``) runs that one first. The row, with the exact commands and the CPU and wall
 seconds of the child processes, goes to ``<results_dir>/<demo>.json``; a demo whose row
 exists is skipped. Workdirs: ``<workdir_root>/<demo>`` (a rerun resumes there).
@@ -27,7 +28,10 @@ flags.DEFINE_string("data_dir", "/tmp/cifar10", "The CIFAR-10 image folder.")
 flags.DEFINE_string("workdir_root", "/tmp/sam_settings", "Where the demos train.")
 flags.DEFINE_string("results_dir", os.path.join(os.path.dirname(__file__), "results"),
                     "Where the rows go.")
-flags.DEFINE_integer("adversarial_examples", 1000, "Test images attacked by the evaluation.")
+flags.DEFINE_integer("attacked_per_class", 100, "Test images of each class attacked by the "
+                     "evaluation (the first in sorted order).")
+flags.DEFINE_bool("reevaluate", False, "Evaluate a demo whose row exists again (its training "
+                  "figures kept).")
 FLAGS = flags.FLAGS
 
 SMALL = ("--config.model.hidden_size=64", "--config.model.mlp_dim=128",
@@ -73,6 +77,7 @@ def _demos() -> dict[str, Demo]:
     for stage in ("probe", "finetune"):
       demos[f"contrastive_{stage}_{sam}"] = _pm("contrastive", f"{stage} from {sam}",
                                                 f"cifar10_contrastive.py:{stage}", 0.0,
+                                                "--config.num_train_steps=1000",
                                                 init_from=f"contrastive_pretrain_{sam}")
   demos["transfer_finetune_scratch"] = _pm("transfer", "fine-tune from scratch",
                                            "cifar10_transfer.py:finetune", 0.0)
@@ -92,32 +97,44 @@ def _run(cmd: list[str]) -> tuple[float, float]:
                                                                      before.ru_stime)
 
 
+def _evaluate(workdir: str, train: list[str]) -> dict:
+  """``sam_jax.evaluate`` of ``workdir``: the row's evaluation fields."""
+  # The training config again (evaluate's --config is a config file); the eval split a
+  # class-balanced part of the test split, which the attacks read.
+  evaluate = [sys.executable, "-m", "sam_jax.evaluate", f"--run={workdir}",
+              f"--output_dir={workdir}/evaluation", "--eval_sets=folder:test", *train[3:4],
+              *train[5:], f"--config.eval_split=test[:{FLAGS.attacked_per_class}/class]"]
+  wall, cpu = _run(evaluate)
+  with open(os.path.join(workdir, "evaluation", "evaluation.json")) as f:
+    return dict(eval_wall_seconds=wall, eval_cpu_seconds=cpu, eval_command=" ".join(evaluate[1:]),
+                evaluation=json.load(f))
+
+
 def run_demo(name: str) -> dict:
   """Trains and evaluates ``name`` (after the demo it starts from); returns its row."""
   path = os.path.join(FLAGS.results_dir, f"{name}.json")
-  if os.path.exists(path):
-    with open(path) as f:
-      return json.load(f)
   demo = DEMOS[name]
+  workdir = os.path.join(FLAGS.workdir_root, name)
   init = []
   if demo.init_from:
-    run_demo(demo.init_from)
     init = [f"--config.init_from={os.path.join(FLAGS.workdir_root, demo.init_from)}"]
-  workdir = os.path.join(FLAGS.workdir_root, name)
   train = [sys.executable, "-m", "sam_jax.main", f"--config=configs/{demo.config}",
            f"--workdir={workdir}", f"--config.data_dir={FLAGS.data_dir}", *demo.args, *init]
-  wall, cpu = _run(train)
-  row = dict(name=name, setting=demo.setting, label=demo.label, commands=[" ".join(train[1:])],
-             train_wall_seconds=wall, train_cpu_seconds=cpu)
+  if os.path.exists(path):
+    with open(path) as f:
+      row = json.load(f)
+    if not (FLAGS.reevaluate and demo.evaluate):
+      return row
+    if "commands" in row:  # Rows of the first version: the training command first.
+      row["command"] = row.pop("commands")[0]
+  else:
+    if demo.init_from:
+      run_demo(demo.init_from)
+    wall, cpu = _run(train)
+    row = dict(name=name, setting=demo.setting, label=demo.label, command=" ".join(train[1:]),
+               train_wall_seconds=wall, train_cpu_seconds=cpu)
   if demo.evaluate:
-    # The training config again (evaluate's --config is a config file), fewer attacked images.
-    evaluate = [sys.executable, "-m", "sam_jax.evaluate", f"--run={workdir}",
-                f"--output_dir={workdir}/evaluation", *train[3:4], *train[5:],
-                f"--config.adversarial.num_examples={FLAGS.adversarial_examples}"]
-    row["eval_wall_seconds"], row["eval_cpu_seconds"] = _run(evaluate)
-    row["commands"].append(" ".join(evaluate[1:]))
-    with open(os.path.join(workdir, "evaluation", "evaluation.json")) as f:
-      row["evaluation"] = json.load(f)
+    row.update(_evaluate(workdir, train))
   os.makedirs(FLAGS.results_dir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(row, f, indent=1)

@@ -44,10 +44,20 @@ def load(config: ml_collections.ConfigDict, params: Any, model_state: dict[str, 
                      f"trains a {config.model.name}.")
   flat = {k: np.asarray(v) for k, v in param_blocks.flatten(jax.device_get(source.params)).items()}
   loaded = npz.fit_params(flat, params, source=path, reinit_head=config.reinit_head)
-  shapes = lambda tree: jax.tree.map(lambda x: (np.shape(x), np.result_type(x)), tree)
-  if shapes(dict(source.model_state)) != shapes(dict(model_state)):
+  state = _without_projection(jax.device_get(dict(source.model_state)), model_state)
+  shapes = lambda tree: jax.tree.map(lambda x: (np.shape(x), np.asarray(x).dtype), tree)
+  if shapes(state) != shapes(dict(model_state)):
     raise ValueError(f"config.init_from={path}: its model state "
-                     f"{jax.tree.map(np.shape, dict(source.model_state))} does not match this "
-                     f"model's {jax.tree.map(np.shape, dict(model_state))}.")
+                     f"{jax.tree.map(np.shape, state)} does not match this model's "
+                     f"{jax.tree.map(np.shape, dict(model_state))}.")
   logging.info("Initialised parameters and model state from step %d of %s.", source.step, path)
-  return loaded, dict(source.model_state)
+  return loaded, state
+
+
+def _without_projection(state: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+  """``state`` without the projection head's statistics when the model has no projection
+  (its parameters are dropped by ``npz.fit_params``)."""
+  return {collection: {k: v for k, v in tree.items()
+                       if k != npz.PROJECTION or k in template.get(collection, {})}
+          for collection, tree in state.items()
+          if any(k != npz.PROJECTION for k in tree) or collection in template}

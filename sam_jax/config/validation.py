@@ -100,6 +100,11 @@ def _check_contrastive(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.adversarial_training.epsilon={config.adversarial_training.epsilon} "
                      "attacks a classifier's labels; it must be 0 with config.contrastive.method="
                      f"{section.method!r}.")
+  if config.augment.randaugment_layers or config.augment.mixup_alpha:
+    raise ValueError(f"config.augment={dict(config.augment)} with config.contrastive.method="
+                     f"{section.method!r}: the two views have their own augmentation "
+                     "(config.contrastive's colour distortion); set randaugment_layers and "
+                     "mixup_alpha to 0.")
   if config.trainable:
     raise ValueError(f"config.trainable={config.trainable!r}: contrastive pretraining trains the "
                      "whole model; set it to '' (probes and fine-tunes are supervised).")

@@ -7,10 +7,11 @@ overwritten but ``config.json``. A resume compares its config with the newest
 recorded one: a change of anything that alters the trained state or its recorded
 metrics (every key outside ``NON_ALTERING``: batch size, step count and schedule,
 model, data, seed...) stops the run with the list of differences unless
-``allow_changes`` is set; changes of ``NON_ALTERING`` keys are logged. A key of a
-config section (``config.defaults.SECTIONS``) that the recorded config lacks and the new
-one holds at its default is logged only: a section added to the code after the run
-started computes at its defaults what the code computed before it (e.g. ``augment``).
+``allow_changes`` is set; changes of ``NON_ALTERING`` keys are logged. A key with a
+default (a config section's, or a top-level data or training key of ``config.defaults``)
+that the recorded config lacks and the new one holds at its default is logged only: a key
+added to the code after the run started computes at its default what the code computed
+before it (e.g. ``augment``, ``classes``, ``trainable``).
 """
 
 import datetime
@@ -95,9 +96,10 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict, step: int, *,
   changes = differences(recorded, as_dict(config))
   lines = [f"  {key}: {change}" for key, change in changes]
   before, after = _flatten(recorded), _flatten(as_dict(config))
-  section_defaults = _flatten(as_dict(ml_collections.ConfigDict(defaults.sections())))
+  known = _flatten(as_dict(ml_collections.ConfigDict(
+      {**defaults.sections(), **defaults.DATA, **defaults.TRAINING})))
   added_at_default = {key for key, _ in changes if key not in before
-                      and key in section_defaults and after.get(key) == section_defaults[key]}
+                      and key in known and after.get(key) == known[key]}
   altering = [f"  {key}: {change}" for key, change in changes
               if _altering(key) and key not in added_at_default]
   if altering and not allow_changes:
