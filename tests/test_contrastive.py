@@ -5,7 +5,6 @@ import itertools
 import os
 import shutil
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -25,6 +24,7 @@ from sam_jax.objectives.contrastive import NtXent, nt_xent
 from sam_jax.optim import sam
 from sam_jax.training import loop, train_step
 from tests.test_input_pipeline import make_folder
+from tests.test_train_step import TinyNet
 
 RHO, LR, BATCH, TAU = 0.1, 0.5, 16, 0.5
 
@@ -55,22 +55,6 @@ def test_nt_xent_equals_the_hand_computation_and_ignores_the_order_of_examples()
   assert not np.isclose(swapped, loss)  # The pairing matters.
 
 
-class Backbone(nn.Module):
-  """Dense-GELU-(BatchNorm)-(Dropout) features; ``num_classes`` > 0 adds the head Dense_1."""
-  num_classes: int = 0
-  batch_norm: bool = False
-  dropout: float = 0.0
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    x = nn.gelu(nn.Dense(8)(x.reshape((x.shape[0], -1))))
-    if self.batch_norm:
-      x = nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.num_classes)(x) if self.num_classes else x
-
-
 def _batch(seed=1):
   rng = np.random.default_rng(seed)
   image = lambda: rng.uniform(-1, 1, size=(BATCH, 4, 4, 3)).astype(np.float32)
@@ -99,7 +83,7 @@ def test_contrastive_sam_step_is_the_same_on_1_and_8_devices(m, batch_norm):
   """m = 2: 8 groups vmapped on one device, one per device on 8; m = 4: two devices per
   group; m = 16: one group, whose 8 devices gather each other's projections. (BatchNorm
   normalises each device's views: device-count free only while a group is on one device.)"""
-  model, batch = Projected(Backbone(batch_norm=batch_norm), (8, 4), batch_norm), _batch()
+  model, batch = Projected(TinyNet(num_classes=0, batch_norm=batch_norm), (8, 4), batch_norm), _batch()
   _, s1, m1 = _contrastive_step(m, 1, model, batch)
   _, s8, m8 = _contrastive_step(m, 8, model, batch)
   _assert_close(s1.params, s8.params)
@@ -110,7 +94,7 @@ def test_contrastive_sam_step_is_the_same_on_1_and_8_devices(m, batch_norm):
 
 def test_both_sam_passes_minimise_nt_xent_of_the_group():
   """One group of all 16 examples, gathered over 8 devices, equals SAM by hand on NT-Xent."""
-  model, batch = Projected(Backbone(), (8, 4), batch_norm=False), _batch()
+  model, batch = Projected(TinyNet(num_classes=0), (8, 4), batch_norm=False), _batch()
   init, state, metrics = _contrastive_step(BATCH, 8, model, batch)
   views_ = np.concatenate([batch["image"], batch["image2"]])
 
@@ -152,7 +136,7 @@ def test_linear_probe_leaves_the_backbone_and_its_statistics_bitwise_unchanged()
   config.sam.rho, config.trainable = RHO, "^Dense_1/"
   config.optimizer = defaults.optimizer("adamw", 0.1, 0, "constant", weight_decay=0.5,
                                         grad_clip_norm=1.0)
-  model = Backbone(num_classes=4, batch_norm=True, dropout=0.5)
+  model = TinyNet(batch_norm=True, dropout=0.5)
   mesh = parallel.create_mesh()
   tx, schedule = optim.create_optimizer(config, axis_name=train_step.SamGroups().axis_name)
   init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))

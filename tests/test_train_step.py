@@ -19,9 +19,12 @@ RHO, LR, BATCH = 0.1, 0.5, 16
 
 
 class TinyNet(nn.Module):
-  """Dense-GELU-(BatchNorm)-(Dropout)-Dense on flattened images."""
+  """Dense-GELU-(BatchNorm)-(Dropout)-Dense on flattened images; ``num_classes=0``: the
+  features alone (a headless backbone)."""
+  num_classes: int = 4
   batch_norm: bool = False
   dropout: float = 0.0
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -29,7 +32,7 @@ class TinyNet(nn.Module):
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not train, momentum=0.5)(x)
     x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(4)(x)
+    return nn.Dense(self.num_classes)(x) if self.num_classes else x
 
 
 def _batch(n=BATCH, seed=1):
