@@ -163,6 +163,29 @@ def test_linear_probe_leaves_the_backbone_and_its_statistics_bitwise_unchanged()
     loop.trainable(config, init.params)
 
 
+def test_linear_probe_is_the_same_on_1_and_8_devices():
+  """Three probe steps with SAM groups of m = 2 (8 vmapped groups on one device, one group
+  per device on 8): the same head, and the same frozen backbone."""
+  config = defaults.complete(cifar10_contrastive.get_config("probe"))
+  config.sam.rho, config.trainable = RHO, "^Dense_1/"
+  model, finals = TinyNet(batch_norm=True, dropout=0.5), []
+  for num_devices in (1, 8):
+    groups = train_step.sam_groups(2, BATCH, num_devices)
+    mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
+    tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
+                                          sync_axis_name=groups.sync_axis_name)
+    state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
+    step = train_step.make_train_step(model, tx, mesh, schedule, groups,
+                                      trainable=loop.trainable(config, state.params))
+    state = parallel.replicate(state, mesh)
+    for seed in range(3):
+      state, _ = step(state, parallel.shard_batch(_batch(seed), mesh))
+    finals.append(jax.device_get(state))
+  _assert_close(finals[0].params, finals[1].params)
+  jax.tree.map(np.testing.assert_array_equal, finals[0].model_state, finals[1].model_state)
+  assert np.any(finals[0].params["Dense_1"]["kernel"] != 0)
+
+
 def _view_config(root: str, **contrastive) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       dataset="folder", data_dir=root, train_split="train", eval_split="test", image_size=8,

@@ -62,13 +62,14 @@ def test_a_run_starts_from_a_workdir_with_its_weights_and_model_state(source, re
                                                  _flat(fresh.model_state).values()))
 
 
-def test_fine_tuning_from_a_workdir_resumes_exactly(source, tmp_path):
-  """5 fine-tuning steps equal 3, a stop, and 2 more: a resume reads its own checkpoint,
-  not ``init_from`` again."""
+@pytest.mark.parametrize("trainable", ["", "^head/"])
+def test_fine_tuning_and_probing_from_a_workdir_resume_exactly(source, tmp_path, trainable):
+  """5 fine-tuning (or linear-probe) steps equal 3, a stop, and 2 more: a resume reads its
+  own checkpoint, not ``init_from`` again."""
   config, workdir, _ = source
   config = ml_collections.ConfigDict(config.to_dict())
   config.update(dict(init_from=workdir, reinit_head=True, num_train_steps=5,
-                     checkpoint_every_steps=3))
+                     checkpoint_every_steps=3, trainable=trainable))
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
   shutil.copytree(tmp_path / "straight" / "checkpoints" / "3",
                   tmp_path / "resumed" / "checkpoints" / "3")
