@@ -73,7 +73,7 @@ def _demos() -> dict[str, Demo]:
                                             init_from=f"transfer_pretrain_{sam}")
     demos[f"contrastive_pretrain_{sam}"] = _pm("contrastive", f"pretrain, {sam}",
                                                "cifar10_contrastive.py:pretrain", rho,
-                                               "--config.num_train_steps=2000", evaluate=False)
+                                               "--config.num_train_steps=1000", evaluate=False)
     for stage in ("probe", "finetune"):
       demos[f"contrastive_{stage}_{sam}"] = _pm("contrastive", f"{stage} from {sam}",
                                                 f"cifar10_contrastive.py:{stage}", 0.0,
