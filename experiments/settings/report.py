@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DOC = os.path.join(ROOT, "docs", "settings.md")
 FIGURES = os.path.join(ROOT, "docs", "settings")
-METRICS = (("test", "test accuracy"), ("fgsm", "FGSM accuracy"), ("pgd", "PGD accuracy"))
+METRICS = (("test", "test accuracy"), ("clean", "clean accuracy (attacked images)"),
+           ("fgsm", "FGSM accuracy"), ("pgd", "PGD accuracy"))
 
 
 def rows() -> list[dict]:
@@ -42,13 +43,13 @@ def accuracies(row: dict) -> dict[str, float]:
   (run,) = row["evaluation"]["runs"].values()
   (test,) = run["eval"].values()
   adversarial = run["adversarial"]
-  return {"test": test["accuracy"], "fgsm": adversarial["fgsm_accuracy"],
-          "pgd": adversarial["pgd_accuracy"]}
+  return {"test": test["accuracy"], "clean": adversarial["clean_accuracy"],
+          "fgsm": adversarial["fgsm_accuracy"], "pgd": adversarial["pgd_accuracy"]}
 
 
 def table(setting_rows: list[dict]) -> str:
-  lines = ["| demo | test accuracy | FGSM accuracy | PGD accuracy | training CPU min |",
-           "|---|---|---|---|---|"]
+  lines = ["| demo | " + " | ".join(name for _, name in METRICS) + " | training CPU min |",
+           "|---" * (len(METRICS) + 2) + "|"]
   for row in setting_rows:
     acc = accuracies(row)
     cells = [f"{acc[k]:.3f}" if k in acc else "—" for k, _ in METRICS]
@@ -69,8 +70,9 @@ def figure(setting: str, setting_rows: list[dict]) -> None:
   ax.set_xticks([j + width for j in range(len(scored))], [label for label, _ in scored],
                 rotation=20, ha="right", fontsize=8)
   ax.set_ylabel("accuracy")
+  ax.set_ylim(0, 1)
   ax.set_title(f"{setting} (docs/settings.md)")
-  ax.legend(fontsize=7)
+  ax.legend(fontsize=7, ncol=len(METRICS), loc="upper center")
   fig.tight_layout()
   os.makedirs(FIGURES, exist_ok=True)
   fig.savefig(os.path.join(FIGURES, f"{setting}.png"), dpi=120)
@@ -90,6 +92,14 @@ def main() -> None:
       raise ValueError(f"{DOC} has no markers for the setting {setting!r}.")
     doc = pattern.sub(lambda m: m.group(1) + table(setting_rows) + "\n" + m.group(2), doc)
     figure(setting, setting_rows)
+  all_rows = rows()
+  cpu = sum(r["train_cpu_seconds"] + r.get("eval_cpu_seconds", 0.0) for r in all_rows) / 3600
+  wall = sum(r["train_wall_seconds"] + r.get("eval_wall_seconds", 0.0) for r in all_rows) / 3600
+  budget = (f"{len(all_rows)} rows, {cpu:.2f} CPU-hours in all, training and evaluation "
+            f"({wall:.2f} hours of wall time summed over rows, which ran two or three at a "
+            "time).\n")
+  doc = re.sub(r"(<!-- settings:budget:begin -->\n).*?(<!-- settings:budget:end -->)",
+               lambda m: m.group(1) + budget + m.group(2), doc, flags=re.S)
   with open(DOC, "w") as f:
     f.write(doc)
 
