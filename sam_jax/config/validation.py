@@ -22,7 +22,7 @@ OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
 MAX_RANDAUGMENT_MAGNITUDE = 30.0  # sam_jax.data.randaugment.MAX_MAGNITUDE.
-UNAUGMENTED_DATASETS = ("digits",)  # Their reader has no config.augment (numpy digits).
+NUMPY_DATASETS = ("digits",)  # Read without tf.data: no config.augment, no second view.
 CONTRASTIVE_METHODS = ("", "simclr")  # "": supervised (training.loop.objective).
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
             "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints",
@@ -93,9 +93,10 @@ def _check_contrastive(config: ml_collections.ConfigDict) -> None:
   if not projection:
     raise ValueError(f"config.contrastive.method={section.method!r} needs a projection head: set "
                      "config.model.projection, e.g. (128, 128) (widths; the last is the output).")
-  if config.dataset == "digits":
-    raise ValueError("config.contrastive.method: the digits reader makes no second view of an "
-                     "image; use an image folder or a TFDS dataset (configs/cifar10_contrastive.py).")
+  if config.dataset in NUMPY_DATASETS:
+    raise ValueError(f"config.contrastive.method: the {config.dataset} reader makes no second "
+                     "view of an image; use an image folder or a TFDS dataset "
+                     "(configs/cifar10_contrastive.py).")
   if config.adversarial_training.epsilon > 0:
     raise ValueError(f"config.adversarial_training.epsilon={config.adversarial_training.epsilon} "
                      "attacks a classifier's labels; it must be 0 with config.contrastive.method="
@@ -162,7 +163,7 @@ def check_augment(config: ml_collections.ConfigDict) -> None:
   if not augment.mixup_alpha >= 0:
     raise ValueError(f"config.augment.mixup_alpha={augment.mixup_alpha!r} must be >= 0 "
                      "(0 is off).")
-  if config.dataset in UNAUGMENTED_DATASETS and (layers or augment.mixup_alpha):
+  if config.dataset in NUMPY_DATASETS and (layers or augment.mixup_alpha):
     raise ValueError(f"config.augment (randaugment_layers={layers}, mixup_alpha="
                      f"{augment.mixup_alpha}) asks for RandAugment or mixup, which the "
                      f"{config.dataset!r} reader does not have: they run in the tf.data "

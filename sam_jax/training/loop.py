@@ -4,10 +4,11 @@ Data-parallel over all devices of all processes with the shard_map steps of
 ``sam_jax.training.train_step``, minimising the cross-entropy or, for contrastive
 pretraining (``config.contrastive``), NT-Xent, whose run has no classification eval; a
 ``config.trainable`` regex trains only the parameters it matches (a linear probe). The
-config is completed (``config.defaults``) and checked (``config.validation``) first. Writes TensorBoard summaries (clu metric
-writers), the completed config (``config_history``) and Orbax checkpoints to
-``workdir``. A run on a workdir that holds a checkpoint resumes from the newest intact
-one and continues exactly: batches and dropout keys are functions of the step.
+config is completed (``config.defaults``) and checked (``config.validation``) first.
+Writes TensorBoard summaries (clu metric writers), the completed config
+(``config_history``) and Orbax checkpoints to ``workdir``. A run on a workdir that holds
+a checkpoint resumes from the newest intact one and continues exactly: batches and
+dropout keys are functions of the step.
 
 Faults (README, "Checkpoints, preemption and faults"): the run holds the workdir's lock
 (``workdir_lock``), so a second run on it fails at once; every input is checked before
@@ -41,6 +42,7 @@ from sam_jax.data import input_pipeline
 from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.objectives.contrastive import NtXent
 from sam_jax.objectives.objective import Objective, Supervised
+from sam_jax.models import param_blocks
 from sam_jax.optim import masks
 from sam_jax.training import config_history, train_step, workdir_lock
 
@@ -110,10 +112,9 @@ def trainable(config: ml_collections.ConfigDict, params) -> masks.Mask | None:
     return None
   mask = masks.path_mask(config.trainable)
   if not any(jax.tree.leaves(mask(params))):
-    names = ["/".join(str(k.key) for k in path) for path, _ in
-             jax.tree_util.tree_leaves_with_path(params)]
+    names = list(param_blocks.flatten(params))[:8]
     raise ValueError(f"config.trainable={config.trainable!r} matches no parameter; the "
-                     f"parameters are {names[:8]}... (e.g. '^head/' for a linear probe).")
+                     f"parameters are {names}... (e.g. '^head/' for a linear probe).")
   return mask
 
 
