@@ -16,7 +16,6 @@ hidden``) and the features fed to the head (``features``).
 """
 
 import functools
-from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -24,7 +23,8 @@ import jax.numpy as jnp
 
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
-from sam_jax.models.residual import pre_norm_residual, zero_head
+from sam_jax.models.patch_classifier import PatchClassifier
+from sam_jax.models.residual import Branch, PreNormBlock
 from sam_jax.models.stochastic_depth import block_rates
 
 # Width letter -> the fields below (Tolstikhin et al., Table 1).
@@ -42,55 +42,33 @@ PARAM_BLOCKS = (
 NPZ_MARKER = "pre_head_layer_norm/scale"  # A key only Mixer checkpoints (.npz) have.
 
 
-class MixerBlock(nn.Module):
-  """Token-mixing MLP then channel-mixing MLP, each pre-LayerNorm and residual."""
+class MixerBlock(PreNormBlock):
+  """Token-mixing MLP then channel-mixing MLP (``PreNormBlock``)."""
   tokens_mlp_dim: int
   channels_mlp_dim: int
-  dropout_rate: float = 0.0
-  drop_path_rate: float = 0.0
-  dtype: Any = jnp.float32
 
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def branches(self, train: bool) -> tuple[Branch, Branch]:
     tokens = MlpBlock(self.tokens_mlp_dim, self.dropout_rate, dtype=self.dtype,
                       name="token_mixing")
     channels = MlpBlock(self.channels_mlp_dim, self.dropout_rate, dtype=self.dtype,
                         name="channel_mixing")
-    residual = functools.partial(pre_norm_residual, drop_path_rate=self.drop_path_rate,
-                                 train=train, dtype=self.dtype)
-    x = residual(x, lambda y: jnp.swapaxes(tokens(jnp.swapaxes(y, 1, 2), train=train), 1, 2),
-                 norm_name="LayerNorm_0")
-    x = residual(x, functools.partial(channels, train=train), norm_name="LayerNorm_1")
-    self.sow("intermediates", "out", x)
-    return x
+    return (lambda y: jnp.swapaxes(tokens(jnp.swapaxes(y, 1, 2), train=train), 1, 2),
+            functools.partial(channels, train=train))
 
 
-class MlpMixer(nn.Module):
+class MlpMixer(PatchClassifier):
   """MLP-Mixer classifier on NHWC images; returns logits [batch, num_classes]
-  (0: no head, the features).
-
-  ``stochastic_depth`` is the drop rate of the last block (linear from 0, see
-  ``stochastic_depth.py``); ``dropout_rate`` applies inside both MLPs;
-  ``head_bias_init`` is the initial head bias (the head kernel starts at 0).
-  """
-  num_classes: int
-  patch_size: int | Sequence[int]
+  (0: no head, the features); ``dropout_rate`` applies inside both MLPs."""
   hidden_dim: int
   num_blocks: int
   tokens_mlp_dim: int
   channels_mlp_dim: int
-  dropout_rate: float = 0.0
-  stochastic_depth: float = 0.0
-  head_bias_init: float = 0.0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     x = embed_patches(images, self.patch_size, self.hidden_dim, name="stem", dtype=self.dtype)
     for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_blocks)):
-      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, self.dropout_rate, rate,
-                     self.dtype, name=f"MixerBlock_{i}")(x, train=train)
+      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, dropout_rate=self.dropout_rate,
+                     drop_path_rate=rate, dtype=self.dtype, name=f"MixerBlock_{i}")(x, train=train)
     x = nn.LayerNorm(dtype=self.dtype, name="pre_head_layer_norm")(x)
-    x = jnp.mean(x, axis=1)
-    self.sow("intermediates", "features", x)
-    return zero_head(x, self.num_classes, self.head_bias_init, self.dtype)
+    return self.head(jnp.mean(x, axis=1))

@@ -18,7 +18,7 @@ attention_weights``) and the features fed to the head (``features``).
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,7 +27,8 @@ import jax.numpy as jnp
 from sam_jax.models.attention import MultiHeadDotProductAttention
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
-from sam_jax.models.residual import pre_norm_residual, zero_head
+from sam_jax.models.patch_classifier import PatchClassifier
+from sam_jax.models.residual import Branch, PreNormBlock
 from sam_jax.models.stochastic_depth import block_rates
 
 # Width letter -> (hidden_size, mlp_dim, num_heads, num_layers).
@@ -60,21 +61,13 @@ class AddPositionEmbs(nn.Module):
     return x + pos.astype(x.dtype)
 
 
-class _Layers(nn.Module):
-  """What every transformer block of a ViT is built with."""
+class Encoder1DBlock(PreNormBlock):
+  """Pre-LayerNorm transformer block: self-attention then the MLP (``PreNormBlock``)."""
   mlp_dim: int
   num_heads: int
-  dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
-  dtype: Any = jnp.float32
 
-
-class Encoder1DBlock(_Layers):
-  """Pre-LayerNorm transformer block; ``drop_path_rate``: its stochastic depth."""
-  drop_path_rate: float = 0.0
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def branches(self, train: bool) -> tuple[Branch, Branch]:
     def attention(y):
       y = MultiHeadDotProductAttention(self.num_heads, self.attention_dropout_rate, self.dtype,
                                        name="MultiHeadDotProductAttention_0")(y, train=train)
@@ -83,12 +76,16 @@ class Encoder1DBlock(_Layers):
     mlp = MlpBlock(self.mlp_dim, self.dropout_rate, kernel_init=nn.initializers.xavier_uniform(),
                    bias_init=nn.initializers.normal(stddev=1e-6), dtype=self.dtype,
                    name="MlpBlock_0")
-    residual = functools.partial(pre_norm_residual, drop_path_rate=self.drop_path_rate,
-                                 train=train, dtype=self.dtype)
-    x = residual(x, attention, norm_name="LayerNorm_0")
-    x = residual(x, functools.partial(mlp, train=train), norm_name="LayerNorm_1")
-    self.sow("intermediates", "out", x)
-    return x
+    return attention, functools.partial(mlp, train=train)
+
+
+class _Layers(nn.Module):
+  """What every block of an ``Encoder`` is built with."""
+  mlp_dim: int
+  num_heads: int
+  dropout_rate: float = 0.0
+  attention_dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
 
 class Encoder(_Layers, kw_only=True):
@@ -109,7 +106,7 @@ class Encoder(_Layers, kw_only=True):
     return nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(PatchClassifier):
   """ViT classifier on NHWC images; returns logits [batch, num_classes]
   (0: no head, the features).
 
@@ -117,23 +114,14 @@ class VisionTransformer(nn.Module):
     classifier: ``"token"`` (class token, official default) or ``"gap"`` (mean of
       the patch tokens, no class token).
     representation_size: width of the tanh ``pre_logits`` layer, or None for none.
-    stochastic_depth: drop rate of the last block (linear from 0, see
-      ``stochastic_depth.py``).
-    head_bias_init: initial value of the head bias (the head kernel starts at 0).
   """
-  num_classes: int
-  patch_size: int | Sequence[int]
   hidden_size: int
   mlp_dim: int
   num_heads: int
   num_layers: int
   classifier: str = "token"
   representation_size: int | None = None
-  dropout_rate: float = 0.0
   attention_dropout_rate: float = 0.0
-  stochastic_depth: float = 0.0
-  head_bias_init: float = 0.0
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -154,5 +142,4 @@ class VisionTransformer(nn.Module):
     x = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)
     if self.representation_size is not None:
       x = jnp.tanh(nn.Dense(self.representation_size, dtype=self.dtype, name="pre_logits")(x))
-    self.sow("intermediates", "features", x)
-    return zero_head(x, self.num_classes, self.head_bias_init, self.dtype)
+    return self.head(x)
