@@ -14,50 +14,22 @@ class-token attention maps of ViT without and with SAM.
 
 import collections
 import glob
-import json
 import os
 import pathlib
 import re
-from typing import Sequence
 
 import numpy as np
 
 from sam_jax.analysis import plots
+
+import claims  # pylint: disable=g-bad-import-order  (experiments/cifar10/claims.py)
+from rows import KINDS, MODELS, NAMES, first_block_active, kind, load_rows, setting, stat, table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PAGE = os.path.join(ROOT, "docs", "reproduction.md")
 FIGURES = os.path.join(ROOT, "docs", "reproduction")  # /REGIME/ for each regime's figures.
 REGIMES = ("fit", "short")
-MODELS = ("vit", "mixer", "resnet")
-NAMES = {"vit": "ViT", "mixer": "Mixer", "resnet": "ResNet"}
-KINDS = {"looksam": "LookSAM", "msam": "Momentum-SAM", "aesam": "AE-SAM"}
-
-
-def kind(row: dict) -> str:
-  """The row's SAM kind (rows from before the cheaper kinds are SAM's)."""
-  return row.get("kind", "sam")
-
-
-def load_rows(results_dir: str) -> list[dict]:
-  rows = [json.loads(pathlib.Path(p).read_text())
-          for p in sorted(glob.glob(os.path.join(results_dir, "*.json")))]
-  if not rows:
-    raise SystemExit(f"report: no result rows in {results_dir}; run run_all.sh first.")
-  return rows
-
-
-def setting(row: dict) -> tuple[str, float, float | None]:
-  """(kind, rho, LookSAM's alpha or None) of a cheaper-kind row."""
-  alpha = row.get("config", {}).get("sam", {}).get("looksam_alpha")
-  return kind(row), row["rho"], alpha if kind(row) == "looksam" else None
-
-
-def first_block_active(row: dict) -> float:
-  """Mean active fraction over the units of the first block (e.g. both mixings of a Mixer's)."""
-  fractions = row["active_fraction"]
-  first = next(iter(fractions)).split("/")[0]
-  return float(np.mean([v for k, v in fractions.items() if k.split("/")[0] == first]))
 
 
 METRICS = {  # Column -> (value of a row, format).
@@ -70,13 +42,6 @@ METRICS = {  # Column -> (value of a row, format).
 }
 
 
-def stat(values: Sequence[float], fmt: str) -> str:
-  values = np.asarray(values, np.float64)
-  if len(values) == 1:
-    return f"{fmt.format(values[0])} (1)"
-  return f"{fmt.format(values.mean())} ± {fmt.format(values.std(ddof=1))} ({len(values)})"
-
-
 def chosen_rho(rows: list[dict]) -> dict[str, float]:
   """Per model, the SAM rho with the best seed-0 test accuracy."""
   best = {}
@@ -86,11 +51,6 @@ def chosen_rho(rows: list[dict]) -> dict[str, float]:
     if sweep:
       best[model] = max(sweep, key=lambda r: r["test_accuracy"])["rho"]
   return best
-
-
-def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
 
 
 def groups(rows: list[dict], best: dict[str, float]) -> dict[tuple[str, str], list[dict]]:
@@ -106,7 +66,7 @@ def groups(rows: list[dict], best: dict[str, float]) -> dict[tuple[str, str], li
   return out
 
 
-def claims(g: dict, mean) -> str:
+def short_claims(g: dict, mean) -> str:
   """The paper's claims with the numbers measured here (verdicts are in the page's prose)."""
   lines = []
   have = lambda *keys: all(k in g for k in keys)
@@ -286,46 +246,6 @@ def attention_figure(path: str, runs: dict[str, list[dict]]) -> str:
       f"{label} (seed {r['seed']})": np.array(r["attention_maps"]) for label, r in rows.items()})
 
 
-def fit_claims(g: dict, mean) -> str:
-  """The claims of the fit regime's table (docs/paper.md C-numbers) with the measured values."""
-  lines, have = [], lambda m: (m, "base") in g and (m, "SAM") in g
-  both = [m for m in MODELS if have(m)]
-  per = lambda f: {m: (float(np.mean([f(r) for r in g[(m, "base")]])),
-                       float(np.mean([f(r) for r in g[(m, "SAM")]]))) for m in both}
-  arrow = lambda v, fmt: "; ".join(f"{NAMES[m]} {fmt.format(b)} -> {fmt.format(s)}"
-                                   for m, (b, s) in v.items())
-  if all((m, "base") in g for m in MODELS):
-    lines.append(["Without SAM, ViT and Mixer are sharper than ResNet (lambda_max)",
-                  ", ".join(f"{NAMES[m]} {mean(g[(m, 'base')], 'lambda_max'):.1f}"
-                            for m in MODELS)])
-    lines.append(["NTK kappa at initialisation: ViT and Mixer above ResNet",
-                  ", ".join(f"{NAMES[m]} {mean(g[(m, 'base')], 'NTK kappa (init)'):.0f}"
-                            for m in MODELS)])
-  lam = per(lambda r: r["lambda_max"])
-  lines.append(["SAM lowers lambda_max, most for ViT and Mixer",
-                "; ".join(f"{NAMES[m]} {b:.1f} -> {s:.1f} ({b / s:.1f}x)"
-                          for m, (b, s) in lam.items())])
-  gain = {m: 100 * (s - b) for m, (b, s) in per(lambda r: r["test_accuracy"]).items()}
-  lines.append(["SAM raises test accuracy; the gain orders Mixer > ViT > ResNet",
-                ", ".join(f"{NAMES[m]} {gain[m]:+.1f} points"
-                          for m in sorted(gain, key=gain.get, reverse=True))])
-  lines.append(["Base models fit the training set; SAM raises the training loss",
-                arrow(per(lambda r: r["train_loss_clean"]), "{:.3f}") + " (clean loss); "
-                "train accuracy " + arrow(per(lambda r: r["train_accuracy"]), "{:.3f}")])
-  emb = per(lambda r: r["block_lambda_max"]["embedding"])
-  lines.append(["Per block: the embedding is the sharpest block; SAM lowers every block",
-                arrow(emb, "{:.1f}") + " (embedding); first/last blocks in the table above"])
-  lines.append(["SAM raises the weight norm", arrow(per(lambda r: r["weight_norm"]["total"]),
-                                                    "{:.1f}")])
-  lines.append(["SAM leaves fewer active units in the first block",
-                arrow(per(first_block_active), "{:.3f}")])
-  lines.append(["SAM raises accuracy under common corruptions",
-                arrow(per(lambda r: r["corruption_mean"]), "{:.3f}")])
-  lines.append(["SAM's ViT attends to the object (attention maps)",
-                "figure attention_vit.png" if "vit" in both else "no ViT pair yet"])
-  return table(["paper's claim", "measured here (means over seeds)"], lines)
-
-
 def generated(rows: list[dict], regime: str = "short") -> str:
   best = chosen_rho(rows)
   g = groups(rows, best)
@@ -349,7 +269,7 @@ def generated(rows: list[dict], regime: str = "short") -> str:
               f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep]),
       *(fit_tables(g) if regime == "fit" else []),
       "#### The paper's claims, measured",
-      claims(g, mean) if regime != "fit" else fit_claims(g, mean),
+      short_claims(g, mean) if regime != "fit" else claims.claims_table(g),
       *([] if (cheap := variants(rows, g, mean)) is None else [
           "#### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
           cheap]),

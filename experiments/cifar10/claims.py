@@ -1,0 +1,215 @@
+"""The paper's claims (``docs/paper.md`` C1-C13) checked against the fit regime's rows.
+
+Each claim is a comparison of runs that share a seed, so every seed gives it one test:
+- SAM against base, one model: SAM's seed-s run against the base seed-s run (the same
+  initialisation and data order);
+- one model against another, without SAM: their seed-s runs.
+The verdict counts the seeds where the claimed direction holds: **holds** (all of them),
+**does not hold** (none), **mixed (k of n seeds)**; it says ``n = 1`` or ``n = 2`` while
+seeds are missing. The numbers are means ± standard deviations over the seeds. The
+paper's ImageNet values beside them are those of docs/paper.md (C-numbers; Table 1's
+lambda_max and kappa as recalled there, unconfirmed).
+"""
+
+from typing import Callable
+
+import numpy as np
+
+from rows import MODELS, NAMES, first_block_active, table
+
+Groups = dict[tuple[str, str], list[dict]]  # (model, "base" or "SAM") -> rows (report.groups)
+Metric = Callable[[dict], float]
+PAPER_LAMBDA = {"vit": (738.8, 20.9), "mixer": (1644.4, 22.5), "resnet": (179.8, 42.0)}
+PAPER_KAPPA = {"vit": 4205.3, "mixer": 14468.0, "resnet": 2801.6}
+PAPER_GAIN = {"vit": 5.3, "mixer": 11.0, "resnet": 0.8}  # ImageNet top-1 points (C5).
+PAPER_CORRUPTION_GAIN = {"vit": 9.9, "mixer": 15.0, "resnet": 2.2}  # ImageNet-C points (C7).
+
+
+def by_seed(rows: list[dict]) -> dict[int, dict]:
+  return {r["seed"]: r for r in rows}
+
+
+def verdict(tests: list[bool]) -> str:
+  """Holds / does not hold / mixed, over the seeds' tests."""
+  n, k = len(tests), sum(tests)
+  if not n:
+    return "not measured yet"
+  if 0 < k < n:
+    return f"mixed ({k} of {n} seeds)"
+  return ("holds" if k else "does not hold") + (f" (n = {n})" if n < 3 else "")
+
+
+def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | None:
+  """'base -> SAM' of ``f`` and the verdict that SAM moves it in the direction ``sign``."""
+  if (model, "base") not in g or (model, "SAM") not in g:
+    return None
+  base, sam = by_seed(g[(model, "base")]), by_seed(g[(model, "SAM")])
+  seeds = sorted(base.keys() & sam.keys())
+  tests = [sign * (f(sam[s]) - f(base[s])) > 0 for s in seeds]
+  values = lambda rs: [f(r) for r in rs]
+  return (f"{NAMES[model]} {_mean(values(g[(model, 'base')]))} -> "
+          f"{_mean(values(g[(model, 'SAM')]))}", verdict(tests))
+
+
+def _mean(values: list[float]) -> str:
+  """Three significant digits, and the standard deviation when there are several."""
+  fmt = lambda v: f"{v:.3g}"
+  if len(values) == 1:
+    return fmt(values[0])
+  return f"{fmt(np.mean(values))} ± {fmt(np.std(values, ddof=1))}"
+
+
+def ordered(g: Groups, label: str, f: Metric, order: tuple[str, ...]) -> tuple[str, str] | None:
+  """``f`` per model, and the verdict that it decreases along ``order`` in every seed."""
+  if any((m, label) not in g for m in order):
+    return None
+  runs = [by_seed(g[(m, label)]) for m in order]
+  seeds = sorted(set.intersection(*(set(r) for r in runs)))
+  tests = [all(f(a[s]) > f(b[s]) for a, b in zip(runs, runs[1:])) for s in seeds]
+  return (", ".join(f"{NAMES[m]} {_mean([f(r) for r in g[(m, label)]])}" for m in order),
+          verdict(tests))
+
+
+def gains(g: Groups, f: Metric) -> dict[str, dict[int, float]]:
+  """Per model with both, SAM minus base of ``f`` per seed."""
+  out = {}
+  for m in MODELS:
+    if (m, "base") in g and (m, "SAM") in g:
+      base, sam = by_seed(g[(m, "base")]), by_seed(g[(m, "SAM")])
+      out[m] = {s: f(sam[s]) - f(base[s]) for s in sorted(base.keys() & sam.keys())}
+  return out
+
+
+def gain_order(g: Groups, f: Metric, order: tuple[str, ...]) -> tuple[str, str] | None:
+  """The paired gains per model (points), and the verdict that they decrease along ``order``."""
+  per = gains(g, f)
+  if any(m not in per for m in order):
+    return None
+  seeds = sorted(set.intersection(*(set(per[m]) for m in order)))
+  tests = [all(per[a][s] > per[b][s] for a, b in zip(order, order[1:])) for s in seeds]
+  return (", ".join(f"{NAMES[m]} {_mean([100 * v for v in per[m].values()])}" for m in order),
+          verdict(tests))
+
+
+def map_entropy(row: dict) -> float:
+  """Mean entropy (nats) of the class token's rollout maps, each normalised to sum 1; lower is
+  more concentrated (a uniform 8x8 map has log 64 = 4.16)."""
+  maps = np.asarray(row["attention_maps"], np.float64).reshape(len(row["attention_maps"]), -1)
+  p = maps / maps.sum(axis=1, keepdims=True)
+  return float(np.mean(-(p * np.log(np.maximum(p, 1e-30))).sum(axis=1)))
+
+
+def _block(name: str) -> Metric:
+  return lambda r: r["block_lambda_max"][name]
+
+
+def _first_activation(r: dict) -> float:
+  return next(iter(r["activation_norm"].values()))
+
+
+def _lowers_every_block(g: Groups, m: str) -> tuple[str, str] | None:
+  """SAM lowers lambda_max of each measured block, in every seed."""
+  if (m, "base") not in g or (m, "SAM") not in g:
+    return None
+  names = list(g[(m, "base")][0]["block_lambda_max"])
+  results = [paired(g, m, _block(b), -1) for b in names]
+  base, sam = by_seed(g[(m, "base")]), by_seed(g[(m, "SAM")])
+  tests = [all(sam[s]["block_lambda_max"][b] < base[s]["block_lambda_max"][b] for b in names)
+           for s in sorted(base.keys() & sam.keys())]
+  return (f"{NAMES[m]} " + ", ".join(f"{b} {text.split(' ', 1)[1]}"
+                                    for b, (text, _) in zip(names, results)), verdict(tests))
+
+
+def rows_of(g: Groups) -> list[list[str]]:
+  """[claim, paper, here, verdict] lines; a claim without its runs yet says so."""
+  lines = []
+
+  def add(claim: str, paper: str, result: tuple[str, str] | None) -> None:
+    lines.append([claim, paper, *(result or ("", "not measured yet"))])
+
+  def per_model(claim: str, paper: Callable[[str], str],
+                result: Callable[[str], tuple[str, str] | None]) -> None:
+    """One line for the three models: each one's numbers and verdict."""
+    done = {m: r for m in MODELS if (r := result(m)) is not None}
+    lines.append([claim, "; ".join(f"{NAMES[m]} {paper(m)}" for m in MODELS),
+                  "; ".join(text for text, _ in done.values()),
+                  "; ".join(f"{NAMES[m]}: {done[m][1] if m in done else 'not measured yet'}"
+                            for m in MODELS)])
+
+  base_order = lambda f, order: ordered(g, "base", f, order)
+  lam = lambda r: r["lambda_max"]
+  add("C1: without SAM, ViT and Mixer are sharper than ResNet (lambda_max)",
+      "ViT 738.8, Mixer 1644.4, ResNet-152 179.8",
+      _and(base_order(lam, ("vit", "resnet")), base_order(lam, ("mixer", "resnet"))))
+  add("C1: Mixer is the sharpest", "Mixer 1644.4 > ViT 738.8", base_order(lam, ("mixer", "vit")))
+  add("C2: Mixer fits better than ViT (lower clean training loss)...",
+      "Mixer-B/16 lower training error", base_order(lambda r: r["train_loss_clean"],
+                                                    ("vit", "mixer")))
+  add("C2: ...yet tests worse", "Mixer-B/16 66.4 vs ViT-B/16 74.6",
+      base_order(lambda r: r["test_accuracy"], ("vit", "mixer")))
+  kappa = lambda r: r["ntk_kappa_init"]
+  add("C3: NTK kappa at initialisation is larger for ViT and Mixer than ResNet",
+      ", ".join(f"{NAMES[m]} {PAPER_KAPPA[m]:g}" for m in MODELS),
+      _and(base_order(kappa, ("vit", "resnet")), base_order(kappa, ("mixer", "resnet"))))
+  per_model("C4: SAM lowers lambda_max",
+            lambda m: "{} -> {}".format(*PAPER_LAMBDA[m]), lambda m: paired(g, m, lam, -1))
+  per_model("C5: SAM raises test accuracy", lambda m: f"{PAPER_GAIN[m]:+.1f} points",
+            lambda m: paired(g, m, lambda r: r["test_accuracy"], +1))
+  add("C5: the gain orders Mixer > ViT > ResNet (points, paired by seed)",
+      "Mixer +11.0 > ViT +5.3 > ResNet +0.8",
+      gain_order(g, lambda r: r["test_accuracy"], ("mixer", "vit", "resnet")))
+  per_model("C7: SAM raises accuracy under 13 common corruptions (mean of 5 severities)",
+            lambda m: f"{PAPER_CORRUPTION_GAIN[m]:+.1f} points on ImageNet-C",
+            lambda m: paired(g, m, lambda r: r["corruption_mean"], +1))
+  per_model("C9: without SAM the embedding is the sharpest block (lambda_max of the "
+            "embedding, first and last block)", lambda m: "embedding sharpest" if m != "resnet"
+            else "not in Table 3", lambda m: _embedding_sharpest(g, m))
+  per_model("C9: SAM lowers every block's lambda_max (embedding, first, last)",
+            lambda m: "every block" if m != "resnet" else "not in Table 3",
+            lambda m: _lowers_every_block(g, m))
+  per_model("C10: SAM raises the weight norm", lambda m: "grows" if m != "resnet" else "-",
+            lambda m: paired(g, m, lambda r: r["weight_norm"]["total"], +1))
+  per_model("C10: SAM raises the first block's output norm",
+            lambda m: "grows" if m != "resnet" else "-",
+            lambda m: paired(g, m, _first_activation, +1))
+  per_model("C11: SAM leaves fewer active units in the first block",
+            lambda m: {"vit": "fewer", "mixer": "fewer, most of the three",
+                       "resnet": "-"}[m], lambda m: paired(g, m, first_block_active, -1))
+  per_model("C13: SAM raises the training loss (clean pass on the training subset)",
+            lambda m: "higher training error", lambda m: paired(
+                g, m, lambda r: r["train_loss_clean"], +1))
+  add("C12: SAM's ViT attention is more concentrated (mean entropy of the 8 rollout maps, nats; "
+      "figure attention_vit.png)", "more perceptive maps (Fig. 3, qualitative)",
+      paired(g, "vit", map_entropy, -1) if _has_maps(g) else None)
+  return lines
+
+
+def _and(*results: tuple[str, str] | None) -> tuple[str, str] | None:
+  """Two comparisons as one claim: both texts, the weaker verdict."""
+  if any(r is None for r in results):
+    return None
+  texts = list(dict.fromkeys(part for text, _ in results for part in text.split(", ")))
+  verdicts = [v for _, v in results]
+  rank = lambda v: (v.startswith("holds"), v.startswith("mixed"))
+  return ", ".join(texts), min(verdicts, key=rank)
+
+
+def _embedding_sharpest(g: Groups, m: str) -> tuple[str, str] | None:
+  if (m, "base") not in g:
+    return None
+  rows = g[(m, "base")]
+  names = list(rows[0]["block_lambda_max"])
+  tests = [all(r["block_lambda_max"]["embedding"] >= v for v in r["block_lambda_max"].values())
+           for r in rows]
+  return (f"{NAMES[m]} " + ", ".join(f"{b} {_mean([r['block_lambda_max'][b] for r in rows])}"
+                                    for b in names), verdict(tests))
+
+
+def _has_maps(g: Groups) -> bool:
+  return all(k in g and all("attention_maps" in r for r in g[k])
+             for k in (("vit", "base"), ("vit", "SAM")))
+
+
+def claims_table(g: Groups) -> str:
+  return table(["claim (docs/paper.md)", "paper (ImageNet)", "here (mean ± std over seeds)",
+                "verdict (seeds)"], rows_of(g))

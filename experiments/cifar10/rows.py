@@ -1,0 +1,51 @@
+"""The CIFAR-10 study's result rows (``results/REGIME/*.json``): loading, naming, summarising."""
+
+import glob
+import json
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+
+MODELS = ("vit", "mixer", "resnet")
+NAMES = {"vit": "ViT", "mixer": "Mixer", "resnet": "ResNet"}
+KINDS = {"looksam": "LookSAM", "msam": "Momentum-SAM", "aesam": "AE-SAM"}
+
+
+def kind(row: dict) -> str:
+  """The row's SAM kind (rows from before the cheaper kinds are SAM's)."""
+  return row.get("kind", "sam")
+
+
+def load_rows(results_dir: str) -> list[dict]:
+  rows = [json.loads(pathlib.Path(p).read_text())
+          for p in sorted(glob.glob(os.path.join(results_dir, "*.json")))]
+  if not rows:
+    raise SystemExit(f"report: no result rows in {results_dir}; run run_all.sh first.")
+  return rows
+
+
+def setting(row: dict) -> tuple[str, float, float | None]:
+  """(kind, rho, LookSAM's alpha or None) of a cheaper-kind row."""
+  alpha = row.get("config", {}).get("sam", {}).get("looksam_alpha")
+  return kind(row), row["rho"], alpha if kind(row) == "looksam" else None
+
+
+def first_block_active(row: dict) -> float:
+  """Mean active fraction over the units of the first block (e.g. both mixings of a Mixer's)."""
+  fractions = row["active_fraction"]
+  first = next(iter(fractions)).split("/")[0]
+  return float(np.mean([v for k, v in fractions.items() if k.split("/")[0] == first]))
+
+
+def stat(values: Sequence[float], fmt: str) -> str:
+  values = np.asarray(values, np.float64)
+  if len(values) == 1:
+    return f"{fmt.format(values[0])} (1)"
+  return f"{fmt.format(values.mean())} ± {fmt.format(values.std(ddof=1))} ({len(values)})"
+
+
+def table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+  out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  return "\n".join(out + ["| " + " | ".join(line) + " |" for line in lines])
