@@ -112,7 +112,8 @@ def test_run_names_tell_the_settings_apart(monkeypatch):
 def _row(model, rho, seed, accuracy, lam):
   return {"model": model, "rho": rho, "seed": seed, "test_accuracy": accuracy,
           "train_loss": 1.0 + rho, "lambda_max": lam, "ntk_kappa_init": 100.0,
-          "active_fraction": {"b0/x": 0.4 - rho, "b0/y": 0.6, "b1/x": 0.5},
+          "active_fraction": {"MixerBlock_0/token_mixing": 0.4 - rho,
+                              "MixerBlock_0/channel_mixing": 0.6, "MixerBlock_1/token_mixing": 0.5},
           "total_cpu_seconds": 360.0, "total_wall_seconds": 200.0}
 
 
@@ -128,6 +129,9 @@ def test_report_picks_rho_and_summarises_seeds(tmp_path, monkeypatch):
   groups = report.groups(rows, report.chosen_rho(rows))
   assert [r["seed"] for r in groups[("vit", "SAM")]] == [0, 1, 2]
   assert report.first_block_active(rows[-1]) == pytest.approx((0.2 + 0.6) / 2)
+  # A ViT's units share the "Transformer/" prefix: the first block is encoderblock_0 alone.
+  vit_units = {f"Transformer/encoderblock_{i}/MlpBlock_0": 0.3 - 0.1 * i for i in range(3)}
+  assert report.first_block_active({"active_fraction": vit_units}) == pytest.approx(0.3)
   assert report.stat([1.0, 2.0, 3.0], "{:.2f}") == "2.00 ± 1.00 (3)"
   monkeypatch.setattr(report, "FIGURES", str(tmp_path / "figures"))
   text = report.generated(rows)

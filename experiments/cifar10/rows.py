@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import pathlib
+import re
 from typing import Sequence
 
 import numpy as np
@@ -32,11 +33,22 @@ def setting(row: dict) -> tuple[str, float, float | None]:
   return kind(row), row["rho"], alpha if kind(row) == "looksam" else None
 
 
+def block_of(unit: str) -> str:
+  """The block a unit's path belongs to: up to its first numbered component
+  (``Transformer/encoderblock_0/MlpBlock_0`` -> ``Transformer/encoderblock_0``,
+  ``MixerBlock_1/token_mixing`` -> ``MixerBlock_1``, ``ResNetBlock_2`` -> itself)."""
+  parts = unit.split("/")
+  numbered = [i for i, part in enumerate(parts) if re.fullmatch(r".+_\d+", part)]
+  if not numbered:
+    raise ValueError(f"block_of: {unit!r} has no numbered block in its path.")
+  return "/".join(parts[:numbered[0] + 1])
+
+
 def first_block_active(row: dict) -> float:
   """Mean active fraction over the units of the first block (e.g. both mixings of a Mixer's)."""
   fractions = row["active_fraction"]
-  first = next(iter(fractions)).split("/")[0]
-  return float(np.mean([v for k, v in fractions.items() if k.split("/")[0] == first]))
+  first = block_of(next(iter(fractions)))
+  return float(np.mean([v for k, v in fractions.items() if block_of(k) == first]))
 
 
 def stat(values: Sequence[float], fmt: str) -> str:
