@@ -106,8 +106,9 @@ def convolutions(kind: str):
     conv_matmul.conv_general_dilated = own
 
 
-def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:
-  """(step, state, FLOPs) of the full train step on one device, as ``training.loop`` builds it."""
+def compile_ours(config: ml_collections.ConfigDict, batch: dict) -> tuple[Any, Any, Any]:
+  """(compiled step, state, device batch): the full train step on one device, as
+  ``training.loop`` builds it."""
   model = models.from_config(config.model, config.num_classes)
   groups = loop.sam_groups(config)
   mesh = parallel.create_mesh(jax.devices()[:1], groups.devices_per_group)
@@ -117,6 +118,12 @@ def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any,
   sharded = parallel.shard_batch(batch, mesh)
   compiled = train_step.make_train_step(model, tx, mesh, schedule, groups).lower(
       state, sharded).compile()
+  return compiled, state, sharded
+
+
+def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:
+  """(step, state, FLOPs) of ``compile_ours``'s step."""
+  compiled, state, sharded = compile_ours(config, batch)
   return (lambda s: compiled(s, sharded)[0]), state, compiled.cost_analysis()["flops"]
 
 
@@ -171,13 +178,18 @@ def timed(step: Step, state: Any) -> tuple[Any, dict]:
                  "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)}
 
 
+def synthetic_batch(batch_size: int) -> dict:
+  """Uniform [-1, 1] 224-px images and labels of 1,000 classes."""
+  rng = np.random.default_rng(0)
+  return {"image": rng.uniform(-1, 1, (batch_size, 224, 224, 3)).astype(np.float32),
+          "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
+
+
 def measure(torch: TorchWorker, name: str, variant: str, batch_size: int,
             args: argparse.Namespace) -> dict:
   """Interleaved rounds of ours, hand-written, PyTorch and the two matmuls; medians."""
   config = benchmark_config(name, variant, batch_size, args.rho)
-  rng = np.random.default_rng(0)
-  batch = {"image": rng.uniform(-1, 1, (batch_size, 224, 224, 3)).astype(np.float32),
-           "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
+  batch = synthetic_batch(batch_size)
   steps, states = {}, {}
   steps["ours"], states["ours"], flops = our_step(config, batch)
   if args.xla_convolutions:
