@@ -25,7 +25,7 @@ from sam_jax.data import tf_pipeline
 from sam_jax.objectives import adversarial
 from sam_jax.training import loop, train_step
 from tests import tiny_digits_config
-from tests.test_input_pipeline import make_folder
+from tests.test_input_pipeline import make_folder, shrink_folder_config
 
 CLASSES = [f"c{i}" for i in range(6)]
 IDENTITY_AT_0 = ("Rotate", "ShearX", "ShearY", "TranslateX", "TranslateY", "Cutout",
@@ -397,16 +397,9 @@ def test_adversarial_attacks_take_probability_labels():
 
 def _train_config(root, num_train_steps, **overrides):
   """configs/cifar10_augment.py shrunk: 16 px, a 1-layer ViT, batch 8, SAM groups of 2."""
-  config = cifar10_augment.get_config()
-  config.data_dir = root
-  config.num_classes = len(CLASSES)
-  config.image_size = 16
-  config.pp.eval_resize = 16
-  config.batch_size = config.eval_batch_size = 8
-  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1))
+  config = shrink_folder_config(cifar10_augment.get_config(), root, len(CLASSES), 16,
+                                num_train_steps)
   config.sam.m = 2
-  config.optimizer.warmup_steps = 1
-  config.num_train_steps = num_train_steps
   config.log_every_steps = config.eval_every_steps = 100
   config.checkpoint_every_steps = 4
   config.update(overrides)

@@ -9,22 +9,14 @@ from configs import cifar10_folder
 from sam_jax.data import digits
 from sam_jax.training import loop
 from tests import tiny_digits_config
-from tests.test_input_pipeline import make_folder
+from tests.test_input_pipeline import make_folder, shrink_folder_config
 
 CLASSES = ["a", "b"]
 
 
 def _folder_config(root: str, **overrides):
   """configs/cifar10_folder.py shrunk to a few steps on a generated 2-class folder."""
-  config = cifar10_folder.get_config()
-  config.data_dir = root
-  config.num_classes = len(CLASSES)
-  config.image_size = 8
-  config.pp.eval_resize = 8
-  config.batch_size = config.eval_batch_size = 8
-  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1))
-  config.optimizer.warmup_steps = 1
-  config.num_train_steps = 2
+  config = shrink_folder_config(cifar10_folder.get_config(), root, len(CLASSES), 8, 2)
   config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 2
   config.update(overrides)
   return config

@@ -61,6 +61,20 @@ def make_folder(root: str, split: str, classes: list[str], per_class: int, size=
           os.path.join(root, split, name, f"{i}.{ext}"))
 
 
+def shrink_folder_config(config: ml_collections.ConfigDict, root: str, num_classes: int,
+                         image_size: int, num_train_steps: int) -> ml_collections.ConfigDict:
+  """An image-folder config cut to a test's size: ``image_size`` px, batch 8, a 1-layer
+  width-16 ViT, one warm-up step."""
+  config.data_dir = root
+  config.num_classes = num_classes
+  config.image_size = config.pp.eval_resize = image_size
+  config.batch_size = config.eval_batch_size = 8
+  config.model.update(dict(hidden_size=16, mlp_dim=32, num_heads=2, num_layers=1))
+  config.optimizer.warmup_steps = 1
+  config.num_train_steps = num_train_steps
+  return config
+
+
 @pytest.fixture(scope="module")
 def folder_config(tmp_path_factory) -> ml_collections.ConfigDict:
   """One image per class, so labels identify images: 37 train, 23 test."""
