@@ -39,16 +39,26 @@ def verdict(tests: list[bool]) -> str:
   return ("holds" if k else "does not hold") + (f" (n = {n})" if n < 3 else "")
 
 
-def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | None:
-  """'base -> SAM' of ``f`` and the verdict that SAM moves it in the direction ``sign``."""
+def _pairs(g: Groups, model: str) -> list[tuple[dict, dict]] | None:
+  """(base, SAM) runs of ``model`` that share a seed, or None without both kinds of runs."""
   if (model, "base") not in g or (model, "SAM") not in g:
     return None
   base, sam = by_seed(g[(model, "base")]), by_seed(g[(model, "SAM")])
-  seeds = sorted(base.keys() & sam.keys())
-  tests = [sign * (f(sam[s]) - f(base[s])) > 0 for s in seeds]
-  values = lambda rs: [f(r) for r in rs]
-  return (f"{NAMES[model]} {_mean(values(g[(model, 'base')]))} -> "
-          f"{_mean(values(g[(model, 'SAM')]))}", verdict(tests))
+  return [(base[s], sam[s]) for s in sorted(base.keys() & sam.keys())]
+
+
+def _change(g: Groups, model: str, f: Metric) -> str:
+  """'base -> SAM' of ``f`` over all runs of each."""
+  return " -> ".join(_mean([f(r) for r in g[(model, label)]]) for label in ("base", "SAM"))
+
+
+def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | None:
+  """'base -> SAM' of ``f`` and the verdict that SAM moves it in the direction ``sign``."""
+  pairs = _pairs(g, model)
+  if pairs is None:
+    return None
+  return (f"{NAMES[model]} {_change(g, model, f)}",
+          verdict([sign * (f(sam) - f(base)) > 0 for base, sam in pairs]))
 
 
 def _mean(values: list[float]) -> str:
@@ -72,12 +82,8 @@ def ordered(g: Groups, label: str, f: Metric, order: tuple[str, ...]) -> tuple[s
 
 def gains(g: Groups, f: Metric) -> dict[str, dict[int, float]]:
   """Per model with both, SAM minus base of ``f`` per seed."""
-  out = {}
-  for m in MODELS:
-    if (m, "base") in g and (m, "SAM") in g:
-      base, sam = by_seed(g[(m, "base")]), by_seed(g[(m, "SAM")])
-      out[m] = {s: f(sam[s]) - f(base[s]) for s in sorted(base.keys() & sam.keys())}
-  return out
+  return {m: {base["seed"]: f(sam) - f(base) for base, sam in pairs}
+          for m in MODELS if (pairs := _pairs(g, m)) is not None}
 
 
 def gain_order(g: Groups, f: Metric, order: tuple[str, ...]) -> tuple[str, str] | None:
@@ -109,15 +115,13 @@ def _first_activation(r: dict) -> float:
 
 def _lowers_every_block(g: Groups, m: str) -> tuple[str, str] | None:
   """SAM lowers lambda_max of each measured block, in every seed."""
-  if (m, "base") not in g or (m, "SAM") not in g:
+  pairs = _pairs(g, m)
+  if pairs is None:
     return None
   names = list(g[(m, "base")][0]["block_lambda_max"])
-  results = [paired(g, m, _block(b), -1) for b in names]
-  base, sam = by_seed(g[(m, "base")]), by_seed(g[(m, "SAM")])
-  tests = [all(sam[s]["block_lambda_max"][b] < base[s]["block_lambda_max"][b] for b in names)
-           for s in sorted(base.keys() & sam.keys())]
-  return (f"{NAMES[m]} " + ", ".join(f"{b} {text.split(' ', 1)[1]}"
-                                    for b, (text, _) in zip(names, results)), verdict(tests))
+  tests = [all(_block(b)(sam) < _block(b)(base) for b in names) for base, sam in pairs]
+  return (f"{NAMES[m]} " + ", ".join(f"{b} {_change(g, m, _block(b))}" for b in names),
+          verdict(tests))
 
 
 def rows_of(g: Groups) -> list[list[str]]:
