@@ -21,10 +21,10 @@ Reported: wall and CPU milliseconds per step (medians over blocks) and each vari
 non-overlapping convolution is the 4x4 patch embedding, equal in both forms
 (``benchmarks/RESULTS.md``).
 
-  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
+  XLA_FLAGS="--xla_cpu_multi_thread_eigen=false" \
       PYTHONPATH=. python benchmarks/study_step.py --data_dir=/tmp/cifar10 --model=vit
 
-(the study's runs are single-threaded, ``experiments/cifar10/run_all.sh``).
+(the study's XLA flags, ``experiments/cifar10/run_all.sh``).
 """
 
 from sam_jax.training import cpu_runtime

@@ -30,7 +30,10 @@ if [[ $REGIME == fit ]]; then
 else
   SWEEP_RHOS=([vit]="0.05 0.2" [mixer]="0.05 0.2" [resnet]="0.05")
 fi
-export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+# Eigen's operations single-threaded; XLA:CPU's intra-op pool still has one thread per core of
+# the affinity mask, and that thread count is part of a row's floating-point results
+# (benchmarks/RESULTS.md, "one core each"; docs/reproduction.md, Reproduce).
+export XLA_FLAGS="--xla_cpu_multi_thread_eigen=false"
 mkdir -p "$LOG_DIR"
 
 runs() {  # "MODEL RHO SEED [KIND]" lines of the phase.
