@@ -3,13 +3,16 @@ r"""Tables and figures of the CIFAR-10 study from its result rows (``results/REG
   python experiments/cifar10/report.py
 
 Rewrites the generated parts of ``docs/reproduction.md`` (between the ``tables:REGIME``
-markers, one part per regime with rows) and the PNGs in ``docs/reproduction/REGIME/``.
-The SAM rho of each model is the one with the best seed-0 test accuracy in the sweep;
-every other number is the mean and standard deviation over the seeds that ran at that
-setting. Rows of the cheaper SAM kinds (``kind`` looksam, msam, aesam) get their own
-table against base and SAM. The ``fit`` regime's further measurements (``run.py``) get
-their tables: per-block lambda_max, norms, corruption accuracy by severity, and the
-class-token attention maps of ViT without and with SAM.
+markers, one part per regime with rows), the PNGs in ``docs/reproduction/fit/`` and the
+tables of ``docs/cheaper_sam.md`` (``tables:cheap``). The SAM rho of each model is the one
+with the best seed-0 test accuracy in the sweep; every other number is the mean and
+standard deviation over the seeds that ran at that setting. The ``fit`` regime (the main
+study) gets every table: the main comparison, the sweep, per-block lambda_max, norms,
+corruption accuracy by severity, the claims with verdicts, the budget and the figures,
+with the class-token attention maps of ViT without and with SAM. The ``short`` regime (a
+note on underfitting) gets its main comparison, sweep and budget. Rows of the cheaper SAM
+kinds (``kind`` looksam, msam, aesam; short regime) get their own table against base and
+SAM on the cheaper-SAM page.
 """
 
 import collections
@@ -28,8 +31,8 @@ from rows import KINDS, MODELS, NAMES, first_block_active, kind, load_rows, sett
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PAGE = os.path.join(ROOT, "docs", "reproduction.md")
-FIGURES = os.path.join(ROOT, "docs", "reproduction")  # /REGIME/ for each regime's figures.
-REGIMES = ("fit", "short")
+CHEAPER_PAGE = os.path.join(ROOT, "docs", "cheaper_sam.md")
+FIGURES = os.path.join(ROOT, "docs", "reproduction")  # /fit/ for the fit regime's figures.
 
 
 METRICS = {  # Column -> (value of a row, format).
@@ -64,34 +67,6 @@ def groups(rows: list[dict], best: dict[str, float]) -> dict[tuple[str, str], li
     elif best.get(r["model"]) == r["rho"]:
       out[(r["model"], "SAM")].append(r)
   return out
-
-
-def short_claims(g: dict, mean) -> str:
-  """The paper's claims with the numbers measured here (verdicts are in the page's prose)."""
-  lines = []
-  have = lambda *keys: all(k in g for k in keys)
-  if have(*[(m, "base") for m in MODELS]):
-    lam = {m: mean(g[(m, "base")], "lambda_max") for m in MODELS}
-    kap = {m: mean(g[(m, "base")], "NTK kappa (init)") for m in MODELS}
-    lines.append(["Without SAM, ViT and Mixer are far sharper than ResNet; Mixer sharpest",
-                  ", ".join(f"{NAMES[m]} {lam[m]:.1f}" for m in MODELS) + " (lambda_max)"])
-    lines.append(["NTK kappa at initialisation is larger for ViT and Mixer than ResNet",
-                  ", ".join(f"{NAMES[m]} {kap[m]:.0f}" for m in MODELS)])
-  for m in MODELS:
-    if not have((m, "base"), (m, "SAM")):
-      continue
-    b, s = g[(m, "base")], g[(m, "SAM")]
-    lines.append([f"{NAMES[m]}: SAM lowers lambda_max by a large factor",
-                  f"{mean(b, 'lambda_max'):.1f} -> {mean(s, 'lambda_max'):.1f} "
-                  f"({mean(b, 'lambda_max') / mean(s, 'lambda_max'):.1f}x)"])
-    lines.append([f"{NAMES[m]}: SAM gain in test accuracy (paper: ViT/Mixer gain more)",
-                  f"{mean(b, 'test accuracy'):.3f} -> {mean(s, 'test accuracy'):.3f} "
-                  f"({100 * (mean(s, 'test accuracy') - mean(b, 'test accuracy')):+.1f} points)"])
-    lines.append([f"{NAMES[m]}: SAM raises the training loss",
-                  f"{mean(b, 'final train loss'):.3f} -> {mean(s, 'final train loss'):.3f}"])
-    lines.append([f"{NAMES[m]}: SAM leaves fewer active units in the first block",
-                  f"{mean(b, 'active, block 0'):.3f} -> {mean(s, 'active, block 0'):.3f}"])
-  return table(["paper's claim", "measured here (means over seeds)"], lines)
 
 
 def variants(rows: list[dict], g: dict, mean) -> str | None:
@@ -246,55 +221,78 @@ def attention_figure(path: str, runs: dict[str, list[dict]]) -> str:
       f"{label} (seed {r['seed']})": np.array(r["attention_maps"]) for label, r in rows.items()})
 
 
+def _budget(rows: list[dict]) -> str:
+  cpu = sum(r["total_cpu_seconds"] for r in rows) / 3600
+  wall = sum(r["total_wall_seconds"] for r in rows) / 3600
+  return (f"#### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours "
+          "of wall time summed over runs, which ran several at a time), training plus "
+          "measurements.")
+
+
 def generated(rows: list[dict], regime: str = "short") -> str:
+  """The tables of one regime's part of ``docs/reproduction.md`` (the cheaper kinds' rows
+  are left to ``cheaper``)."""
+  rows = [r for r in rows if kind(r) == "sam"]
   best = chosen_rho(rows)
   g = groups(rows, best)
   metrics = METRICS if regime != "fit" else {k: (METRICS | FIT_METRICS)[k] for k in FIT_COLUMNS}
-  mean = lambda rs, metric: float(np.mean([metrics[metric][0](r) for r in rs]))
-  sweep = sorted((r for r in rows if r["seed"] == 0 and kind(r) == "sam"),
+  sweep = sorted((r for r in rows if r["seed"] == 0),
                  key=lambda r: (MODELS.index(r["model"]), r["rho"]))
   main_lines = [[NAMES[m], label, f"{best[m]:g}" if label == "SAM" else "0"]
                 + [stat([f(r) for r in g[(m, label)]], fmt) for f, fmt in metrics.values()]
                 for m in MODELS for label in ("base", "SAM") if (m, label) in g]
-  cpu = sum(r["total_cpu_seconds"] for r in rows) / 3600
-  wall = sum(r["total_wall_seconds"] for r in rows) / 3600
-  out = os.path.join(FIGURES, regime)
-  paths = figures(g, out) + (fit_figures(g, out) if regime == "fit" else [])
-  return "\n\n".join([
+  parts = [
       "#### Main comparison (mean ± standard deviation (number of seeds))",
       table(["model", "optimizer", "rho", *metrics], main_lines),
       "#### Rho sweep (seed 0)",
       table(["model", "rho", "test accuracy", "final train loss", "lambda_max"],
             [[NAMES[r["model"]], f"{r['rho']:g}", f"{r['test_accuracy']:.3f}",
-              f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep]),
-      *(fit_tables(g) if regime == "fit" else []),
-      "#### The paper's claims, measured",
-      short_claims(g, mean) if regime != "fit" else claims.claims_table(g),
-      *([] if (cheap := variants(rows, g, mean)) is None else [
-          "#### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
-          cheap]),
-      f"#### Budget used\n\n{len(rows)} runs, {cpu:.2f} CPU-hours in all ({wall:.2f} hours of "
-      "wall time summed over runs, which ran several at a time), training plus measurements.",
-      "#### Figures",
+              f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep])]
+  if regime != "fit":
+    return "\n\n".join(parts + [_budget(rows)])
+  out = os.path.join(FIGURES, regime)
+  paths = figures(g, out) + fit_figures(g, out)
+  return "\n\n".join(parts + [
+      *fit_tables(g), "#### The paper's claims, measured", claims.claims_table(g),
+      _budget(rows), "#### Figures",
       "\n".join(f"![{os.path.basename(p)}](reproduction/{regime}/{os.path.basename(p)})"
                 for p in paths)])
 
 
+def cheaper(rows: list[dict]) -> str | None:
+  """The cheaper kinds' table against base and SAM, and their budget; None without them."""
+  g = groups(rows, chosen_rho([r for r in rows if kind(r) == "sam"]))
+  mean = lambda rs, metric: float(np.mean([METRICS[metric][0](r) for r in rs]))
+  text = variants(rows, g, mean)
+  if text is None:
+    return None
+  return "\n\n".join([
+      "#### Cheaper SAM: LookSAM, Momentum-SAM, AE-SAM (mean ± standard deviation (seeds))",
+      text, _budget([r for r in rows if kind(r) != "sam"])])
+
+
+def _replace(page: str, marker: str, text: str) -> str:
+  """``page`` with the part between ``marker``'s begin and end comments set to ``text``."""
+  begin, end = f"<!-- tables:{marker}:begin -->", f"<!-- tables:{marker}:end -->"
+  if begin not in page or end not in page:
+    raise SystemExit(f"report: the page lacks the {begin} ... {end} markers.")
+  return re.sub(re.escape(begin) + ".*" + re.escape(end), lambda _: f"{begin}\n{text}\n{end}",
+                page, flags=re.S)
+
+
 def main() -> None:
-  page = pathlib.Path(PAGE).read_text()
-  for regime in REGIMES:
-    if not glob.glob(os.path.join(HERE, "results", regime, "*.json")):
-      continue
-    begin, end = f"<!-- tables:{regime}:begin -->", f"<!-- tables:{regime}:end -->"
-    if begin not in page or end not in page:
-      raise SystemExit(f"report: {PAGE} lacks the {begin} ... {end} markers.")
-    text = generated(load_rows(os.path.join(HERE, "results", regime)), regime)
-    page = re.sub(re.escape(begin) + ".*" + re.escape(end), lambda _: f"{begin}\n{text}\n{end}",
-                  page, flags=re.S)
-    print(f"{regime}: tables and the figures in {os.path.join(FIGURES, regime)}.")
-  with open(PAGE, "w") as f:
-    f.write(page)
-  print(f"Wrote {PAGE}.")
+  rows = {regime: load_rows(os.path.join(HERE, "results", regime))
+          for regime in ("fit", "short")
+          if glob.glob(os.path.join(HERE, "results", regime, "*.json"))}
+  parts = {PAGE: [(regime, generated(rs, regime)) for regime, rs in rows.items()],
+           CHEAPER_PAGE: [("cheap", cheaper(rows["short"]))] if "short" in rows else []}
+  for path, texts in parts.items():
+    page = pathlib.Path(path).read_text()
+    for marker, text in texts:
+      if text is not None:
+        page = _replace(page, marker, text)
+    pathlib.Path(path).write_text(page)
+    print(f"Wrote {path}.")
 
 
 if __name__ == "__main__":
