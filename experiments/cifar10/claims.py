@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from rows import MODELS, NAMES, first_block_active, table
+from rows import MODELS, NAMES, first_block_active, output_norms, table
 
 Groups = dict[tuple[str, str], list[dict]]  # (model, "base" or "SAM") -> rows (report.groups)
 Metric = Callable[[dict], float]
@@ -109,10 +109,6 @@ def _block(name: str) -> Metric:
   return lambda r: r["block_lambda_max"][name]
 
 
-def _first_activation(r: dict) -> float:
-  return next(iter(r["activation_norm"].values()))
-
-
 def _lowers_every_block(g: Groups, m: str) -> tuple[str, str] | None:
   """SAM lowers lambda_max of each measured block, in every seed."""
   pairs = _pairs(g, m)
@@ -175,7 +171,7 @@ def rows_of(g: Groups) -> list[list[str]]:
             lambda m: paired(g, m, lambda r: r["weight_norm"]["total"], +1))
   per_model("C10: SAM raises the first block's output norm",
             lambda m: "grows" if m != "resnet" else "-",
-            lambda m: paired(g, m, _first_activation, +1))
+            lambda m: paired(g, m, lambda r: output_norms(r)[0], +1))
   per_model("C11: SAM leaves fewer active units in the first block",
             lambda m: {"vit": "fewer", "mixer": "fewer, most of the three",
                        "resnet": "-"}[m], lambda m: paired(g, m, first_block_active, -1))

@@ -26,7 +26,8 @@ import numpy as np
 from sam_jax.analysis import plots
 
 import claims  # pylint: disable=g-bad-import-order  (experiments/cifar10/claims.py)
-from rows import KINDS, MODELS, NAMES, first_block_active, kind, load_rows, setting, stat, table
+from rows import (KINDS, MODELS, NAMES, first_block_active, kind, load_rows, output_norms,
+                  setting, stat, table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -143,11 +144,6 @@ def _severity(row: dict, severity: int) -> float:
                         if name.endswith(f"_{severity}")]))
 
 
-def _ends(values: dict) -> list[str]:
-  """The first and the last key (blocks in network order)."""
-  return [next(iter(values)), list(values)[-1]]
-
-
 def fit_tables(g: dict) -> list[str]:
   """Per-block lambda_max, norms and corruption accuracy by severity, base vs SAM."""
   cell = lambda rs, f, fmt="{:.1f}": stat([f(r) for r in rs], fmt)
@@ -159,11 +155,10 @@ def fit_tables(g: dict) -> list[str]:
     blocks.append([NAMES[m], label, cell(rs, lambda r: r["lambda_max"])]
                   + [cell(rs, lambda r, b=b: r["block_lambda_max"][b]) for b in names]
                   + [", ".join(names[1:])])
-    first, last = _ends(rs[0]["activation_norm"])
     norms.append([NAMES[m], label, cell(rs, lambda r: r["weight_norm"]["total"]),
                   cell(rs, lambda r: r["weight_norm"]["embedding"]),
-                  cell(rs, lambda r: r["activation_norm"][first], "{:.2f}"),
-                  cell(rs, lambda r: r["activation_norm"][last], "{:.2f}")])
+                  cell(rs, lambda r: output_norms(r)[0], "{:.2f}"),
+                  cell(rs, lambda r: output_norms(r)[1], "{:.2f}")])
     corrupt.append([NAMES[m], label, cell(rs, lambda r: r["test_accuracy"], "{:.3f}")]
                    + [cell(rs, lambda r, v=v: _severity(r, v), "{:.3f}") for v in SEVERITIES]
                    + [cell(rs, lambda r: r["corruption_mean"], "{:.3f}")])

@@ -51,6 +51,13 @@ def first_block_active(row: dict) -> float:
   return float(np.mean([v for k, v in fractions.items() if block_of(k) == first]))
 
 
+def output_norms(row: dict) -> tuple[float, float]:
+  """The mean output norm of the first and of the last block (``activation_norm`` is in
+  network order)."""
+  norms = list(row["activation_norm"].values())
+  return norms[0], norms[-1]
+
+
 def stat(values: Sequence[float], fmt: str) -> str:
   values = np.asarray(values, np.float64)
   if len(values) == 1:
