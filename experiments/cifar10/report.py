@@ -135,6 +135,10 @@ FIT_METRICS = {  # The fit regime's further columns (run.measure_fit).
 FIT_COLUMNS = ("test accuracy", "train accuracy", "train loss (clean)", "final train loss",
                "lambda_max", "active, block 0", "NTK kappa (init)", "corruption accuracy",
                "CPU-hours")
+SWEEP = {  # The sweep table's columns per regime.
+    "short": ("test accuracy", "final train loss", "lambda_max"),
+    "fit": ("test accuracy", "train accuracy", "final train loss", "lambda_max"),
+}
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
@@ -240,9 +244,10 @@ def generated(rows: list[dict], regime: str = "short") -> str:
       "#### Main comparison (mean ± standard deviation (number of seeds))",
       table(["model", "optimizer", "rho", *metrics], main_lines),
       "#### Rho sweep (seed 0)",
-      table(["model", "rho", "test accuracy", "final train loss", "lambda_max"],
-            [[NAMES[r["model"]], f"{r['rho']:g}", f"{r['test_accuracy']:.3f}",
-              f"{r['train_loss']:.3f}", f"{r['lambda_max']:.1f}"] for r in sweep])]
+      table(["model", "rho", *SWEEP[regime]],
+            [[NAMES[r["model"]], f"{r['rho']:g}"]
+             + [metrics[c][1].format(metrics[c][0](r)) for c in SWEEP[regime]]
+             for r in sweep])]
   if regime != "fit":
     return "\n\n".join(parts + [_budget(rows)])
   out = os.path.join(FIGURES, regime)
