@@ -152,7 +152,7 @@ def test_report_tables_the_cheaper_kinds_against_base_and_sam(tmp_path, monkeypa
   rows += [timed(_row("vit", 0.1, 0, 0.45, 70.0), 240.0, kind="looksam",  # Its own line.
                  config={"sam": {"looksam_alpha": 0.2}})]
   assert report.chosen_rho(rows) == {"vit": 0.1}  # The cheaper kinds are not in the sweep.
-  assert report.cheaper([r for r in rows if r.get("kind", "sam") == "sam"]) is None
+  assert report.cheaper([r for r in rows if report.kind(r) == "sam"]) is None
   assert "LookSAM" not in report.generated(rows)  # Left to the cheaper-SAM page.
   text = report.cheaper(rows)
   assert "4 runs, 0.40 CPU-hours" in text  # The cheaper kinds' rows alone.
