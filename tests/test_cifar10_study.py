@@ -196,9 +196,10 @@ def test_report_of_the_fit_regime_covers_the_claims(tmp_path, monkeypatch):
           "0.450 ± 0.000 (2) | 0.400 ± 0.000 (2) | 0.350 ± 0.000 (2) | 0.450 ± 0.000 (2) |") in text
   # The claims table: numbers per model, a verdict per model from the seed pairs.
   assert ("| C4: SAM lowers lambda_max | ViT 738.8 -> 20.9; Mixer 1644.4 -> 22.5; ResNet 179.8 "
-          "-> 42.0 | ViT 50 ± 0 -> 10 ± 0; Mixer 50 ± 0 -> 10 ± 0; ResNet 50 ± 0 -> 10 ± 0 | "
+          "-> 42.0 | ViT 50 ± 0 -> 10 ± 0 (paired change -40 ± 0); Mixer 50 ± 0 -> 10 ± 0 (paired "
+          "change -40 ± 0); ResNet 50 ± 0 -> 10 ± 0 (paired change -40 ± 0) | "
           "ViT: holds (n = 2); Mixer: holds (n = 2); ResNet: holds (n = 2) |") in text
-  assert "| C10: SAM raises the weight norm |" in text and "ViT 30 ± 0 -> 40 ± 0;" in text
+  assert "| C10: SAM raises the weight norm |" in text and "ViT 30 ± 0 -> 40 ± 0 (paired change 10 ± 0);" in text
   figures = sorted(os.listdir(tmp_path / "figures" / "fit"))
   assert {"train_accuracy.png", "attention_vit.png", "block_lambda_max_resnet.png",
           "corruptions_mixer.png"} <= set(figures)
@@ -214,8 +215,9 @@ def test_claims_verdicts_pair_runs_by_seed(monkeypatch):
        ("vit", "SAM"): [row("vit", s, a, 20.0) for s, a in zip(range(3), (0.6, 0.45, 0.55))],
        ("resnet", "base"): [row("resnet", s, 0.7, l) for s, l in zip(range(3), (10, 90, 10))]}
   accuracy = lambda r: r["test_accuracy"]
-  assert claims.paired(g, "vit", accuracy, +1) == ("ViT 0.5 ± 0 -> 0.533 ± 0.0764",
-                                                    "mixed (2 of 3 seeds)")
+  # The change per seed pair: +0.1, -0.05, +0.05.
+  assert claims.paired(g, "vit", accuracy, +1) == (
+      "ViT 0.5 ± 0 -> 0.533 ± 0.0764 (paired change 0.0333 ± 0.0764)", "mixed (2 of 3 seeds)")
   assert claims.paired(g, "vit", lambda r: r["lambda_max"], -1)[1] == "holds"
   assert claims.paired(g, "vit", lambda r: r["lambda_max"], +1)[1] == "does not hold"
   assert claims.paired(g, "resnet", accuracy, +1) is None  # No SAM runs yet.

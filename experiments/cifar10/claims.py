@@ -6,7 +6,10 @@ Each claim is a comparison of runs that share a seed, so every seed gives it one
 - one model against another, without SAM: their seed-s runs.
 The verdict counts the seeds where the claimed direction holds: **holds** (all of them),
 **does not hold** (none), **mixed (k of n seeds)**; it says ``n = 1`` or ``n = 2`` while
-seeds are missing. The numbers are means ± standard deviations over the seeds. The
+seeds are missing. It is a sign test: "holds" on 3 seeds would happen by chance with
+probability 1/8 if SAM did nothing, so a SAM-against-base claim also gives the size of the
+change, SAM minus base per seed pair (mean ± std), to set against the seed spread. The
+numbers are means ± standard deviations over the seeds. The
 paper's ImageNet values beside them are those of docs/paper.md (C-numbers; Table 1's
 lambda_max and kappa as recalled there, unconfirmed).
 """
@@ -53,12 +56,14 @@ def _change(g: Groups, model: str, f: Metric) -> str:
 
 
 def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | None:
-  """'base -> SAM' of ``f`` and the verdict that SAM moves it in the direction ``sign``."""
+  """'base -> SAM' of ``f`` with the size of the change (SAM minus base, mean ± std over the
+  seed pairs), and the verdict that SAM moves it in the direction ``sign``."""
   pairs = _pairs(g, model)
   if pairs is None:
     return None
-  return (f"{NAMES[model]} {_change(g, model, f)}",
-          verdict([sign * (f(sam) - f(base)) > 0 for base, sam in pairs]))
+  changes = [f(sam) - f(base) for base, sam in pairs]
+  return (f"{NAMES[model]} {_change(g, model, f)} (paired change {_mean(changes)})",
+          verdict([sign * c > 0 for c in changes]))
 
 
 def _mean(values: list[float]) -> str:
