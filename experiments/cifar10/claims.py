@@ -9,9 +9,9 @@ The verdict counts the seeds where the claimed direction holds: **holds** (all o
 seeds are missing. It is a sign test: "holds" on 3 seeds would happen by chance with
 probability 1/8 if SAM did nothing, so a SAM-against-base claim also gives the size of the
 change, SAM minus base per seed pair (mean ± std), to set against the seed spread. The
-numbers are means ± standard deviations over the seeds. The
-paper's ImageNet values beside them are those of docs/paper.md (C-numbers; Table 1's
-lambda_max and kappa as recalled there, unconfirmed).
+numbers are means ± standard deviations over the seeds. The paper's ImageNet values beside
+them are those of docs/paper.md (C-numbers; Table 1's lambda_max and kappa as recalled
+there, unconfirmed).
 """
 
 from typing import Callable
@@ -58,12 +58,11 @@ def _change(g: Groups, model: str, f: Metric) -> str:
 def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | None:
   """'base -> SAM' of ``f`` with the size of the change (SAM minus base, mean ± std over the
   seed pairs), and the verdict that SAM moves it in the direction ``sign``."""
-  pairs = _pairs(g, model)
-  if pairs is None:
+  changes = _changes(g, model, f)
+  if changes is None:
     return None
-  changes = [f(sam) - f(base) for base, sam in pairs]
-  return (f"{NAMES[model]} {_change(g, model, f)} (paired change {_mean(changes)})",
-          verdict([sign * c > 0 for c in changes]))
+  return (f"{NAMES[model]} {_change(g, model, f)} (paired change {_mean(list(changes.values()))})",
+          verdict([sign * c > 0 for c in changes.values()]))
 
 
 def _mean(values: list[float]) -> str:
@@ -85,10 +84,15 @@ def ordered(g: Groups, label: str, f: Metric, order: tuple[str, ...]) -> tuple[s
           verdict(tests))
 
 
+def _changes(g: Groups, model: str, f: Metric) -> dict[int, float] | None:
+  """SAM minus base of ``f`` per seed pair of ``model``, or None without both kinds of runs."""
+  pairs = _pairs(g, model)
+  return None if pairs is None else {base["seed"]: f(sam) - f(base) for base, sam in pairs}
+
+
 def gains(g: Groups, f: Metric) -> dict[str, dict[int, float]]:
   """Per model with both, SAM minus base of ``f`` per seed."""
-  return {m: {base["seed"]: f(sam) - f(base) for base, sam in pairs}
-          for m in MODELS if (pairs := _pairs(g, m)) is not None}
+  return {m: per for m in MODELS if (per := _changes(g, m, f)) is not None}
 
 
 def gain_order(g: Groups, f: Metric, order: tuple[str, ...]) -> tuple[str, str] | None:
