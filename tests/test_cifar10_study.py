@@ -5,8 +5,10 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -24,9 +26,9 @@ def _module(name: str):
   return module
 
 
-def _run(tmp_path, config: str, *overrides: str) -> subprocess.CompletedProcess:
+def _command(tmp_path, config: str, *overrides: str) -> list[str]:
   """run.py on tiny settings (6 steps of 8 images) and the generated folder ``tmp_path/data``."""
-  command = [sys.executable, str(STUDY / "run.py"), f"--config={STUDY / 'config.py'}:{config}",
+  return [sys.executable, str(STUDY / "run.py"), f"--config={STUDY / 'config.py'}:{config}",
              "--config.sam.rho=0.1", "--config.seed=3", f"--config.data_dir={tmp_path / 'data'}",
              "--config.num_train_steps=6", "--config.optimizer.warmup_steps=2",
              "--config.log_every_steps=2", "--config.eval_every_steps=6",
@@ -35,9 +37,15 @@ def _run(tmp_path, config: str, *overrides: str) -> subprocess.CompletedProcess:
              "--config.analysis.ntk.batch_size=8", "--config.analysis.hessian.num_steps=4",
              *overrides, f"--workdir_root={tmp_path / 'runs'}",
              f"--results_dir={tmp_path / 'rows'}"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             PYTHONPATH=str(STUDY.parent.parent))
-  return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1",
+           PYTHONPATH=str(STUDY.parent.parent))
+
+
+def _run(tmp_path, config: str, *overrides: str) -> subprocess.CompletedProcess:
+  return subprocess.run(_command(tmp_path, config, *overrides), env=ENV, capture_output=True,
+                        text=True, timeout=600)
 
 
 def test_one_run_writes_its_row(tmp_path):
@@ -56,6 +64,33 @@ def test_one_run_writes_its_row(tmp_path):
   assert row["ntk_kappa_init"] >= 1
   assert 0 < row["train_cpu_seconds"] <= row["total_cpu_seconds"]
   assert "train_accuracy" not in row  # The fit regime's measurements only.
+  assert row["resumed_from_step"] == 0
+
+
+def test_a_stopped_run_writes_no_row_and_resumes(tmp_path):
+  make_folder(str(tmp_path / "data"), "train", CLASSES, per_class=3, size=(32, 32))
+  make_folder(str(tmp_path / "data"), "test", CLASSES, per_class=2, size=(32, 32))
+  steps = ("--config.model.num_blocks=1", "--config.num_train_steps=600",
+           "--config.checkpoint_every_steps=5", "--config.eval_every_steps=600")
+  log = tmp_path / "log"
+  with open(log, "w") as f:
+    proc = subprocess.Popen(_command(tmp_path, "mixer", *steps), env=ENV, stderr=f)
+  checkpoints = tmp_path / "runs" / "short" / "mixer_rho0.1_seed3" / "checkpoints"
+  deadline = time.time() + 300
+  while not (checkpoints.is_dir() and any(p.name.isdigit() for p in checkpoints.iterdir())):
+    assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGTERM)
+  proc.wait(timeout=300)
+  stderr = log.read_text()
+  assert proc.returncode == 75, stderr[-3000:]  # cli.EXIT_STOPPED.
+  stopped = max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  assert f"stopped at step {stopped} of 600; no row written" in stderr
+  assert 0 < stopped < 600 and not (tmp_path / "rows").exists()
+  done = _run(tmp_path, "mixer", *steps)
+  assert done.returncode == 0, done.stderr[-3000:]
+  row = json.loads((tmp_path / "rows" / "short" / "mixer_rho0.1_seed3.json").read_text())
+  assert (row["step"], row["resumed_from_step"]) == (600, stopped)
 
 
 def test_a_fit_run_measures_the_subset_blocks_attention_and_corruptions(tmp_path):

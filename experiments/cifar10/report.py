@@ -75,7 +75,11 @@ def variants(rows: list[dict], g: dict, mean) -> str | None:
   cheap = [r for r in rows if kind(r) != "sam"]
   if not cheap:
     return None
-  per_step = lambda rs: float(np.mean([r["train_cpu_seconds"] / r["step"] for r in rs]))
+  # The steps this row's command trained (rows from before ``resumed_from_step`` count as
+  # fresh); a command that only measured an already trained run has no time per step.
+  per_step = lambda rs: float(np.mean([
+      r["train_cpu_seconds"] / (r["step"] - r.get("resumed_from_step", 0)) for r in rs
+      if r["step"] > r.get("resumed_from_step", 0)] or [np.nan]))
   lines = []
   for m in MODELS:
     if not g.get((m, "base")) or not g.get((m, "SAM")):

@@ -17,14 +17,17 @@ maps (ViT) and the accuracy on each corrupted test split.
 The row goes to ``<results_dir>/<regime>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``
 (``MODEL_KIND_rhoRHO_seedSEED`` for a SAM kind other than ``sam``, e.g.
 ``--config.sam.kind=looksam``; ``MODEL_looksam_alphaA_...`` for LookSAM at an alpha other
-than its default), with the wall and CPU seconds the run used and, for
-AE-SAM, the fraction of steps that took SAM.
+than its default), with the wall and CPU seconds this command used, the step its training
+resumed from (``resumed_from_step``, 0 for a fresh run: the seconds cover the steps after it)
+and, for AE-SAM, the fraction of steps that took SAM. A run stopped by SIGTERM or Ctrl-C saves
+a checkpoint and exits with ``cli.EXIT_STOPPED`` (75) without a row; the same command resumes.
 """
 
 import json
 import math
 import os
 import resource
+import sys
 import time
 
 from absl import app, flags
@@ -33,14 +36,14 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
-from sam_jax import parallel
+from sam_jax import cli, parallel
 from sam_jax.analysis import context as context_lib
 from sam_jax.analysis import hessian, runner, training_curves
 from sam_jax.checkpoints import loading
 from sam_jax.config import defaults
 from sam_jax.data import image_folder
 from sam_jax.evaluation import eval_sets
-from sam_jax.training import loop
+from sam_jax.training import config_history, loop
 
 import corrupt  # pylint: disable=g-bad-import-order  (experiments/cifar10/corrupt.py)
 
@@ -145,9 +148,14 @@ def main(argv: list[str]) -> None:
   start, cpu_start = time.time(), _cpu_seconds()
   state = loop.train_and_evaluate(config, workdir)
   train_seconds, train_cpu = time.time() - start, _cpu_seconds() - cpu_start
+  if int(state.step) < config.num_train_steps:  # Stopped on a signal, after saving.
+    print(f"{name}: stopped at step {int(state.step)} of {config.num_train_steps}; no row "
+          "written. Rerun the same command to resume.", file=sys.stderr)
+    raise SystemExit(cli.EXIT_STOPPED)
   sam_steps = optax.tree_utils.tree_get(state.opt_state, "sam_steps")  # AE-SAM's count.
   row = {"name": name, "model": config.model.name, "kind": config.sam.kind,
          "rho": config.sam.rho, "seed": config.seed, **measure(workdir, FLAGS.loss_window),
+         "resumed_from_step": config_history.start_steps(workdir)[-1],
          **({} if sam_steps is None else {"sam_fraction": int(sam_steps) / int(state.step)}),
          "train_wall_seconds": train_seconds, "train_cpu_seconds": train_cpu,
          "total_wall_seconds": time.time() - start,

@@ -84,6 +84,11 @@ def last_recorded(workdir: str) -> dict[str, Any] | None:
   return None
 
 
+def start_steps(workdir: str) -> list[int]:
+  """The step each recorded start of the run began at, oldest first (0: a fresh start)."""
+  return [json.loads(p.read_text())["start_step"] for p in _entries(epath.Path(workdir))]
+
+
 def check_resume(workdir: str, config: ml_collections.ConfigDict, step: int, *,
                  allow_changes: bool) -> list[str]:
   """The differences to the recorded config as lines; raises ``ConfigChanged`` for altering
