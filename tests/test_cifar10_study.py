@@ -128,8 +128,8 @@ def test_bad_data_dir_fails_before_training(tmp_path):
                         capture_output=True, text=True, timeout=300)
   assert done.returncode != 0 and "must be a folder with train/ and test/" in done.stderr
   assert not (tmp_path / "runs").exists()
-  for bad in ("convnext", "vit,long"):
-    with pytest.raises(ValueError, match=rf"config.py:{bad}: expected MODEL\[,REGIME\]"):
+  for bad in ("convnext", "vit,long", "resnet,fit,lamb", "vit,fit,sgd,x"):
+    with pytest.raises(ValueError, match=rf"config.py:{bad}: expected MODEL\[,REGIME\[,OPTIMIZER"):
       _module("config").get_config(bad)
 
 
@@ -142,6 +142,10 @@ def test_run_names_tell_the_settings_apart(monkeypatch):
   assert run.run_name(config) == "vit_looksam_rho0.1_seed0"
   config.sam.looksam_alpha = 0.2
   assert run.run_name(config) == "vit_looksam_alpha0.2_rho0.1_seed0"
+  control = _module("config").get_config("resnet,fit,adamw")
+  assert (control.optimizer.name, control.optimizer.learning_rate) == ("adamw", 2e-3)
+  assert run.run_name(control) == "resnet_adamw_rho0.1_seed0"
+  assert run.run_name(_module("config").get_config("resnet,fit,sgd")) == "resnet_rho0.1_seed0"
 
 
 def _row(model, rho, seed, accuracy, lam):

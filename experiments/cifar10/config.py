@@ -1,4 +1,4 @@
-r"""One run of the CIFAR-10 study: ``config.py:MODEL[,REGIME]`` (vit, mixer or resnet).
+r"""One run of the CIFAR-10 study: ``config.py:MODEL[,REGIME[,OPTIMIZER]]`` (vit, mixer or resnet).
 
   python experiments/cifar10/run.py --config=experiments/cifar10/config.py:vit,fit \
       --config.sam.rho=0.1 --config.seed=1 --config.data_dir=/tmp/cifar10
@@ -10,7 +10,9 @@ ResNet with SGD + Nesterov momentum, as in the paper; all with clipping at globa
 and per-device SAM (``--config.sam.rho=0`` is the base optimizer). Regimes
 (``REGIMES``): ``fit`` (the main study) trains on a class-balanced 2,000-image subset
 until the base models fit it; ``short`` (the default, the first round's study) takes
-1,000 steps on all 50,000 images and underfits.
+1,000 steps on all 50,000 images and underfits. ``OPTIMIZER`` (``adamw`` or ``sgd``,
+``OPTIMIZERS``) replaces the model's own optimizer (``DEFAULT_OPTIMIZER``): the optimizer
+control, e.g. ``config.py:resnet,fit,adamw`` trains the ResNet with the ViT's AdamW.
 """
 
 import ml_collections
@@ -34,6 +36,8 @@ OPTIMIZERS = {
     "sgd": dict(name="sgd", learning_rate=0.1, weight_decay=5e-4, momentum=0.9, nesterov=True),
 }
 
+# The optimizer each model trains with unless the config's OPTIMIZER part names another.
+DEFAULT_OPTIMIZER = {"vit": "adamw", "mixer": "adamw", "resnet": "sgd"}
 
 REGIMES = {
     # 1,000 steps of batch 64 on all 50,000 training images (1.3 epochs): every model
@@ -47,12 +51,14 @@ REGIMES = {
 
 
 def get_config(arg: str = "vit") -> ml_collections.ConfigDict:
-  model, _, regime = arg.partition(",")
+  model, regime, optimizer, *rest = arg.split(",") + ["", ""]
   regime = regime or "short"
-  if model not in MODELS or regime not in REGIMES:
-    raise ValueError(f"experiments/cifar10/config.py:{arg}: expected MODEL[,REGIME] with MODEL "
-                     f"in {sorted(MODELS)} and REGIME in {sorted(REGIMES)} (e.g. "
-                     "config.py:vit,fit).")
+  optimizer = optimizer or DEFAULT_OPTIMIZER.get(model, "")
+  if model not in MODELS or regime not in REGIMES or optimizer not in OPTIMIZERS or any(rest):
+    raise ValueError(f"experiments/cifar10/config.py:{arg}: expected MODEL[,REGIME[,OPTIMIZER]] "
+                     f"with MODEL in {sorted(MODELS)}, REGIME in {sorted(REGIMES)} and OPTIMIZER "
+                     f"in {sorted(OPTIMIZERS)} (e.g. config.py:vit,fit or "
+                     "config.py:resnet,fit,adamw).")
   steps = REGIMES[regime]
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -71,7 +77,7 @@ def get_config(arg: str = "vit") -> ml_collections.ConfigDict:
   config.shuffle_buffer = 10_000
 
   config.model = ml_collections.ConfigDict(MODELS[model])
-  base = OPTIMIZERS["sgd" if model == "resnet" else "adamw"]
+  base = OPTIMIZERS[optimizer]
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", learning_rate=1e-3, end_learning_rate=0.0,
       warmup_steps=steps["warmup_steps"],

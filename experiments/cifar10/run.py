@@ -15,7 +15,8 @@ training images, lambda_max of the Hessian's diagonal blocks of the embedding an
 first and last blocks, weight and activation norms per block, the class token's attention
 maps (ViT) and the accuracy on each corrupted test split.
 The row goes to ``<results_dir>/<regime>/<name>.json``, ``name = MODEL_rhoRHO_seedSEED``
-(``MODEL_KIND_rhoRHO_seedSEED`` for a SAM kind other than ``sam``, e.g.
+(``MODEL_OPTIMIZER_...`` for an optimizer other than the model's own, e.g.
+``resnet_adamw_rho0_seed0``; ``MODEL_KIND_rhoRHO_seedSEED`` for a SAM kind other than ``sam``, e.g.
 ``--config.sam.kind=looksam``; ``MODEL_looksam_alphaA_...`` for LookSAM at an alpha other
 than its default), with the wall and CPU seconds this command used, the step its training
 resumed from (``resumed_from_step``, 0 for a fresh run: the seconds cover the steps after it)
@@ -45,6 +46,7 @@ from sam_jax.data import image_folder
 from sam_jax.evaluation import eval_sets
 from sam_jax.training import config_history, loop
 
+import config as study_config  # pylint: disable=g-bad-import-order  (experiments/cifar10/)
 import corrupt  # pylint: disable=g-bad-import-order  (experiments/cifar10/corrupt.py)
 
 config_flags.DEFINE_config_file("config", None, "experiments/cifar10/config.py:MODEL",
@@ -58,6 +60,8 @@ FLAGS = flags.FLAGS
 
 def run_name(config) -> str:
   kind = "" if config.sam.kind == "sam" else f"{config.sam.kind}_"
+  if config.optimizer.name != study_config.DEFAULT_OPTIMIZER[config.model.name]:
+    kind = f"{config.optimizer.name}_{kind}"
   alpha = config.sam.looksam_alpha
   if config.sam.kind == "looksam" and alpha != defaults.sam(0.0).looksam_alpha:
     kind += f"alpha{alpha:g}_"
