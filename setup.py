@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
     "scikit-learn>=1.4",   # The offline default job's digits.
     "matplotlib>=3.8",     # PNG plots of the analyses.
+    "pillow>=10",          # JPEG files of sam_jax.data.make_cifar10_folder.
 ]
 
 setuptools.setup(
@@ -28,7 +29,7 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10",
+        "test": ["pytest>=8", "pytest-xdist>=3.5",
                  # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
                  "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8"],
         # experiments/cifar10/corrupt.py: the corrupted test images of the CIFAR-10 study.
