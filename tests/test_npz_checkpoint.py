@@ -155,6 +155,17 @@ def test_export_writes_the_released_names_by_default(tmp_path):
     export_npz(tmp_path / "bad.npz", params, names="flax")
 
 
+def test_export_of_a_representation_layer_warns_naming_timm(tmp_path, caplog):
+  plain = create_model("vit", f"Ti/{PATCH}", num_classes=CLASSES, **VIT)
+  export_npz(tmp_path / "plain.npz", template(plain))
+  assert "timm" not in caplog.text
+  with_rep = create_model("vit", f"Ti/{PATCH}", num_classes=CLASSES, representation_size=6, **VIT)
+  export_npz(tmp_path / "rep.npz", template(with_rep))
+  assert (f"{tmp_path / 'rep.npz'} holds a representation layer (pre_logits, width 6). timm's "
+          "ViT .npz loader") in caplog.text
+  assert "pre_logits/kernel" in read_npz(tmp_path / "rep.npz")  # written all the same
+
+
 def test_posemb_resize_14x14_to_24x24_keeps_class_token(tmp_path):
   """As at 224 -> 384 px with /16 patches; here 1x1 patches on 14 -> 24 px images."""
   f = official_vit_file(tokens=1 + 14 * 14)

@@ -257,13 +257,21 @@ def export_npz(path: str | os.PathLike, params, *, names: str = "released") -> N
   have them (``MultiHeadDotProductAttention_1``, ``LayerNorm_2``, ``MlpBlock_3``), which
   the official ``vit_jax`` loader and timm's ``.npz`` loader read; ``"linen"`` writes our
   modules' names. Mixer keys are the same either way. The file is exactly at ``path``
-  (no ".npz" appended) and reads back with ``load_params`` bit for bit.
+  (no ".npz" appended) and reads back with ``load_params`` bit for bit. A ViT with a
+  representation layer (``pre_logits``) is exported with a warning: timm's ``.npz`` loader
+  skips that layer, so timm would compute other logits from the file.
 
   Raises:
     ValueError: ``names`` is not one of ``NAMES``.
   """
   if names not in NAMES:
     raise ValueError(f"export_npz: names={names!r} is not one of {NAMES}.")
+  if "pre_logits" in params:
+    logging.warning(
+        "export_npz: %s holds a representation layer (pre_logits, width %d). timm's ViT .npz "
+        "loader (timm.models.vision_transformer._load_weights) ignores pre_logits, so timm "
+        "would compute other logits from this file; sam_jax and the official vit_jax code read "
+        "it whole.", path, np.shape(params["pre_logits"]["kernel"])[-1])
   flat = {k: np.asarray(jax.device_get(v)) for k, v in param_blocks.flatten(params).items()}
   if names == "released":
     flat = to_released_names(flat)
