@@ -2,8 +2,8 @@ r"""Training input pipeline throughput, next to the cost of decode-and-crop alon
 
   PYTHONPATH=. python benchmarks/input_pipeline.py --cifar_dir=/tmp/cifar10
 
-``--cifar_dir`` is CIFAR-10 as an image folder (``tar -xzf cifar10_jpeg.tar.gz -C
-/tmp/cifar10``). ImageNet-sized JPEGs (``--num_images`` of 500 x 375 random
+``--cifar_dir`` is CIFAR-10 as an image folder (``python -m
+sam_jax.data.make_cifar10_folder --out=/tmp/cifar10``). ImageNet-sized JPEGs (``--num_images`` of 500 x 375 random
 scenes, quality 90, about 115 KB each) are generated into a temporary folder. For each
 dataset and core count, a child process pinned to that many cores (so tf.data's
 AUTOTUNE sees them) measures, on the same files:

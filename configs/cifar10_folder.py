@@ -1,10 +1,10 @@
 r"""A small ViT trained with SAM on CIFAR-10 stored as an image folder (JPEG files).
 
 The folder is ``DIR/{train,test}/<class>/<image>``; class folders sorted by name
-give the labels (airplane=0 ... truck=9, CIFAR-10's order). For the JPEG copy
-shipped with this project's test data:
+give the labels (airplane=0 ... truck=9, CIFAR-10's order). Write it once from TFDS
+``cifar10`` (or ``--source=cifar-10-python.tar.gz``, the official archive), then train:
 
-  mkdir -p /tmp/cifar10 && tar -xzf cifar10_jpeg.tar.gz -C /tmp/cifar10
+  python -m sam_jax.data.make_cifar10_folder --out=/tmp/cifar10
   python -m sam_jax.main --config=configs/cifar10_folder.py --workdir=/tmp/sam_cifar10 \
       --config.data_dir=/tmp/cifar10
 

@@ -2,7 +2,7 @@
 
 Needs no download and finishes in a few minutes on 2 CPU cores:
 
-  python -m sam_jax.main --config=configs/default.py --workdir=/tmp/sam_digits
+  python -m sam_jax.main --config=configs/default.py --workdir=/tmp/sam_jax_default
 
 ``--config.sam.rho=0`` gives the same run without SAM (the base optimizer). Not a paper
 run: its values are this project's choices for a small offline run (docs/paper.md §7).

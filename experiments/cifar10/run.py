@@ -3,7 +3,7 @@ r"""Trains and measures one run of the CIFAR-10 study; writes its result row.
   python experiments/cifar10/run.py --config=experiments/cifar10/config.py:vit,fit \
       --config.sam.rho=0.1 --config.seed=1 --config.data_dir=/tmp/cifar10
 
-(the folder made by ``tar -xzf cifar10_jpeg.tar.gz -C /tmp/cifar10``; the ``fit`` regime
+(the folder made by ``python -m sam_jax.data.make_cifar10_folder --out=/tmp/cifar10``; the ``fit`` regime
 also needs its corrupted test images: ``corrupt.py``). The run trains in
 ``<workdir_root>/<regime>/<name>`` (resuming there), then measures at the final
 parameters: test accuracy, the final training loss (the clean-pass loss on augmented
@@ -139,7 +139,7 @@ def main(argv: list[str]) -> None:
   config = FLAGS.config
   if not config.data_dir or not os.path.isdir(os.path.join(config.data_dir, "train")):
     raise app.UsageError(f"--config.data_dir={config.data_dir!r} must be a folder with train/ "
-                         "and test/ (tar -xzf cifar10_jpeg.tar.gz -C DIR).")
+                         "and test/ (python -m sam_jax.data.make_cifar10_folder --out=DIR).")
   missing = [s for s in corrupt.split_names() if not os.path.isdir(
       os.path.join(config.data_dir, s))] if config.regime == "fit" else []
   if missing:
