@@ -51,8 +51,9 @@ Split = tuple[str, np.ndarray, np.ndarray]  # name, uint8 images [N, 32, 32, 3],
 
 class _ArrayUnpickler(pickle.Unpickler):
   """Builds the archive's dicts of numpy arrays and nothing else (no arbitrary code)."""
-  _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-              ("numpy._core.multiarray", "_reconstruct"), ("_codecs", "encode")}  # Py3 bytes
+  _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
+              ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+              ("_codecs", "encode")}  # Python 3 pickles of bytes
 
   def find_class(self, module: str, name: str):
     if (module, name) not in self._ALLOWED:
@@ -90,7 +91,8 @@ def read_tfds(data_dir: str | None = None) -> Iterator[Split]:
   for split in SPLITS:
     batches = list(tfds.as_numpy(tfds.load("cifar10", split=split, data_dir=data_dir,
                                            batch_size=1024)))
-    ids, images, labels = (np.concatenate([b[k] for b in batches]) for k in ("id", "image", "label"))
+    ids, images, labels = (np.concatenate([b[key] for b in batches])
+                           for key in ("id", "image", "label"))
     order = np.argsort(ids, kind="stable")
     yield split, images[order], labels[order]
 
@@ -116,21 +118,24 @@ def write_split(out: epath.Path, split: str, images: np.ndarray, labels: np.ndar
   partial.rename(out / split)
 
 
+def _files(root: epath.Path) -> list[str]:
+  """``SPLIT/CLASS/FILE.jpg`` of train/, then test/, each sorted."""
+  return [name for split in SPLITS
+          for name in sorted(str(p.relative_to(root)) for p in (root / split).glob("*/*.jpg"))]
+
+
 def folder_digest(root: str | os.PathLike) -> str:
-  """sha256 of the sorted lines ``SPLIT/CLASS/FILE NUL sha256(file)`` of train/ and test/."""
+  """sha256 of the lines ``SPLIT/CLASS/FILE NUL sha256(file)`` of train/ and test/, sorted."""
   root, digest = epath.Path(root), hashlib.sha256()
-  for split in SPLITS:
-    files = sorted(str(p.relative_to(root)) for p in (root / split).glob("*/*.jpg"))
-    for name in files:
-      file_hash = hashlib.sha256((root / name).read_bytes()).hexdigest()
-      digest.update(f"{name}\0{file_hash}\n".encode())
+  for name in _files(root):
+    digest.update(f"{name}\0{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n".encode())
   return digest.hexdigest()
 
 
 def compare(root: str | os.PathLike, other: str | os.PathLike) -> dict[str, float]:
   """How far ``root``'s decoded images are from ``other``'s of the same names (0-255 units)."""
   root, other = epath.Path(root), epath.Path(other)
-  names = sorted(str(p.relative_to(root)) for split in SPLITS for p in (root / split).glob("*/*.jpg"))
+  names = _files(root)
   missing = [n for n in names if not (other / n).exists()]
   if missing:
     raise ValueError(f"{other} lacks {len(missing)} of the {len(names)} files of {root} "
@@ -173,8 +178,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
     digest = make_folder(FLAGS.out, FLAGS.source, FLAGS.data_dir)
-    same = "the study's files byte for byte" if digest == STUDY_DIGEST else "not the study's files"
-    print(f"folder digest {digest} ({same}; the study's is {STUDY_DIGEST})")
+    same = ("equal to the study folder's: the same files byte for byte" if digest == STUDY_DIGEST
+            else f"the study folder's is {STUDY_DIGEST}; --compare=STUDY_DIR compares the images")
+    print(f"folder digest {digest} ({same})")
     if FLAGS.compare:
       c = compare(FLAGS.out, FLAGS.compare)
       print(f"compared with {FLAGS.compare}: {c['identical_files']} of {c['files']} files "
