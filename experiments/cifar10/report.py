@@ -12,7 +12,8 @@ corruption accuracy by severity, the claims with verdicts, the budget and the fi
 with the class-token attention maps of ViT without and with SAM. The ``short`` regime (a
 note on underfitting) gets its main comparison, sweep and budget. Rows of the cheaper SAM
 kinds (``kind`` looksam, msam, aesam; short regime) get their own table against base and
-SAM on the cheaper-SAM page.
+SAM on the cheaper-SAM page; their fit-regime rows get ``cheaper_fit.section``
+(``tables:cheap-fit``).
 """
 
 import collections
@@ -25,6 +26,7 @@ import numpy as np
 
 from sam_jax.analysis import plots
 
+import cheaper_fit  # pylint: disable=g-bad-import-order  (experiments/cifar10/cheaper_fit.py)
 import claims  # pylint: disable=g-bad-import-order  (experiments/cifar10/claims.py)
 from rows import (KINDS, MODELS, NAMES, first_block_active, kind, load_rows, output_norms,
                   setting, stat, table)
@@ -290,6 +292,8 @@ def main() -> None:
           if glob.glob(os.path.join(HERE, "results", regime, "*.json"))}
   parts = {PAGE: [(regime, generated(rs, regime)) for regime, rs in rows.items()],
            CHEAPER_PAGE: [("cheap", cheaper(rows["short"]))] if "short" in rows else []}
+  fit = rows.get("fit", [])
+  parts[CHEAPER_PAGE].append(("cheap-fit", cheaper_fit.section(fit, groups(fit, chosen_rho(fit)))))
   for path, texts in parts.items():
     page = pathlib.Path(path).read_text()
     for marker, text in texts:

@@ -158,3 +158,37 @@ def training_curves(path: epath.PathLike, runs: Mapping[str, Mapping[str, Curve]
     ax.set_xlabel("step")
     ax.legend()
   return _save(fig, path)
+
+
+def mean_points(path: epath.PathLike,
+                panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]], *,
+                xlabel: str, ylabel: str, title: str,
+                xline: tuple[float, str] | None = None) -> str:
+  """One panel per key of ``panels`` (shared y), one point per label: the mean of its (x, y).
+
+  Where a label has several (x, y) pairs (e.g. seeds), the point also shows their sample
+  standard deviation along each axis as error bars and each pair as a dot. A label keeps
+  its colour across panels. ``xline``: (x, text), a dashed vertical line (e.g. a budget).
+  """
+  labels = list(dict.fromkeys(label for points in panels.values() for label in points))
+  fig = Figure(figsize=(5.0 * len(panels), 4.2))
+  axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+  for ax, (name, points) in zip(axes, panels.items()):
+    ax.axhline(0, color="0.7", linewidth=0.8)
+    ax.axvline(0, color="0.7", linewidth=0.8)
+    if xline is not None:
+      ax.axvline(xline[0], color="k", linestyle="--", linewidth=1, label=xline[1])
+    for label, (xs, ys) in points.items():
+      xs, ys = np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+      color = f"C{labels.index(label)}"
+      spread = (lambda v: v.std(ddof=1)) if len(xs) > 1 else (lambda v: None)
+      ax.errorbar(xs.mean(), ys.mean(), xerr=spread(xs), yerr=spread(ys), fmt="o", color=color,
+                  capsize=3, label=label)
+      if len(xs) > 1:
+        ax.plot(xs, ys, ".", color=color, alpha=0.5, markersize=4)
+    ax.set_title(name)
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=8)
+  axes[0].set_ylabel(ylabel)
+  fig.suptitle(title)
+  return _save(fig, path)
