@@ -11,7 +11,7 @@ from etils import epath
 from matplotlib.figure import Figure
 import numpy as np
 
-Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), as from training_curves.read_scalars.
+Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), steps ascending (curves.read_scalars).
 
 
 def _save(fig: Figure, path: epath.PathLike) -> str:
