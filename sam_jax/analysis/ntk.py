@@ -34,7 +34,7 @@ weights.
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from etils import epath
 import flax.linen as nn
@@ -71,10 +71,11 @@ def _kernel(apply_fn: ApplyFn, convention: str, params: Any, inputs: jax.Array) 
   leaves = [j.reshape(j.shape[:2] + (-1,)) for j in jax.tree.leaves(jacobian)]
   if convention == "full":
     n, k = leaves[0].shape[:2]
-    return sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves).reshape(n * k, n * k)
+    kernel = jnp.asarray(sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves))
+    return kernel.reshape(n * k, n * k)
   if convention == "sum":
-    return sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves)
-  return sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves)
+    return jnp.asarray(sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves))
+  return jnp.asarray(sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves))
 
 
 def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:
@@ -88,7 +89,7 @@ def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:
   return {"kappa": kappa, "lambda_max": hi, "lambda_min": lo}
 
 
-def _fan_out(path: tuple[str, ...], shape: tuple[int, ...]) -> int:
+def _fan_out(path: tuple[str, ...], shape: Sequence[int]) -> int:
   """PyTorch's fan-out of a flax kernel: the output features times the receptive field.
 
   Dense [in, out]: out. Conv [kh, kw, in, out]: kh kw out. Attention (DenseGeneral):
@@ -132,7 +133,7 @@ def weight_ntk(model: nn.Module, variables: dict[str, Any], inputs: jax.Array) -
   fixed = {k: v for k, v in flat.items() if k[-1] not in WEIGHT_LEAVES}
   batch_norm = "batch_stats" in state
 
-  def apply_fn(w, x):
+  def apply_fn(w: dict[str, jax.Array], x: jax.Array) -> Any:
     merged = {**fixed, **{tuple(k.split("/")): v for k, v in w.items()}}
     variables_ = {"params": flax.traverse_util.unflatten_dict(merged), **state}
     if batch_norm:
