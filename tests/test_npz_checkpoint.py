@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax.checkpoints import npz
 from sam_jax.checkpoints.npz import export_npz, load_params, read_npz
 from sam_jax.models.param_blocks import flatten as flatten_params
 from sam_jax.models import create_model, vit_npz
