@@ -31,7 +31,9 @@ setuptools.setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5",
                  # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
-                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8"],
+                 "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8",
+                 # .ci/run's lint and type check (ruff.toml, pyrightconfig.json).
+                 "ruff>=0.14,<0.15", "pyright>=1.1.414,<1.2"],
         # experiments/cifar10/corrupt.py: the corrupted test images of the CIFAR-10 study.
         "study": ["imagecorruptions>=1.1.2"],
         "gpu": ["jax[cuda12]>=0.7,<0.11"],

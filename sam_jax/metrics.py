@@ -10,8 +10,9 @@ t_i = a e_{y_i} + (1 - a) e_{y_j}), s the sigmoid:
     top-1          c_i = 1[argmax z_i = y_i], y_i = argmax_k t_ik for a soft label
                        (the first such k on a tie)
 
-Labels of the same rank as the logits are probability vectors; integer labels take the
-integer-label kernels, so their values are those of before soft labels existed.
+Labels of the same rank as the logits are probability vectors; integer labels take
+optax's integer-label softmax cross-entropy (no one-hot vector is formed) and, for the
+sigmoid loss, their one-hot vectors.
 
 The cross-entropy is the softmax one unless a ``loss`` name (``LOSSES``) says otherwise:
 the ViT/Mixer paper configs train with ``sigmoid_xent``, one sigmoid per class, as the

@@ -20,19 +20,21 @@ import numpy as np
 DATA = ("replica", "member")  # Mesh axes; the batch is split over both.
 AxisName = str | tuple[str, ...]
 AxisNames = AxisName | Sequence[AxisName] | None
+# jax.Device is an alias of jaxlib's class, which pyright cannot resolve as a type.
+Devices = Sequence[jax.Device]  # pyright: ignore[reportInvalidTypeForm]
 
 
-def create_mesh(devices: Sequence[jax.Device] | None = None, devices_per_group: int = 1) -> Mesh:
+def create_mesh(devices: Devices | None = None, devices_per_group: int = 1) -> Mesh:
   """The ("replica", "member") mesh over all (or the given) devices, ``devices_per_group`` wide.
 
   Raises:
     ValueError: ``devices_per_group`` does not divide the number of devices.
   """
-  devices = np.asarray(jax.devices() if devices is None else devices)
-  if devices_per_group < 1 or devices.size % devices_per_group:
+  grid = np.asarray(jax.devices() if devices is None else devices)
+  if devices_per_group < 1 or grid.size % devices_per_group:
     raise ValueError(f"{devices_per_group} devices per SAM group do not divide "
-                     f"{devices.size} devices.")
-  return Mesh(devices.reshape(-1, devices_per_group), DATA)
+                     f"{grid.size} devices.")
+  return Mesh(grid.reshape(-1, devices_per_group), DATA)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -1,5 +1,6 @@
 """The analyses (``analysis.runner``, ``sam_jax.analyze``) end to end on a tiny digits run."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -77,6 +78,13 @@ def test_command_line(workdir, tmp_path):
   assert list(result["runs"]) == ["SAM", os.path.basename(workdir)]
   assert set(result["figures"]) == {"weight_norms.png", "activation_norms.png",
                                     "training_curves.png"}
+
+
+def test_each_analysis_lives_in_the_module_named_after_it():
+  for name, analysis in registry.ANALYSES.items():
+    assert analysis.name == name
+    assert analysis.run.__module__ == f"sam_jax.analysis.{name}"
+    assert importlib.import_module(f"sam_jax.analysis.{name}").ANALYSIS is analysis
 
 
 def test_bad_requests_fail_before_any_work(tmp_path):

@@ -17,7 +17,7 @@ import sam_jax.models, sam_jax.optim, sam_jax.parallel, sam_jax.metrics
 import sam_jax.training.train_step, sam_jax.checkpoints.npz
 import sam_jax.data.digits, sam_jax.data.input_pipeline, sam_jax.data.eval_batches
 import sam_jax.analysis.hessian, sam_jax.analysis.ntk, sam_jax.analysis.landscape
-import sam_jax.analysis.block_stats, sam_jax.analysis.attention_maps
+import sam_jax.analysis.block_stats, sam_jax.analysis.attention, sam_jax.analysis.curves
 import sam_jax.analysis.model_functions
 import sam_jax.analysis.plots, sam_jax.objectives.adversarial, sam_jax.objectives.contrastive
 import sam_jax.config.defaults, sam_jax.config.recipes, sam_jax.config.validation

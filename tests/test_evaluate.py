@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sam_jax import cli
-from sam_jax.analysis import training_curves
+from sam_jax.analysis import curves
 from sam_jax.checkpoints import loading, npz
 from sam_jax.evaluation import eval_sets, runner
 from sam_jax.training import loop
@@ -63,7 +63,7 @@ def test_accuracy_matches_training_and_attacks_only_lower_it(run):
   loaded = loading.load(path)
   result = runner.evaluate(loaded)
   accuracy = result["eval"]["digits:test"]["accuracy"]
-  steps, values = training_curves.read_scalars(path)["eval_accuracy"]
+  steps, values = curves.read_scalars(path)["eval_accuracy"]
   assert steps[-1] == STEPS and accuracy == pytest.approx(values[-1], abs=1e-6)
   adv = result["adversarial"]
   assert adv["num_examples"] == 360 and adv["clean_accuracy"] == pytest.approx(accuracy)

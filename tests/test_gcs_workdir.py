@@ -24,7 +24,7 @@ import pytest
 
 from sam_jax import parallel
 from sam_jax.analysis import runner as analysis_runner
-from sam_jax.analysis import training_curves
+from sam_jax.analysis import curves
 from sam_jax.checkpoints import loading
 from sam_jax.evaluation import runner as evaluation_runner
 from sam_jax.training import loop
@@ -97,6 +97,6 @@ def test_evaluate_and_analyze_a_gs_workdir(local_run, fake_gcs):
   assert sorted(summary["figures"]) == ["activation_norms.png", "training_curves.png",
                                         "weight_norms.png"]
   assert all((out / name).stat().st_size > 0 for name in summary["figures"])
-  steps, values = training_curves.read_scalars(local_run)["train_loss"]
+  steps, values = curves.read_scalars(local_run)["train_loss"]
   curve = summary["runs"]["run"]["curves"]["train_loss"]
   assert curve == {"steps": steps.tolist(), "values": values.tolist()}

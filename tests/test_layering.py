@@ -7,6 +7,7 @@ library module imports a program (``main``, ``evaluate``, ``analyze``, ``cli``).
 
 import ast
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,22 @@ def test_no_library_module_imports_a_program():
       assert not targets & (PROGRAMS - {"cli"}), layer
     if layer not in PROGRAMS:
       assert "cli" not in targets, layer
+
+
+def families_named_outside_models() -> list[str]:
+  """Modules outside ``models/`` (and the paper's recipes) that name a family in quotes."""
+  from sam_jax import models  # pylint: disable=g-import-not-at-top
+  quoted = re.compile("|".join(f"[\"']{re.escape(name)}[\"']" for name in models.MODELS))
+  return sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                if p.relative_to(PACKAGE).parts[0] != "models"
+                and p.relative_to(PACKAGE) != pathlib.Path("config/recipes.py")
+                and quoted.search(p.read_text()))
+
+
+def test_only_models_name_a_family():
+  # docs/architecture.md: a family's code (e.g. its .npz adaptations) is behind its
+  # models.Family entry; nothing else names it.
+  assert families_named_outside_models() == []
 
 
 def test_a_wrong_arrow_is_caught():

@@ -5,10 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sam_jax.checkpoints import npz
 from sam_jax.checkpoints.npz import export_npz, load_params, read_npz
 from sam_jax.models.param_blocks import flatten as flatten_params
-from sam_jax.models import create_model
+from sam_jax.models import create_model, vit_npz
 
 D, MLP, HEADS, LAYERS, PATCH, CLASSES = 8, 16, 2, 2, 4, 5
 VIT = dict(hidden_size=D, mlp_dim=MLP, num_heads=HEADS, num_layers=LAYERS)
@@ -188,7 +187,7 @@ def test_posemb_resize_14x14_to_24x24_keeps_class_token(tmp_path):
   expected = i[..., None] * slope_r + j[..., None] * slope_c + offset
   np.testing.assert_allclose(new[0, 1:].reshape(24, 24, D), expected, rtol=1e-4, atol=1e-4)
   # Without a class token (classifier="gap") the whole table is the grid.
-  resized = npz.resize_posemb(pos[:, 1:], 24 * 24, class_token=False)
+  resized = vit_npz.resize_posemb(pos[:, 1:], 24 * 24, class_token=False)
   np.testing.assert_allclose(resized, new[:, 1:], rtol=1e-6, atol=1e-6)
 
 

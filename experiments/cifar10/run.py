@@ -39,7 +39,7 @@ import optax
 
 from sam_jax import cli, parallel
 from sam_jax.analysis import context as context_lib
-from sam_jax.analysis import hessian, runner, training_curves
+from sam_jax.analysis import curves, hessian, runner
 from sam_jax.checkpoints import loading
 from sam_jax.config import defaults
 from sam_jax.data import image_folder
@@ -118,7 +118,7 @@ def measure(workdir: str, loss_window: int) -> dict:
   """The study's numbers for the trained run in ``workdir``."""
   loaded = loading.load(workdir)
   results = runner.analyze(loaded, ["hessian", "neurons", "ntk"])
-  scalars = training_curves.read_scalars(workdir)
+  scalars = curves.read_scalars(workdir)
   _, train_loss = scalars["train_loss"]
   eval_steps, eval_accuracy = scalars["eval_accuracy"]
   return {

@@ -1,4 +1,4 @@
-"""Per-block statistics of a network (Fig. 2, Table 3): active neurons, activation and weight norms.
+"""Per-block statistics of the analyses ``neurons`` and ``norms`` (Fig. 2, Table 3).
 
 The models sow per-block tensors into the ``intermediates`` collection
 (``model.apply(..., mutable=["intermediates"])``); these functions pick the entries by
@@ -11,6 +11,8 @@ name (``model_functions.sown``):
   the norm of the whole [tokens, width] output of one example;
 - weight norm of a parameter block B (see ``param_blocks``): ||w_B||_2, all its
   parameters as one vector; ``"total"`` is the norm of all parameters.
+
+Statistics of several batches are averaged with ``mean_dicts``.
 """
 
 from typing import Any, Mapping, Sequence
@@ -50,6 +52,11 @@ def weight_norms(params: Mapping[str, Any], blocks: Mapping[str, Sequence[str]]
   norms = {name: float(np.sqrt(sum(squares[p] for p in paths))) for name, paths in blocks.items()}
   norms["total"] = float(np.sqrt(sum(squares.values())))
   return norms
+
+
+def mean_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+  """The mean of each key over dicts with the same keys (e.g. one per batch)."""
+  return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
 
 
 def _require(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:

@@ -1,9 +1,9 @@
 """What an analysis is (``Analysis``) and what its run function gets (``Context``).
 
-An analysis is one module holding an ``Analysis``: a name, a ``run`` function of one
-model's ``Context`` returning JSON-serialisable results, a ``figures`` function comparing
-the runs, and optionally ``unavailable``, why a run cannot have it. ``registry.ANALYSES``
-lists them; ``runner`` runs them.
+An analysis is one module, named after it, holding its ``Analysis`` as ``ANALYSIS``: a
+name, a ``run`` function of one model's ``Context`` returning JSON-serialisable results,
+a ``figures`` function comparing the runs, and optionally ``unavailable``, why a run
+cannot have it. ``registry.ANALYSES`` lists them; ``runner`` runs them.
 """
 
 import dataclasses

@@ -1,19 +1,67 @@
 """Analysis ``curves``: the runs' training loss, training error and eval accuracy.
 
-Read from the TensorBoard event files of a training workdir (``training_curves``).
+``read_scalars`` reads them from the TensorBoard event files of a training workdir
+(local or ``gs://``). The train loop (clu metric writers) writes ``train_loss``,
+``train_accuracy``, ``eval_loss``, ``eval_accuracy``... as TF2 tensor summaries; older
+writers use ``simple_value`` scalars. Both are read with TensorBoard's
+``EventAccumulator`` (no TensorFlow needed). A remote workdir's event files are first
+copied to a local temporary directory through ``etils.epath`` (any filesystem epath
+reads). A step written twice (a run resumed from an earlier checkpoint) keeps its last
+value.
 """
 
+import tempfile
 from typing import Any
 
 from etils import epath
 import numpy as np
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
 
-from sam_jax.analysis import plots, training_curves
+from sam_jax.analysis import plots
 from sam_jax.analysis.context import Analysis, Context, Results
+from sam_jax.analysis.plots import Curve
 from sam_jax.checkpoints import loading
 
+EVENT_FILES = "events.out.tfevents*"
 TAGS = ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
 FIGURE = "training_curves.png"
+
+
+def read_scalars(logdir: epath.PathLike) -> dict[str, Curve]:
+  """``{tag: (steps, values)}`` of every scalar summary in the event files of ``logdir``.
+
+  Raises:
+    ValueError: ``logdir`` holds no event files.
+  """
+  root = epath.Path(logdir)
+  files = sorted(root.glob(EVENT_FILES)) if root.is_dir() else []
+  if not files:
+    raise ValueError(f"curves: no TensorBoard event files in {str(logdir)!r}.")
+  if "://" not in str(logdir):
+    return _read_local(str(root))
+  with tempfile.TemporaryDirectory() as local:
+    for f in files:
+      (epath.Path(local) / f.name).write_bytes(f.read_bytes())
+    return _read_local(local)
+
+
+def _read_local(logdir: str) -> dict[str, Curve]:
+  acc = event_accumulator.EventAccumulator(logdir, size_guidance={
+      event_accumulator.SCALARS: 0, event_accumulator.TENSORS: 0})
+  acc.Reload()
+  points: dict[str, dict[int, float]] = {}
+  tags = acc.Tags()
+  for tag in tags[event_accumulator.SCALARS]:
+    for event in acc.Scalars(tag):
+      points.setdefault(tag, {})[event.step] = float(event.value)
+  for tag in tags[event_accumulator.TENSORS]:
+    for event in acc.Tensors(tag):
+      value = tensor_util.make_ndarray(event.tensor_proto)
+      if value.size == 1 and value.dtype.kind in "fiub":
+        points.setdefault(tag, {})[event.step] = float(value.reshape(()))
+  return {tag: (np.array(sorted(p)), np.array([p[s] for s in sorted(p)]))
+          for tag, p in sorted(points.items())}
 
 
 def unavailable(loaded: loading.Loaded) -> str | None:
@@ -23,7 +71,7 @@ def unavailable(loaded: loading.Loaded) -> str | None:
 
 
 def run(context: Context) -> dict[str, Any]:
-  scalars = training_curves.read_scalars(context.loaded.source)
+  scalars = read_scalars(context.loaded.source)
   return {tag: {"steps": steps.tolist(), "values": values.tolist()}
           for tag, (steps, values) in scalars.items() if tag in TAGS}
 
@@ -35,4 +83,4 @@ def figures(results: Results, output_dir: epath.Path, first: Context) -> list[st
   return [plots.training_curves(output_dir / FIGURE, curves)]
 
 
-CURVES = Analysis("curves", run, figures, unavailable)
+ANALYSIS = Analysis("curves", run, figures, unavailable)

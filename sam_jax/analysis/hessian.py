@@ -1,4 +1,8 @@
-"""The dominant Hessian eigenvalue lambda_max of a loss (Table 1), whole or per block (Table 3).
+"""Analysis ``hessian``: the dominant Hessian eigenvalue lambda_max of a loss (Table 1).
+
+The analysis takes the cross-entropy with ``train=False`` on the first
+``hessian.num_batches`` batches of ``analysis.split``; ``block_hessian`` uses the same
+functions per parameter block (Table 3).
 
 Hessian-vector products are forward-over-reverse,
 
@@ -32,11 +36,14 @@ import functools
 from typing import Any, Callable, Mapping, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from sam_jax.analysis import plots
+from sam_jax.analysis.context import Analysis, Context, Results
 from sam_jax.models import param_blocks
 
 Params = Any
@@ -44,6 +51,7 @@ Batch = Any
 LossFn = Callable[[Params, Batch], jax.Array]   # (params, batch) -> scalar mean loss.
 MatVec = Callable[[jax.Array], jax.Array]       # flat vector -> flat vector.
 METHODS = ("lanczos", "power")
+FIGURE = "hessian_lambda_max.png"
 
 
 def hvp(loss_fn: Callable[[Params], jax.Array], params: Params, vector: Params) -> Params:
@@ -177,3 +185,35 @@ def _log_progress(label: str | None, step: int, num_steps: int) -> None:
   if label is not None:
     logging.log_every_n_seconds(logging.INFO, "%s: step %d of at most %d.", 10, label, step + 1,
                                 num_steps)
+
+
+def settings(context: Context) -> dict[str, Any]:
+  """The iteration's settings (``analysis.hessian``), passed to ``lambda_max`` and reported."""
+  h = context.settings.hessian
+  return dict(method=h.method, num_steps=h.num_steps, seed=h.seed)
+
+
+def num_examples(context: Context) -> int:
+  return context.settings.hessian.num_batches * context.settings.batch_size
+
+
+def run(context: Context) -> dict[str, Any]:
+  kwargs = settings(context)
+  value = lambda_max(context.loss, context.params,
+                     context.batches(context.settings.hessian.num_batches),
+                     progress="Hessian", **kwargs)
+  return {"lambda_max": value, "num_examples": num_examples(context), **kwargs}
+
+
+def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
+  """One figure for ``hessian`` and ``block_hessian``: the network's and each block's
+  lambda_max, per run."""
+  del first
+  values = {label: {**({"network": r["hessian"]["lambda_max"]} if "hessian" in r else {}),
+                    **r.get("block_hessian", {}).get("lambda_max", {})}
+            for label, r in results.items()}
+  return [plots.block_bars(output_dir / FIGURE, values, ylabel="lambda_max",
+                           title="Dominant Hessian eigenvalue (network and blocks)", log=True)]
+
+
+ANALYSIS = Analysis("hessian", run, figures)

@@ -1,4 +1,4 @@
-"""Loss-landscape slices along filter-normalised random directions (Li et al., 2018; Fig. 1).
+"""Analysis ``landscape``: loss slices along filter-normalised directions (Li et al., 2018; Fig. 1).
 
 A direction d has the structure of the parameters w. Each leaf with two or more
 axes is drawn from N(0, 1) and rescaled filter by filter,
@@ -12,16 +12,23 @@ parameters) get d = 0 (Li et al.'s ``ignore biasbn``). The slices are
     1-D:  L(a) = L(w + a d1),            a on a grid,
     2-D:  L(a, b) = L(w + a d1 + b d2),  (a, b) on a grid,
 
-with every metric averaged over a fixed list of (equal-sized) batches.
+with every metric averaged over a fixed list of (equal-sized) batches. The analysis
+draws loss and accuracy at ``landscape.points_1d`` points and on a ``points_2d`` square
+grid, a and b in [-radius, radius], on the first ``landscape.num_batches`` batches of
+``analysis.split``.
 """
 
 import functools
 from typing import Any, Callable, Sequence
 
 from absl import logging
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sam_jax.analysis import plots
+from sam_jax.analysis.context import Analysis, Context, Results
 
 Params = Any
 MetricsFn = Callable[[Params, Any], dict[str, jax.Array]]  # (params, batch) -> {name: mean}.
@@ -80,3 +87,32 @@ def loss_surface(metrics_fn: MetricsFn, params: Params, directions: Sequence[Par
     results.append(jax.tree.map(lambda *v: float(np.mean(v)), *per_batch))
   return {name: np.array([r[name] for r in results]).reshape(grid.shape[:-1])
           for name in results[0]}
+
+
+def run(context: Context) -> dict[str, Any]:
+  s = context.settings.landscape
+  batches = context.batches(s.num_batches)
+  key1, key2 = jax.random.split(jax.random.PRNGKey(s.seed))
+  d1, d2 = (filter_normalized_direction(context.params, k) for k in (key1, key2))
+  line = np.linspace(-s.radius, s.radius, s.points_1d)
+  grid = np.linspace(-s.radius, s.radius, s.points_2d)
+  one = loss_surface(context.metrics, context.params, [d1], [line], batches,
+                     progress="Landscape 1-D")
+  two = loss_surface(context.metrics, context.params, [d1, d2], [grid, grid], batches,
+                     progress="Landscape 2-D")
+  return {"coordinates_1d": line.tolist(), "coordinates_2d": grid.tolist(),
+          **{f"{k}_1d": v.tolist() for k, v in one.items()},
+          **{f"{k}_2d": v.tolist() for k, v in two.items()}}
+
+
+def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
+  del first
+  coordinates = next(iter(results.values()))["landscape"]
+  pick = lambda key: {label: np.array(r["landscape"][key]) for label, r in results.items()}
+  return [plots.landscape_1d(output_dir / "landscape_1d.png", coordinates["coordinates_1d"],
+                             pick("loss_1d")),
+          plots.landscape_2d(output_dir / "landscape_2d.png", coordinates["coordinates_2d"],
+                             coordinates["coordinates_2d"], pick("loss_2d"))]
+
+
+ANALYSIS = Analysis("landscape", run, figures)

@@ -34,7 +34,8 @@ class ModelFunction:
   def __hash__(self) -> int:
     return hash(self._key)
 
-  def _apply(self, params: Any, images: jax.Array, **kwargs):
+  def _apply(self, params: Any, images: jax.Array, **kwargs) -> Any:
+    """The model's output, with the mutated collections when ``kwargs`` has ``mutable``."""
     return self.model.apply({"params": params, **self.state}, images, train=False, **kwargs)
 
 

@@ -8,7 +8,6 @@ batches of ``analysis.split`` (``block_stats.active_fractions``).
 from typing import Any
 
 from etils import epath
-import numpy as np
 
 from sam_jax.analysis import block_stats, plots
 from sam_jax.analysis.context import Analysis, Context, Results
@@ -16,15 +15,10 @@ from sam_jax.analysis.context import Analysis, Context, Results
 FIGURE = "active_neurons.png"
 
 
-def mean_dicts(dicts: list[dict[str, float]]) -> dict[str, float]:
-  """The mean of each key over dicts with the same keys (one per batch)."""
-  return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
-
-
 def run(context: Context) -> dict[str, Any]:
   unit = context.family.hidden_units
-  return {"active_fraction": mean_dicts([block_stats.active_fractions(s, unit)
-                                         for s in context.sown]), "unit": unit}
+  fractions = [block_stats.active_fractions(s, unit) for s in context.sown]
+  return {"active_fraction": block_stats.mean_dicts(fractions), "unit": unit}
 
 
 def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
@@ -34,4 +28,4 @@ def figures(results: Results, output_dir: epath.Path, first: Context) -> list[st
                            title="Active neurons per layer")]
 
 
-NEURONS = Analysis("neurons", run, figures)
+ANALYSIS = Analysis("neurons", run, figures)

@@ -11,13 +11,12 @@ from etils import epath
 
 from sam_jax.analysis import block_stats, plots
 from sam_jax.analysis.context import Analysis, Context, Results
-from sam_jax.analysis.neurons import mean_dicts
 
 
 def run(context: Context) -> dict[str, Any]:
+  activations = [block_stats.activation_norms(s, "out") for s in context.sown]
   return {"weight_norm": block_stats.weight_norms(context.params, context.blocks),
-          "activation_norm": mean_dicts([block_stats.activation_norms(s, "out")
-                                         for s in context.sown])}
+          "activation_norm": block_stats.mean_dicts(activations)}
 
 
 def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
@@ -29,4 +28,4 @@ def figures(results: Results, output_dir: epath.Path, first: Context) -> list[st
                            ylabel="mean ||a||_2", title="Activation norm per block output")]
 
 
-NORMS = Analysis("norms", run, figures)
+ANALYSIS = Analysis("norms", run, figures)

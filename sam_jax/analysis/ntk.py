@@ -1,4 +1,4 @@
-"""The empirical neural tangent kernel and its condition number (Table 1, at initialisation).
+"""Analysis ``ntk``: the condition number of the NTK as TE-NAS measures it (Table 1).
 
 For a network f(x; w) with K outputs (logits) and the Jacobian J_i = df(x_i)/dw
 (K x P), the empirical NTK on a batch x_1..x_n is
@@ -25,23 +25,35 @@ with BatchNorm on the batch's statistics (train mode) and no dropout, and
 A model's own initialisation is no substitute: ViT and Mixer heads start at zero,
 so every Jacobian but the head's vanishes and the "NTK" is K (Phi Phi^T + 1), the
 kernel of the features Phi fed to the head, while a ResNet's head is random.
+
+The analysis takes the first ``ntk.batch_size`` examples of ``analysis.split``:
+``weight_ntk`` at TE-NAS's initialisation of the model that training with
+``config.seed`` starts from (the paper's measure, docs/paper.md M1), and at the trained
+weights.
 """
 
 import functools
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from etils import epath
 import flax.linen as nn
 import flax.traverse_util
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
+from sam_jax.analysis import plots
+from sam_jax.analysis.context import Analysis, Context, Results
+from sam_jax.checkpoints import loading
 
 CONVENTIONS = ("trace", "full", "sum")
 # TE-NAS differentiates the parameters PyTorch names ``weight``: kernels and normalisation
 # scales (the same leaves as ASAM's ``optim.masks.WEIGHT_LEAVES``; tests/test_layering.py).
 WEIGHT_LEAVES = ("kernel", "scale")
+FIGURE = "ntk_condition_number.png"
+MEASURE = "tenas"
 ApplyFn = Callable[[Any, jax.Array], jax.Array]  # (params, inputs [n, ...]) -> outputs [n, K].
 
 
@@ -59,10 +71,11 @@ def _kernel(apply_fn: ApplyFn, convention: str, params: Any, inputs: jax.Array) 
   leaves = [j.reshape(j.shape[:2] + (-1,)) for j in jax.tree.leaves(jacobian)]
   if convention == "full":
     n, k = leaves[0].shape[:2]
-    return sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves).reshape(n * k, n * k)
+    kernel = jnp.asarray(sum(jnp.einsum("ikp,jlp->ikjl", j, j) for j in leaves))
+    return kernel.reshape(n * k, n * k)
   if convention == "sum":
-    return sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves)
-  return sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves)
+    return jnp.asarray(sum(jnp.einsum("ip,jp->ij", j.sum(1), j.sum(1)) for j in leaves))
+  return jnp.asarray(sum(jnp.einsum("ikp,jkp->ij", j, j) for j in leaves))
 
 
 def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:
@@ -76,7 +89,7 @@ def condition_number(kernel: jax.Array | np.ndarray) -> dict[str, float]:
   return {"kappa": kappa, "lambda_max": hi, "lambda_min": lo}
 
 
-def _fan_out(path: tuple[str, ...], shape: tuple[int, ...]) -> int:
+def _fan_out(path: tuple[str, ...], shape: Sequence[int]) -> int:
   """PyTorch's fan-out of a flax kernel: the output features times the receptive field.
 
   Dense [in, out]: out. Conv [kh, kw, in, out]: kh kw out. Attention (DenseGeneral):
@@ -120,7 +133,7 @@ def weight_ntk(model: nn.Module, variables: dict[str, Any], inputs: jax.Array) -
   fixed = {k: v for k, v in flat.items() if k[-1] not in WEIGHT_LEAVES}
   batch_norm = "batch_stats" in state
 
-  def apply_fn(w, x):
+  def apply_fn(w: dict[str, jax.Array], x: jax.Array) -> Any:
     merged = {**fixed, **{tuple(k.split("/")): v for k, v in w.items()}}
     variables_ = {"params": flax.traverse_util.unflatten_dict(merged), **state}
     if batch_norm:
@@ -128,3 +141,30 @@ def weight_ntk(model: nn.Module, variables: dict[str, Any], inputs: jax.Array) -
     return model.apply(variables_, x, train=False)
 
   return empirical_ntk(apply_fn, weights, inputs, "sum")
+
+
+def at_initialisation(config: ml_collections.ConfigDict, images: jax.Array) -> dict[str, float]:
+  """kappa of TE-NAS's NTK for the model at TE-NAS's initialisation (key ``config.seed``)."""
+  init = loading.initial(config)
+  params = tenas_initialization(init.params, jax.random.PRNGKey(config.seed))
+  return condition_number(weight_ntk(init.model, {"params": params, **init.model_state}, images))
+
+
+def run(context: Context) -> dict[str, Any]:
+  n = context.settings.ntk.batch_size
+  images = context.batches(1, batch_size=n)[0]["image"]
+  trained = weight_ntk(context.loaded.model, context.loaded.variables, images)
+  return {"measure": MEASURE, "num_examples": n,
+          "init": at_initialisation(context.config, images),
+          "trained": condition_number(trained)}
+
+
+def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
+  del first
+  values = {label: {"initialisation": r["ntk"]["init"]["kappa"],
+                    "trained": r["ntk"]["trained"]["kappa"]} for label, r in results.items()}
+  return [plots.block_bars(output_dir / FIGURE, values, ylabel="kappa",
+                           title="NTK condition number (TE-NAS)", log=True)]
+
+
+ANALYSIS = Analysis("ntk", run, figures)

@@ -11,7 +11,7 @@ from etils import epath
 from matplotlib.figure import Figure
 import numpy as np
 
-Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), as from training_curves.read_scalars.
+Curve = tuple[np.ndarray, np.ndarray]  # (steps, values), steps ascending (curves.read_scalars).
 
 
 def _save(fig: Figure, path: epath.PathLike) -> str:
@@ -100,7 +100,7 @@ def landscape_2d(path: epath.PathLike, alphas: Sequence[float], betas: Sequence[
   for row, (label, z) in enumerate(losses.items()):
     ax = fig.add_subplot(len(losses), 2, 2 * row + 1)
     contour = ax.contour(a, b, z, levels=levels, cmap="viridis")
-    ax.clabel(contour, contour.levels[::4], fontsize=6, fmt="%.3g")
+    ax.clabel(contour, np.asarray(contour.levels)[::4], fontsize=6, fmt="%.3g")
     ax.plot([0], [0], "k+")
     ax.set_title(f"{label}: contour of {zlabel}")
     ax.set_xlabel("a (direction 1)")

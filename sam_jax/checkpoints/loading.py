@@ -6,8 +6,8 @@
   only ``params`` and ``model_state`` are read, and verified (checksums, finite values:
   ``checkpointing.Checkpoints.read_params``).
 - An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen names
-  renamed; keys and shapes checked against the config's model, whose ViT representation
-  layer follows the file's: ``follow_file``).
+  renamed; keys and shapes checked against the config's model, whose fields the file
+  fixes, e.g. a ViT's representation layer, follow the file: ``follow_file``).
 - ``initial``: the model at initialisation, exactly as training with ``config.seed`` starts.
 
 Every ``Loaded.config`` is completed (``config.defaults.complete``) and its analysis and
@@ -108,20 +108,21 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
 
 
 def follow_file(config: ml_collections.ConfigDict, flat: npz.Flat) -> ml_collections.ConfigDict:
-  """``config`` with the ViT representation layer the file has (its width, or none).
+  """``config`` with the model fields the file fixes (``models.Family.npz_fields``).
 
-  An .npz is evaluated as the function it holds: a released SAM ViT with or without
-  its ``pre_logits`` layer (docs/paper.md R51) loads exactly under ``configs/vit_*.py``.
-  The change is logged; other model fields must match the file.
+  An .npz is evaluated as the function it holds: e.g. a released SAM ViT with or
+  without its ``pre_logits`` layer (docs/paper.md R51) loads exactly under
+  ``configs/vit_*.py``. Each change is logged; other model fields must match the file.
   """
-  width = npz.representation_size(flat)
-  if config.model.name != "vit" or config.model.get("representation_size") == width:
+  fields = models.family(config.model.name).npz_fields(flat)
+  changed = {k: v for k, v in fields.items() if config.model.get(k) != v}
+  if not changed:
     return config
-  logging.warning("loading: the .npz has %s; setting config.model.representation_size=%s "
-                  "(the config had %s).", f"a {width}-wide pre_logits layer" if width else
-                  "no pre_logits layer", width, config.model.get("representation_size"))
   config = ml_collections.ConfigDict(config.to_dict())
-  config.model.representation_size = width
+  for key, value in changed.items():
+    logging.warning("loading: the .npz fixes config.model.%s=%s (the config had %s).", key,
+                    value, config.model.get(key))
+    config.model[key] = value
   return config
 
 

@@ -19,14 +19,8 @@ adaptations, each logged:
   ``models.projection``) that the model lacks: dropped;
 * the head has another number of classes (or ``reinit_head``, also for a file without
   a head, such as a contrastive backbone): the template's head;
-* then, and only then, ``pre_logits`` in the file but not in the model is dropped (the
-  official fine-tuning code does so, ``vit_jax/checkpoint.py``). With the file's head
-  kept, dropping the layer its head was trained on would compute another function:
-  that is an error naming ``config.model.representation_size`` (``representation_size``
-  gives the file's width, for a model that follows the file);
-* the ViT position embedding has another number of tokens (another resolution or patch
-  grid): the class-token row is kept and the square grid of the others is resized
-  bilinearly (``scipy.ndimage.zoom(order=1)``, corners aligned), as the official code does.
+* then the family's own (``models.Family.npz_adapt``; the ViT's ``pre_logits`` and
+  position embedding: ``models.vit_npz``).
 """
 
 import io
@@ -39,7 +33,6 @@ from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.ndimage
 
 from sam_jax import models
 from sam_jax.models import param_blocks
@@ -49,7 +42,6 @@ Flat = dict[str, np.ndarray]
 # Family -> a key only its checkpoints have (``models.Family.npz_marker``).
 FAMILY_MARKERS = {name: family.npz_marker for name, family in models.MODELS.items()
                   if family.npz_marker}
-POSEMB = "Transformer/posembed_input/pos_embedding"
 MAX_LISTED = 30  # mismatches listed in an error message
 _PRE_LINEN_BLOCK = re.compile(
     r"^(Transformer/encoderblock_\d+/)(MultiHeadDotProductAttention_1|LayerNorm_2|MlpBlock_3)/")
@@ -60,7 +52,6 @@ _LINEN_BLOCK = re.compile(
 _RELEASED_NAME = {linen: released for released, linen in _LINEN_NAME.items()}
 NAMES = ("released", "linen")  # Key names export_npz can write.
 PROJECTION = models.projection.PROJECTION  # A contrastive model's projection head.
-PRE_LOGITS = "pre_logits/kernel"
 
 
 def read_npz(path: str | os.PathLike) -> Flat:
@@ -109,36 +100,14 @@ def to_released_names(flat: Flat) -> Flat:
           for k, v in flat.items()}
 
 
-def representation_size(flat: Flat) -> int | None:
-  """The width of the file's tanh ``pre_logits`` layer, or None when it has none."""
-  return int(flat[PRE_LOGITS].shape[-1]) if PRE_LOGITS in flat else None
-
-
 def detect_family(flat: Flat) -> str:
-  """``"vit"`` or ``"mixer"``, from the keys; ValueError for anything else."""
+  """The family whose ``npz_marker`` the keys hold; ValueError for none or several."""
   found = [name for name, marker in FAMILY_MARKERS.items() if marker in flat]
   if len(found) != 1:
     raise ValueError(f"Unknown architecture: expected exactly one of the keys "
                      f"{list(FAMILY_MARKERS.values())} ({list(FAMILY_MARKERS)}); the file has "
                      f"{len(flat)} keys starting {sorted(flat)[:5]}.")
   return found[0]
-
-
-def resize_posemb(posemb: np.ndarray, num_tokens: int, *, class_token: bool) -> np.ndarray:
-  """[1, n, d] -> [1, num_tokens, d]: keeps the class-token row, resizes the square grid.
-
-  The grid of g x g rows becomes g' x g' with ``scipy.ndimage.zoom(order=1)``: new
-  row (i, j) samples the bilinear interpolant at (i (g-1)/(g'-1), j (g-1)/(g'-1)).
-  """
-  tok, grid = (posemb[:, :1], posemb[0, 1:]) if class_token else (posemb[:, :0], posemb[0])
-  new_grid_tokens = num_tokens - tok.shape[1]
-  old, new = int(round(np.sqrt(len(grid)))), int(round(np.sqrt(new_grid_tokens)))
-  if old * old != len(grid) or new * new != new_grid_tokens:
-    raise ValueError(f"Position embedding: cannot resize {len(grid)} grid tokens to "
-                     f"{new_grid_tokens}; only square grids are supported.")
-  grid = grid.reshape(old, old, -1)
-  grid = scipy.ndimage.zoom(grid, (new / old, new / old, 1), order=1)
-  return np.concatenate([tok, grid.reshape(1, new * new, -1)], axis=1).astype(posemb.dtype)
 
 
 def read_params(path: str | os.PathLike) -> Flat:
@@ -152,7 +121,7 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
 
   Args:
     path: the .npz file (pre-linen or linen names, with or without ``pre_logits``).
-    model_name: ``"vit"`` or ``"mixer"`` (the ``create_model`` family).
+    model_name: a ``create_model`` family with an .npz format (``models.Family.npz_marker``).
     init_params: the model's freshly initialised ``variables["params"]``: the
       template for keys, shapes and dtypes, and the source of a replaced head.
     reinit_head: take the template's head even when its shape matches the file's.
@@ -174,12 +143,13 @@ def load_params(path: str | os.PathLike, model_name: str, init_params, *,
   family = detect_family(flat)
   if family != model_name:
     raise ValueError(f"load_params: {path} holds a {family} checkpoint, not a {model_name} one.")
-  return fit_params(flat, init_params, source=path, reinit_head=reinit_head)
+  return fit_params(flat, model_name, init_params, source=path, reinit_head=reinit_head)
 
 
-def fit_params(flat: Flat, init_params, *, source, reinit_head: bool = False) -> dict:
-  """``flat`` (linen keys, any family) shaped like ``init_params`` after the adaptations of
-  the module docstring; ``source`` names the weights in messages.
+def fit_params(flat: Flat, model_name: str, init_params, *, source,
+               reinit_head: bool = False) -> dict:
+  """``flat`` (linen keys of a ``model_name`` model, any family) shaped like ``init_params``
+  after the adaptations of the module docstring; ``source`` names the weights in messages.
 
   Raises:
     ValueError: keys or shapes that do not match the template (each named, up to
@@ -190,7 +160,8 @@ def fit_params(flat: Flat, init_params, *, source, reinit_head: bool = False) ->
     raise ValueError("load_params: init_params must be variables['params'], not the whole "
                      "variables dict.")
   template = param_blocks.flatten(init_params)
-  flat = _adapt(flat, template, reinit_head=reinit_head, path=source)
+  flat, new_head = _adapt(flat, template, reinit_head=reinit_head, path=source)
+  flat = models.family(model_name).npz_adapt(flat, template, new_head=new_head, source=source)
 
   missing = [f"  {k}: missing from the file (model shape {np.shape(template[k])})"
              for k in sorted(template.keys() - flat.keys())]
@@ -210,8 +181,8 @@ def fit_params(flat: Flat, init_params, *, source, reinit_head: bool = False) ->
                                  for k in template})
 
 
-def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
-  """The logged adaptations of the module docstring (projection, head, pre_logits, posemb)."""
+def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> tuple[Flat, bool]:
+  """The logged adaptations of any family (projection, head); whether the head is new."""
   flat = dict(flat)
   prefix = PROJECTION + "/"
   projection = [k for k in flat if k.startswith(prefix)]
@@ -229,25 +200,7 @@ def _adapt(flat: Flat, template, *, reinit_head: bool, path) -> Flat:
                     path, np.shape(template["head/kernel"]),
                     f"the file's {file_head}" if file_head else "none in the file (a backbone)")
     flat.update({k: np.asarray(template[k]) for k in head})
-  width = representation_size(flat)
-  if width is not None and PRE_LOGITS not in template:
-    if not new_head:
-      raise ValueError(
-          f"load_params: {path} has a tanh representation layer pre_logits of width {width}, "
-          f"and its head was trained on that layer's output; the model has none, so keeping "
-          f"the file's head without it would compute another function. Set "
-          f"--config.model.representation_size={width} to load the file as it is (or replace "
-          f"the head, as fine-tuning does, to drop the layer).")
-    logging.warning("load_params: %s: dropping pre_logits (width %d) with the file's head (the "
-                    "model has no representation layer).", path, width)
-    flat.pop("pre_logits/kernel")
-    flat.pop("pre_logits/bias", None)
-  if POSEMB in flat and POSEMB in template and ("cls" in flat) == ("cls" in template):
-    old, new = flat[POSEMB].shape, np.shape(template[POSEMB])
-    if old != new and len(old) == len(new) == 3 and old[::2] == new[::2]:
-      logging.info("load_params: %s: resizing the position embedding %s -> %s.", path, old, new)
-      flat[POSEMB] = resize_posemb(flat[POSEMB], new[1], class_token="cls" in template)
-  return flat
+  return flat, new_head
 
 
 def export_npz(path: str | os.PathLike, params, *, names: str = "released") -> None:
@@ -276,4 +229,4 @@ def export_npz(path: str | os.PathLike, params, *, names: str = "released") -> N
   if names == "released":
     flat = to_released_names(flat)
   with epath.Path(path).open("wb") as f:
-    np.savez(f, **flat)
+    np.savez(f, **flat)  # pyright: ignore[reportArgumentType]  (numpy types **kwds as its options)

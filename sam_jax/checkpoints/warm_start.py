@@ -6,8 +6,8 @@
   under the run's own ``config.json`` (``loading.from_workdir``: checksums and finite
   values verified). Its parameters are fitted to this run's model by the same rules as an
   .npz (``npz.fit_params``: a fresh head for another number of classes, or whenever
-  ``config.reinit_head``; a contrastive ``projection`` head dropped; the ViT position
-  embedding resized), so any family, ResNets included, can be fine-tuned from our own
+  ``config.reinit_head``; a contrastive ``projection`` head dropped; the family's own,
+  e.g. the ViT position embedding resized), so any family, ResNets included, can be fine-tuned from our own
   runs. Its model state (BatchNorm statistics) is taken as it is.
 
 Either way a key or shape that cannot be fitted, or another model family, is an error
@@ -43,7 +43,8 @@ def load(config: ml_collections.ConfigDict, params: Any, model_state: dict[str, 
     raise ValueError(f"config.init_from={path} is a {source.config.model.name} run; this run "
                      f"trains a {config.model.name}.")
   flat = {k: np.asarray(v) for k, v in param_blocks.flatten(jax.device_get(source.params)).items()}
-  loaded = npz.fit_params(flat, params, source=path, reinit_head=config.reinit_head)
+  loaded = npz.fit_params(flat, config.model.name, params, source=path,
+                          reinit_head=config.reinit_head)
   state = _without_projection(jax.device_get(dict(source.model_state)), model_state)
   shapes = lambda tree: jax.tree.map(lambda x: (np.shape(x), np.asarray(x).dtype), tree)
   if shapes(state) != shapes(dict(model_state)):

@@ -7,7 +7,7 @@ ImageNet-R's 200 classes (``data.imagenet_r``).
 """
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Sequence, TypedDict, cast
 
 import flax.linen as nn
 import jax
@@ -40,11 +40,18 @@ def eval_sets(names: Sequence[str], config: ml_collections.ConfigDict
   return sets
 
 
+class Accuracy(TypedDict):
+  """One eval set's result: the accuracy under ``metric``, over ``num_examples``."""
+  accuracy: float
+  num_examples: float
+  metric: str
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1))
 def _correct_counts(model: nn.Module, metric: str, variables: Any, batch: dict[str, jax.Array]
                     ) -> dict[str, jax.Array]:
   """{"correct", "count"} on one batch under ``metric`` (see ``data.catalog``)."""
-  logits = model.apply(variables, batch["image"], train=False)
+  logits = cast(jax.Array, model.apply(variables, batch["image"], train=False))
   mask = batch["mask"]
   if metric == "real":
     correct, count = imagenet_real.correct_counts(logits, batch["real_label"], mask)
@@ -56,7 +63,7 @@ def _correct_counts(model: nn.Module, metric: str, variables: Any, batch: dict[s
 
 
 def accuracy(loaded: loading.Loaded, dataset: str, split: str | None, batch_size: int,
-             mesh: Mesh) -> dict[str, float]:
+             mesh: Mesh) -> Accuracy:
   """Accuracy (the dataset's catalog metric) over one pass of a split."""
   metric = catalog.spec(dataset).metric
   variables = parallel.replicate(loaded.variables, mesh)

@@ -7,7 +7,7 @@ the attack visits (``adversarial``), so robust accuracy is never above clean acc
 """
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -25,7 +25,7 @@ def _attack_counts(model: nn.Module, epsilon: float, step_size: float, num_steps
                    variables: Any, batch: dict[str, jax.Array], rng: jax.Array | None
                    ) -> dict[str, jax.Array]:
   """Sums over real examples of: clean-correct, FGSM-robust, PGD-robust, 1."""
-  logits_fn = lambda x: model.apply(variables, x, train=False)
+  logits_fn = lambda x: cast(jax.Array, model.apply(variables, x, train=False))
   x, y, mask = batch["image"], batch["label"], batch["mask"] > 0
   clean = adversarial.correct(logits_fn, x, y)
   fgsm = clean & adversarial.correct(logits_fn, adversarial.fgsm(logits_fn, x, y, epsilon), y)

@@ -7,8 +7,9 @@ the family's module (e.g. ``hidden_size=64``, ``dropout_rate=0.1``).
 
 Everything else the library knows about a family is in its ``Family`` entry: its
 parameter blocks (``param_blocks``), the name its hidden units are sown under (the
-"active neurons" of the analyses), and the key that marks its official ``.npz``
-checkpoints. Adding a family is its module plus one entry in ``MODELS``.
+"active neurons" of the analyses), the key that marks its official ``.npz``
+checkpoints, and the family's part of reading them (``npz_adapt``, ``npz_fields``,
+e.g. ``vit_npz``). Adding a family is its module plus one entry in ``MODELS``.
 
 Any family takes ``projection=(d_1, ..., d_L)`` (and ``projection_batch_norm``): the
 model of contrastive pretraining, the headless backbone under a projection head
@@ -16,16 +17,34 @@ model of contrastive pretraining, the headless backbone under a projection head
 """
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
-import flax
+import flax.core
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from sam_jax.models import mixer, projection, resnet, vit
+from sam_jax.models import mixer, projection, resnet, vit, vit_npz
 
 BlockRules = tuple[tuple[str, str], ...]  # (pattern, block name), see ``param_blocks``.
+Flat = dict[str, np.ndarray]  # An .npz's arrays by "/"-joined linen key.
+
+
+class NpzAdapt(Protocol):
+  """``flat`` (a family's .npz arrays) adapted to ``template`` (the model's flat params),
+  after the generic adaptations; ``new_head``: the head was replaced by the template's;
+  ``source`` names the file in messages. Raises ValueError for what cannot be adapted."""
+
+  def __call__(self, flat: Flat, template: Mapping[str, Any], *, new_head: bool,
+               source: Any) -> Flat: ...
+
+
+def no_npz_adaptation(flat: Flat, template: Mapping[str, Any], *, new_head: bool,
+                      source: Any) -> Flat:
+  """The ``npz_adapt`` of a family whose files need no adaptation of their own."""
+  del template, new_head, source
+  return flat
 # Fields every family takes (``create_model``): a contrastive model's projection head.
 PROJECTION_FIELDS = ("projection", "projection_batch_norm")
 
@@ -43,6 +62,9 @@ class Family:
     hidden_units: the ``intermediates`` name of the units counted as active neurons.
     npz_marker: a key only this family's official ``.npz`` checkpoints have; None when
       there is no such format.
+    npz_adapt: the family's adaptations of a file's arrays to the model (``NpzAdapt``).
+    npz_fields: a file's arrays -> the model fields the file fixes (e.g. a ViT's
+      ``representation_size``), which a model evaluating the file follows.
   """
   module: type[nn.Module]
   sizes: Mapping[str, Mapping[str, Any]]
@@ -50,11 +72,14 @@ class Family:
   param_blocks: BlockRules = ()
   hidden_units: str = "hidden"
   npz_marker: str | None = None
+  npz_adapt: NpzAdapt = no_npz_adaptation
+  npz_fields: Callable[[Mapping[str, Any]], dict[str, Any]] = lambda flat: {}
 
 
 MODELS: dict[str, Family] = {
     "vit": Family(vit.VisionTransformer, vit.SIZES, patched=True, param_blocks=vit.PARAM_BLOCKS,
-                  npz_marker=vit.NPZ_MARKER),
+                  npz_marker=vit.NPZ_MARKER, npz_adapt=vit_npz.adapt,
+                  npz_fields=vit_npz.model_fields),
     "mixer": Family(mixer.MlpMixer, mixer.SIZES, patched=True, param_blocks=mixer.PARAM_BLOCKS,
                     npz_marker=mixer.NPZ_MARKER),
     # Post-ReLU block outputs: a ResNet has no separate hidden layer to sow.
@@ -135,5 +160,5 @@ def initialize(model: nn.Module, rng: jax.Array, image_size: int
   return params, variables, dropout_rng
 
 
-__all__ = ["MODELS", "Family", "create_model", "family", "from_config", "initialize",
+__all__ = ["MODELS", "Family", "NpzAdapt", "create_model", "family", "from_config", "initialize",
            "model_fields"]

@@ -29,7 +29,7 @@ from sam_jax.models.stochastic_depth import block_rates
 
 # Width letter -> the fields below (Tolstikhin et al., Table 1).
 _SIZE_FIELDS = ("hidden_dim", "num_blocks", "tokens_mlp_dim", "channels_mlp_dim")
-SIZES = {letter: dict(zip(_SIZE_FIELDS, values)) for letter, values in {
+SIZES: dict[str, dict[str, int]] = {letter: dict(zip(_SIZE_FIELDS, values)) for letter, values in {
     "S": (512, 8, 256, 2048), "B": (768, 12, 384, 3072),
     "L": (1024, 24, 512, 4096), "H": (1280, 32, 640, 5120)}.items()}
 # The paper's parameter blocks (see ``param_blocks``).

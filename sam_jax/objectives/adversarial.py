@@ -93,6 +93,7 @@ def pgd(logits_fn: LogitsFn, images: jax.Array, labels: jax.Array, *, epsilon: f
   x, robust = _pgd_steps(logits_fn, images, labels, epsilon=epsilon, step_size=step_size,
                          num_steps=num_steps, noise=noise,
                          robust=correct(logits_fn, images, labels))
+  assert robust is not None  # Tracked: a mask was given.
   return x, robust & correct(logits_fn, x, labels)
 
 

@@ -127,7 +127,7 @@ def record(workdir: str, config: ml_collections.ConfigDict, start_step: int,
   path = root / HISTORY_DIR / f"{index}.json"
   path.parent.mkdir(parents=True, exist_ok=True)
   entry = {"start_step": start_step,
-           "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+           "started": datetime.datetime.now(datetime.UTC).isoformat(),
            "config": as_dict(config), "changes": changes}
   path.write_text(json.dumps(entry, indent=2))
   (root / checkpointing.CONFIG_FILE).write_text(config.to_json_best_effort(indent=2))

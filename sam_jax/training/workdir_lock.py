@@ -123,6 +123,7 @@ class WorkdirLock:
 
   def _renew_loop(self) -> None:
     while not self._stop.wait(self.lease_s / 4):
+      assert self._generation is not None  # acquire sets it before starting this thread.
       try:
         generation = self._write(if_equal=self._generation)
       except Exception as e:  # pylint: disable=broad-except

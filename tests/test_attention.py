@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sam_jax import models
-from sam_jax.analysis import attention_maps
+from sam_jax.analysis import attention
 
 
 def _random_attention(rng, batch, heads, n):
@@ -20,20 +20,20 @@ def test_rollout_matches_the_reference_product():
   expected = np.stack([np.eye(5)] * 2)
   for a in layers:  # R <- ((mean_h A + I) / 2) R, layer by layer.
     expected = np.einsum("bij,bjk->bik", (a.mean(1) + np.eye(5)) / 2, expected)
-  rolled = attention_maps.rollout([jnp.asarray(a, jnp.float32) for a in layers])
+  rolled = attention.rollout([jnp.asarray(a, jnp.float32) for a in layers])
   np.testing.assert_allclose(rolled, expected, rtol=1e-5)
   np.testing.assert_allclose(rolled.sum(-1), 1.0, rtol=1e-5)
 
 
 def test_uniform_attention_gives_a_flat_map():
   n = 1 + 2 * 3
-  rolled = attention_maps.rollout([jnp.full((1, 2, n, n), 1 / n)] * 3)
-  maps = attention_maps.class_token_maps(rolled, (2, 3))
+  rolled = attention.rollout([jnp.full((1, 2, n, n), 1 / n)] * 3)
+  maps = attention.class_token_maps(rolled, (2, 3))
   np.testing.assert_allclose(maps, np.ones((1, 2, 3)), rtol=1e-6)
   with pytest.raises(ValueError, match="class token plus a"):
-    attention_maps.class_token_maps(rolled, (3, 3))
+    attention.class_token_maps(rolled, (3, 3))
   with pytest.raises(ValueError, match="at least one layer"):
-    attention_maps.rollout([])
+    attention.rollout([])
 
 
 def test_tiny_vit_maps():
@@ -42,11 +42,11 @@ def test_tiny_vit_maps():
   x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 12, 3))
   variables = model.init(jax.random.PRNGKey(0), x, train=False)
   _, state = model.apply(variables, x, train=False, mutable=["intermediates"])
-  weights = attention_maps.attention_weights(state)
+  weights = attention.attention_weights(state)
   assert len(weights) == 3 and all(w.shape == (2, 2, 7, 7) for w in weights)
-  maps = attention_maps.class_token_maps(attention_maps.rollout(weights), (2, 3))
+  maps = attention.class_token_maps(attention.rollout(weights), (2, 3))
   assert maps.shape == (2, 2, 3)
   np.testing.assert_allclose(maps.max(axis=(1, 2)), 1.0)
   assert np.all(maps > 0)
   with pytest.raises(ValueError, match="no attention weights"):
-    attention_maps.attention_weights({"intermediates": {}})
+    attention.attention_weights({"intermediates": {}})
