@@ -18,6 +18,9 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.8",     # PNG plots of the analyses.
 ]
 
+# libtpu as jax[tpu] 0.10.2 pins it: compiles for TPU topologies without a TPU (the preflight).
+TPU_COMPILE = ["libtpu==0.0.42.*"]
+
 setuptools.setup(
     name="sam_jax",
     version="0.1.0",
@@ -28,13 +31,15 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "pillow>=10", *TPU_COMPILE,
                  # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
                  "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8"],
         # experiments/cifar10/corrupt.py: the corrupted test images of the CIFAR-10 study.
         "study": ["imagecorruptions>=1.1.2"],
         "gpu": ["jax[cuda12]>=0.7,<0.11"],
         "tpu": ["jax[tpu]>=0.7,<0.11"],
+        # Compiling for a TPU slice on any machine (python -m sam_jax.preflight).
+        "tpu-compile": TPU_COMPILE,
     },
     license="Apache-2.0",
 )

@@ -21,7 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from sam_jax import cli
-from sam_jax.compilation import preflight, summary
+from sam_jax.compilation import preflight, summary, topology
 
 EXIT_DOES_NOT_FIT = 6
 FLAGS = flags.FLAGS
@@ -29,10 +29,11 @@ config_flags.DEFINE_config_file("config", None, "Training configuration file.",
                                 lock_config=False)
 flags.DEFINE_string("topology", None, "TPU slice: v3-256, v4-128, v5litepod-256, v3:8x16...")
 flags.DEFINE_string("json", None, "Also write the report as JSON to this path.")
-flags.DEFINE_bool("remedies", True, "When the run does not fit, compile each remedy.")
+flags.DEFINE_list("remedies", list(preflight.REMEDIES), "When the run does not fit, compile "
+                  f"these remedies ({', '.join(preflight.REMEDIES)}; empty: none).")
 cli.define_debug_flag()
 flags.mark_flags_as_required(["config", "topology"])
-EXIT_CODES = {ImportError: cli.EXIT_USER_ERROR, **cli.USER_ERRORS}
+EXIT_CODES = {topology.LibtpuMissing: cli.EXIT_USER_ERROR, **cli.USER_ERRORS}
 
 
 def main(argv: list[str]) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from sam_jax import models, optim, parallel
 from sam_jax.compilation import model_flops, programs, topology
 from sam_jax.config import defaults, validation
+from sam_jax.data import input_pipeline
 from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.training import loop, train_step
 
@@ -35,9 +36,9 @@ from sam_jax.training import loop, train_step
 EFFICIENCY = 0.5
 # Config overrides that cut memory, each compiled when a run does not fit.
 REMEDIES: dict[str, dict[str, Any]] = {
-    "remat": {"model.remat": True},
-    "bf16 activations": {"model.dtype": "bfloat16"},
-    "remat + bf16 activations": {"model.remat": True, "model.dtype": "bfloat16"},
+    "remat": {"model.remat": True},                 # Rematerialised blocks.
+    "bf16": {"model.dtype": "bfloat16"},            # bf16 activations.
+    "remat+bf16": {"model.remat": True, "model.dtype": "bfloat16"},
 }
 NOT_YET = ("gradient accumulation (micro-batches of whole SAM groups): not yet available in "
            "the train step")
@@ -53,6 +54,7 @@ class _Setup:
   groups: train_step.SamGroups
   train_step: Callable
   eval_step: Callable | None
+  num_classes: int
   _state: Any
 
   def abstract_state(self) -> Any:
@@ -67,7 +69,7 @@ class _Setup:
     shapes = {"image": ((size, config.image_size, config.image_size, 3), np.float32),
               "label": ((size,), np.int32)}
     if train and config.augment.mixup_alpha > 0:
-      shapes["label"] = ((size, config.num_classes), np.float32)
+      shapes["label"] = ((size, self.num_classes), np.float32)
     if not train:
       shapes["mask"] = ((size,), np.float32)
     return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding) for k, (s, d) in shapes.items()}
@@ -81,7 +83,8 @@ def _build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> 
   m = config.batch_size if config.sam.m is None and config.sam.sync == "global" else config.sam.m
   groups = train_step.sam_groups(m, config.batch_size, len(devices))
   mesh = parallel.create_mesh(devices, groups.devices_per_group)
-  model = models.from_config(config.model, config.num_classes)
+  num_classes = config.num_classes or input_pipeline.get_info(config).num_classes
+  model = models.from_config(config.model, num_classes)
   tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
                                         sync_axis_name=groups.sync_axis_name)
   state = jax.eval_shape(loop.state_initializer(config, model, tx))
@@ -92,7 +95,7 @@ def _build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> 
       objective=loop.objective(config), trainable=loop.trainable(config, state.params))
   eval_step = None if config.contrastive.method else train_step.make_eval_step(
       model, mesh, loss=config.loss)
-  return _Setup(config, model, mesh, groups, step, eval_step, state)
+  return _Setup(config, model, mesh, groups, step, eval_step, num_classes, state)
 # ---- End of the adapter. ---------------------------------------------------------------------
 
 
@@ -162,13 +165,17 @@ def with_overrides(config: ml_collections.ConfigDict,
 
 
 def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name: str = "",
-              remedies: bool = True, evaluate: bool = True) -> Report:
-  """The ``Report`` of ``config`` on the slice ``slice_name`` (``topology.resolve``).
+              remedies: Sequence[str] = tuple(REMEDIES), evaluate: bool = True) -> Report:
+  """The ``Report`` of ``config`` on the slice ``slice_name`` (``topology.resolve``); if the
+  train step does not fit, each of ``remedies`` (``REMEDIES`` names) compiled too.
 
   Raises:
-    ValueError: an unknown slice or a config that cannot run on it (one line).
-    ImportError: libtpu is missing (``topology.LIBTPU_HINT``).
+    ValueError: an unknown slice or remedy, or a config that cannot run on it (one line).
+    topology.LibtpuMissing: libtpu is not installed.
   """
+  unknown = sorted(set(remedies) - set(REMEDIES))
+  if unknown:
+    raise ValueError(f"unknown remedies {unknown}; valid: {list(REMEDIES)}.")
   tpu_slice = topology.resolve(slice_name)
   devices = topology.devices(tpu_slice)
   setup = build(config, devices)
@@ -189,5 +196,5 @@ def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name
   if remedies and not report.fits(report.train):
     report = dataclasses.replace(report, remedies={
         name: compile_setup(build(with_overrides(config, o), devices))
-        for name, o in REMEDIES.items()})
+        for name, o in REMEDIES.items() if name in remedies})
   return report

@@ -23,6 +23,10 @@ LIBTPU_HINT = ("compiling for a TPU needs libtpu: pip install 'sam_jax[tpu-compi
 GIB = 2**30
 
 
+class LibtpuMissing(ImportError):
+  """libtpu is not installed: nothing can be compiled for a TPU."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Chip:
   """One TPU generation: its libtpu name and published per-chip figures."""
@@ -99,12 +103,12 @@ def devices(tpu_slice: Slice) -> Sequence[jax.Device]:
   """The slice's compile-only devices.
 
   Raises:
-    ImportError: libtpu is not installed (``LIBTPU_HINT``).
+    LibtpuMissing: libtpu is not installed (``LIBTPU_HINT``).
   """
   try:
     import libtpu  # pylint: disable=import-outside-toplevel,unused-import
   except ImportError as e:
-    raise ImportError(LIBTPU_HINT) from e
+    raise LibtpuMissing(LIBTPU_HINT) from e
   # Compiling holds no TPU: skip the lock that keeps two processes off one TPU host.
   os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies  # pylint: disable=import-outside-toplevel
