@@ -1,8 +1,8 @@
 """The preflight compiles the run for a TPU slice (libtpu, no TPU): names, collectives, fit.
 
-Compiles are few and tiny (a one-block ViT on v3-8's 8 devices): the collective counts of
-the SAM step against the base step for each grouping, and an oversized batch that does not
-fit a core's HBM.
+Compiles are few and tiny (a one-block ViT on v3-8's 8 devices): the base step and the SAM
+step of each grouping (their collectives), and an oversized batch that does not fit a core's
+HBM with one remedy.
 """
 
 import collections
@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
 
 from sam_jax.compilation import preflight, summary, topology
@@ -50,33 +51,43 @@ def test_slice_names_resolve_to_libtpu_topologies_with_their_devices(name):
 
 @pytest.mark.parametrize("name", ["v3-7", "v9-8", "tpu", "v5e:3x3"])
 def test_a_bad_slice_name_lists_the_valid_forms(name):
-  with pytest.raises(ValueError, match="GEN-N .* e.g. v3-8"):
+  with pytest.raises(ValueError, match=r"GEN-N .*v3-8 to v3-2048.*v5litepod = v5e"):
     topology.resolve(name)
 
 
-def _collectives(config):
-  program = preflight.compile_setup(preflight.build(config, topology.devices(
-      topology.resolve("v3-8"))))
-  return collections.Counter({(c.kind, c.group_size): c.count for c in program.collectives}), \
-      {(c.kind, c.group_size): c.bytes for c in program.collectives}
+def _bytes_by_group(collectives):
+  """(kind, group size) -> bytes, without the no-op collectives over one device."""
+  return collections.Counter({(c.kind, c.group_size): c.bytes for c in collectives
+                              if c.group_size > 1})
 
 
-def test_sam_adds_only_the_collectives_its_grouping_needs():
-  """Batch 32 on 8 devices (4 per core): SAM groups of 2 (in one device), 8 (two devices)
-  and 32 (global SAM) against the base step."""
-  base, _ = _collectives(_config(**{"sam.rho": 0.0}))
-  parameter_bytes = 4 * sum(
-      x.size for x in __import__("jax").tree.leaves(preflight.build(
-          _config(), topology.devices(topology.resolve("v3-8"))).abstract_state().params))
+def test_the_report_and_the_collectives_sam_adds_for_its_grouping():
+  """Batch 32 on 8 devices (4 per core): the base step compiled and reported; then the base and
+  SAM steps of groups of 2 (within one device), 8 (two devices) and 32 (global SAM) lowered:
+  SAM adds the all-reduce of its ascent gradient over its group's devices, or nothing (the
+  program's collectives: one per parameter array, which XLA then combines)."""
+  report = preflight.preflight(_config(**{"sam.rho": 0.0, "batch_size": 32}), "v3-8",
+                               config_name="tiny", evaluate=False)
+  text, data = summary.format_report(report), summary.to_dict(report)
+  memory = report.train.memory
+  assert report.train.total_bytes == (memory["argument"] + memory["output"] - memory["alias"]
+                                      + memory["temp"] + memory["generated_code"])
+  assert memory["alias"] > 0  # The donated state is written in place.
+  assert data["fits"] and "verdict: fits" in text
+  step = report.step_seconds(report.train)
+  assert data["derived"]["train"]["run_seconds"] == pytest.approx(step * report.num_train_steps)
+  assert report.model_flops <= report.train.flops  # XLA counts the elementwise work too.
+  assert {c.kind for c in report.train.collectives} == {"all-reduce"}
+
+  devices = topology.devices(topology.resolve("v3-8"))
+  parameter_bytes = report.state_bytes["parameters"]  # float32.
   for m, group in ((2, None), (8, 2), (32, 8)):
-    counts, sizes = _collectives(_config(**{"sam.m": m, "batch_size": 32}))
-    added = counts - base
-    assert not base - counts, m  # SAM removes none of the base step's collectives.
-    if group is None:
-      assert not added, m  # A group within one device ascends on its own gradient.
-    else:  # One all-reduce of the ascent gradient over the group's devices.
-      assert added == {("all-reduce", group): 1}, (m, counts, base)
-      assert sizes["all-reduce", group] == parameter_bytes
+    base, sam = (_bytes_by_group(preflight.lowered_collectives(preflight.build(
+        _config(**{"sam.m": m, "sam.rho": rho, "batch_size": 32}), devices)))
+        for rho in (0.0, 0.05))  # The same mesh: m's group of devices on its "member" axis.
+    added = {key: sam[key] - base[key] for key in sam if sam[key] != base[key]}
+    assert not base - sam, m  # SAM removes none of the base step's collectives.
+    assert added == ({} if group is None else {("all-reduce", group): parameter_bytes}), m
 
 
 def _run_preflight(*flags, env_python=""):
@@ -106,17 +117,3 @@ def test_without_libtpu_the_preflight_exits_2_naming_what_to_install():
   assert result.returncode == 2, result.stderr[-2000:]
   assert result.stderr.strip().splitlines()[-1] == (
       f"sam_jax.preflight: {topology.LIBTPU_HINT}")
-
-
-def test_the_report_reads_memory_flops_and_projection_of_a_compiled_step():
-  """The text and JSON of one compile agree with the compiled program's own figures."""
-  report = preflight.preflight(_config(), "v3-8", config_name="tiny", evaluate=False)
-  text, data = summary.format_report(report), summary.to_dict(report)
-  memory = report.train.memory
-  assert report.train.total_bytes == (memory["argument"] + memory["output"] - memory["alias"]
-                                      + memory["temp"] + memory["generated_code"])
-  assert memory["alias"] > 0  # The donated state is written in place.
-  assert data["fits"] and "verdict: fits" in text
-  step = report.step_seconds(report.train)
-  assert data["derived"]["train"]["run_seconds"] == pytest.approx(step * report.num_train_steps)
-  assert report.model_flops <= report.train.flops  # XLA counts the elementwise work too.

@@ -147,11 +147,20 @@ def train_step_of(setup) -> Callable:
   return getattr(setup.train_step, "sam_step", setup.train_step)
 
 
+def _step_and_args(setup, train: bool) -> tuple[Callable, tuple[Any, Any]]:
+  step = train_step_of(setup) if train else setup.eval_step
+  return step, (setup.abstract_state(), setup.abstract_batch(train))
+
+
 def compile_setup(setup, train: bool = True) -> programs.Program:
   """The train (or eval) step of ``setup`` compiled on abstract arguments."""
-  step = train_step_of(setup) if train else setup.eval_step
-  args = (setup.abstract_state(), setup.abstract_batch(train))
-  return programs.compile_program(step, args, setup.mesh.devices.size)
+  return programs.compile_program(*_step_and_args(setup, train), setup.mesh.devices.size)
+
+
+def lowered_collectives(setup, train: bool = True) -> tuple[programs.Collective, ...]:
+  """The collectives the train (or eval) step of ``setup`` asks for, lowered, not compiled."""
+  step, args = _step_and_args(setup, train)
+  return programs.lowered_collectives(step.lower(*args), setup.mesh.devices.size)
 
 
 def with_overrides(config: ml_collections.ConfigDict,

@@ -6,6 +6,11 @@ executable's ``memory_analysis()`` (bytes per core), ``cost_analysis()`` (FLOPs 
 accessed per core) and HLO text (``collectives``). A program that does not fit the core's
 HBM fails to compile with XLA's ``RESOURCE_EXHAUSTED``; its message is kept.
 
+Collectives are read twice: as the program asks for them (the lowered HLO, before XLA's
+passes: one per ``psum``/``pmean``) and as the executable runs them (XLA combines small
+ones and may split one into stages along the slice's chips and cores, e.g. an all-reduce
+over 8 v3 cores into 2 + 4 + 2).
+
 Per core the program holds its arguments, its outputs and its temporaries at once, less the
 outputs written in place of donated arguments (the train step's state):
 
@@ -33,7 +38,8 @@ class Program:
   memory: dict[str, int] = dataclasses.field(default_factory=dict)  # memory_analysis() bytes.
   flops: float = 0.0
   bytes_accessed: float = 0.0
-  collectives: tuple[Collective, ...] = ()
+  collectives: tuple[Collective, ...] = ()          # Of the executable.
+  program_collectives: tuple[Collective, ...] = ()  # As lowered, before XLA's passes.
 
   @property
   def total_bytes(self) -> int | None:
@@ -56,6 +62,11 @@ def _cost(compiled) -> dict[str, float]:
   return cost[0] if isinstance(cost, (list, tuple)) else cost
 
 
+def lowered_collectives(lowered, num_devices: int) -> tuple[Collective, ...]:
+  """The collectives a lowered program asks for (no compile)."""
+  return tuple(collectives(lowered.as_text(dialect="hlo"), num_devices))
+
+
 def compile_program(step: Callable, args: tuple[Any, ...], num_devices: int) -> Program:
   """``step`` (a ``jax.jit`` function) compiled on the abstract ``args``.
 
@@ -64,14 +75,16 @@ def compile_program(step: Callable, args: tuple[Any, ...], num_devices: int) -> 
   """
   start = time.perf_counter()
   lowered = step.lower(*args)
+  asked = lowered_collectives(lowered, num_devices)
   try:
     compiled = lowered.compile()
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
-    return Program(time.perf_counter() - start, error=str(e).strip())
+    return Program(time.perf_counter() - start, error=str(e).strip(), program_collectives=asked)
   seconds = time.perf_counter() - start
   cost = _cost(compiled)
   return Program(seconds, memory=_memory(compiled), flops=float(cost.get("flops", 0.0)),
                  bytes_accessed=float(cost.get("bytes accessed", 0.0)),
-                 collectives=tuple(collectives(compiled.as_text(), num_devices)))
+                 collectives=tuple(collectives(compiled.as_text(), num_devices)),
+                 program_collectives=asked)

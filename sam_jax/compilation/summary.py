@@ -64,10 +64,13 @@ def _compute_lines(report: preflight.Report) -> list[str]:
 
 
 def _collective_lines(program: programs.Program) -> list[str]:
-  if not program.collectives:
-    return ["  none"]
-  return [f"  {c.kind} over {c.group_size} devices: {c.count} x, {c.bytes / 2**20:.2f} MiB"
-          for c in program.collectives]
+  lines = []
+  for title, found in (("as compiled", program.collectives),
+                       ("as the program asks (before XLA's passes)", program.program_collectives)):
+    lines.append(f"  {title}:")
+    lines += [f"    {c.kind} over {c.group_size} devices: {c.count} x, "
+              f"{c.bytes / 2**20:.2f} MiB" for c in found] or ["    none"]
+  return lines
 
 
 def _remedy_lines(report: preflight.Report) -> list[str]:
@@ -90,7 +93,7 @@ def format_report(report: preflight.Report) -> str:
   if report.eval is not None:
     lines.append(f"eval step, per core:             {_fit_line(report, report.eval)}")
   lines += ["compute per core per step:", *_compute_lines(report),
-            "collectives of the train step:", *_collective_lines(report.train)]
+            "collectives of the train step per step:", *_collective_lines(report.train)]
   if not report.fits(report.train):
     lines += ["remedies (each compiled):", *_remedy_lines(report)]
   lines.append("verdict: " + ("fits" if report.verdict else "does not fit"))

@@ -55,7 +55,7 @@ CHIPS: dict[str, Chip] = {
     "v4": Chip("v4", 2, 275e12, 32 * GIB, 1200e9, _GRIDS_3D, megacore=True),
     "v5e": Chip("v5e", 1, 197e12, 16 * GIB, 819e9, _grids(_GRIDS_2D, 1, 256)),
     "v5p": Chip("v5p", 2, 459e12, 95 * GIB, 2765e9, _GRIDS_3D),
-    "v6e": Chip("v6e", 1, 918e12, 32 * GIB, 1640e9, _grids(_GRIDS_2D, 1, 256)),
+    "v6e": Chip("v6e", 1, 918e12, 32 * GIB, 1638e9, _grids(_GRIDS_2D, 1, 256)),
 }
 ALIASES = {"v5litepod": "v5e", "v6litepod": "v6e"}
 
@@ -71,10 +71,11 @@ class Slice:
 
 def valid_forms() -> str:
   """One line of the accepted slice names."""
-  examples = ", ".join(f"{g}-{n * c.cores_in_name}" for g, c in CHIPS.items()
-                       for n in (min(c.grids), max(c.grids)))
-  return (f"a Cloud slice name GEN-N (GEN one of {sorted(CHIPS) + sorted(ALIASES)}; e.g. "
-          f"{examples}) or libtpu's GEN:GRID (e.g. v3:8x16, v4:4x4x4)")
+  sizes = ", ".join(f"{g}-{min(c.grids) * c.cores_in_name} to {g}-"
+                    f"{max(c.grids) * c.cores_in_name}" for g, c in CHIPS.items())
+  aliases = ", ".join(f"{a} = {g}" for a, g in ALIASES.items())
+  return (f"a Cloud slice name GEN-N with N a power of two ({sizes}; {aliases}) or libtpu's "
+          "GEN:GRID (e.g. v3:8x16, v4:4x4x4)")
 
 
 def resolve(name: str) -> Slice:
