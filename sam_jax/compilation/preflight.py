@@ -31,8 +31,8 @@ from sam_jax.data import input_pipeline
 from sam_jax.objectives.adversarial import PgdAttack
 from sam_jax.training import loop, train_step
 
-# Achieved / roofline step time: projected/measured of big_vision's Mixer-B/16 on v3-128
-# (docs/scale.md, "Calibration").
+# Roofline / achieved step time. An assumption until the calibration against big_vision's
+# Mixer-B/16 on v3-128 (docs/scale.md, "Calibration") is compiled: replace it by that ratio.
 EFFICIENCY = 0.5
 # Config overrides that cut memory, each compiled when a run does not fit.
 REMEDIES: dict[str, dict[str, Any]] = {

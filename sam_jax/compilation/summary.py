@@ -8,8 +8,10 @@ from sam_jax.compilation import preflight, programs, topology
 GIB = topology.GIB
 
 
-def _gib(n: float | None) -> str:
-  return "?" if n is None else f"{n / GIB:.2f}"
+def _size(n: float | None) -> str:
+  if n is None:
+    return "?"
+  return f"{n / 2**20:.1f} MiB" if n < GIB else f"{n / GIB:.2f} GiB"
 
 
 def _duration(seconds: float) -> str:
@@ -21,20 +23,20 @@ def _fit_line(report: preflight.Report, program: programs.Program) -> str:
   total, hbm = program.total_bytes, report.peaks.hbm_bytes
   verdict = "fits" if report.fits(program) else "DOES NOT FIT"
   share = "" if total is None else f" ({100 * total / hbm:.0f}%)"
-  return f"{_gib(total)} of {_gib(hbm)} GiB{share}: {verdict}"
+  return f"{_size(total)} of {_size(hbm)}{share}: {verdict}"
 
 
 def _memory_lines(report: preflight.Report) -> list[str]:
-  lines = [f"  {name:<30}{_gib(size):>9}" for name, size in report.state_bytes.items()]
-  lines.append(f"  {'batch':<30}{_gib(report.batch_bytes):>9}")
+  lines = [f"  {name:<30}{_size(size):>11}" for name, size in report.state_bytes.items()]
+  lines.append(f"  {'batch':<30}{_size(report.batch_bytes):>11}")
   m = report.train.memory
   if m:
-    lines += [f"  {'arguments (XLA)':<30}{_gib(m['argument']):>9}",
-              f"  {'temporaries':<30}{_gib(m['temp']):>9}",
-              f"  {'outputs less aliased':<30}{_gib(m['output'] - m['alias']):>9}"
-              f"  (outputs {_gib(m['output'])}, written over donated arguments "
-              f"{_gib(m['alias'])})",
-              f"  {'generated code':<30}{_gib(m['generated_code']):>9}"]
+    lines += [f"  {'arguments (XLA)':<30}{_size(m['argument']):>11}",
+              f"  {'temporaries':<30}{_size(m['temp']):>11}",
+              f"  {'outputs less aliased':<30}{_size(m['output'] - m['alias']):>11}"
+              f"  (outputs {_size(m['output'])}, written over donated arguments "
+              f"{_size(m['alias'])})",
+              f"  {'generated code':<30}{_size(m['generated_code']):>11}"]
   lines.append(f"  {'total':<30}{_fit_line(report, report.train)}")
   if report.train.error:
     lines.append(f"  XLA: {report.train.error.splitlines()[0]}")
@@ -89,7 +91,7 @@ def format_report(report: preflight.Report) -> str:
            f"{report.num_devices} devices), batch {report.batch_size} ({per_core} per core), "
            + (f"SAM with {g.groups_per_device} group(s) per device over {g.devices_per_group} "
               f"device(s)" if report.sam else "no SAM"),
-           "train step, per core (GiB):", *_memory_lines(report)]
+           "train step, per core:", *_memory_lines(report)]
   if report.eval is not None:
     lines.append(f"eval step, per core:             {_fit_line(report, report.eval)}")
   lines += ["compute per core per step:", *_compute_lines(report),
