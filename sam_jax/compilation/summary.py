@@ -58,8 +58,8 @@ def _compute_lines(report: preflight.Report) -> list[str]:
       f"  bytes accessed                {train.bytes_accessed:.3e}",
       f"  roofline per step             {1e3 * roofline:.1f} ms ({bound}-bound at "
       f"{peaks.flops / 1e12:.1f} TFLOP/s, {peaks.hbm_bandwidth / 1e9:.0f} GB/s per core)",
-      f"  projected step                {1e3 * step:.1f} ms (roofline / efficiency "
-      f"{preflight.EFFICIENCY:.2f}, docs/scale.md)",
+      f"  projected step                {1e3 * step:.1f} ms (model FLOPs at the calibrated "
+      f"MFU {preflight.CALIBRATED_MFU:.3f}, or the roofline if slower; docs/scale.md)",
       f"  projected run                 {_duration(step * report.num_train_steps)} for "
       f"{report.num_train_steps:,} steps, assuming MFU {100 * report.mfu(train):.0f}%",
       f"  compile time here             {train.compile_seconds:.0f} s"]
@@ -78,7 +78,8 @@ def _collective_lines(program: programs.Program) -> list[str]:
 def _remedy_lines(report: preflight.Report) -> list[str]:
   lines = [f"  {name:<30}{_fit_line(report, program)}"
            + ("" if program.error else
-              f", step {1e3 * report.step_seconds(program):.1f} ms projected")
+              f", XLA FLOPs {program.flops:.3e}, step {1e3 * report.step_seconds(program):.1f} "
+              "ms projected")
            for name, program in report.remedies.items()]
   return lines + [f"  {preflight.NOT_YET}"]
 
@@ -113,6 +114,6 @@ def to_dict(report: preflight.Report) -> dict[str, Any]:
     return out
 
   programs_ = {"train": report.train, "eval": report.eval, **report.remedies}
-  return {**dataclasses.asdict(report), "efficiency": preflight.EFFICIENCY,
+  return {**dataclasses.asdict(report), "calibrated_mfu": preflight.CALIBRATED_MFU,
           "fits": report.verdict,
           "derived": {k: derived(p) for k, p in programs_.items() if p is not None}}
