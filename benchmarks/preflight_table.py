@@ -39,7 +39,7 @@ def _gib(tree) -> float:
 def _compiled(name: str) -> str:
   path = ROOT / "benchmarks" / "preflight" / f"{name}.json"
   if not path.exists():
-    return "not compiled | | | |"
+    return "not compiled | | |"
   report = json.loads(path.read_text())
   train = report["derived"]["train"]
   collectives = ", ".join(f"{c['kind']}/{c['group_size']} x{c['count']}"

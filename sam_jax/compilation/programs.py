@@ -26,7 +26,9 @@ import jax
 
 from sam_jax.compilation.collectives import Collective, collectives
 
-_USED = re.compile(r"Used ([\d.]+)([KMGT]) of ([\d.]+)([KMGT]) hbm")
+# XLA's out-of-memory messages: "Used 21.2G of 15.5G hbm" or "... required for HLO
+# temporaries (92.60G) exceeds available HBM (15.48G)" (then the temporaries alone).
+_NEEDED = re.compile(r"Used ([\d.]+)([KMGT]) of|required for HLO temporaries \(([\d.]+)([KMGT])\)")
 _UNITS = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -43,12 +45,16 @@ class Program:
 
   @property
   def total_bytes(self) -> int | None:
-    """Bytes the core holds while it runs (see the module); None if XLA did not say."""
+    """Bytes the core holds while it runs (see the module); out of memory, XLA's figure (its
+    temporaries alone, a lower bound, if that is all it names); None if XLA did not say."""
     if self.memory:
       m = self.memory
       return m["argument"] + m["output"] - m["alias"] + m["temp"] + m["generated_code"]
-    used = _USED.search(self.error or "")
-    return int(float(used.group(1)) * _UNITS[used.group(2)]) if used else None
+    needed = _NEEDED.search(self.error or "")
+    if not needed:
+      return None
+    number, unit = needed.group(1, 2) if needed.group(1) else needed.group(3, 4)
+    return int(float(number) * _UNITS[unit])
 
 
 def _memory(compiled) -> dict[str, int]:

@@ -23,7 +23,8 @@ def _fit_line(report: preflight.Report, program: programs.Program) -> str:
   total, hbm = program.total_bytes, report.peaks.hbm_bytes
   verdict = "fits" if report.fits(program) else "DOES NOT FIT"
   share = "" if total is None else f" ({100 * total / hbm:.0f}%)"
-  return f"{_size(total)} of {_size(hbm)}{share}: {verdict}"
+  at_least = ">= " if program.error and total is not None else ""
+  return f"{at_least}{_size(total)} of {_size(hbm)}{share}: {verdict}"
 
 
 def _memory_lines(report: preflight.Report) -> list[str]:
