@@ -3,8 +3,9 @@
     cd REPO && ALLOW_MULTIPLE_LIBTPU_LOAD=1 PYTHONPATH=. python benchmarks/preflight_table.py
 
 Without compiling (seconds each): the state each core holds (parameters and Adam's moments,
-replicated) and the model's FLOPs per core per step (``compilation.model_flops``), with the
-step time they take at the core's peak (a lower bound). Columns from a compile (memory per core,
+replicated), the model's FLOPs per core per step (``compilation.model_flops``) and the step
+and run time the preflight projects from them at the calibrated MFU (``preflight.CALIBRATED_MFU``;
+a compile can only make it longer, when its roofline is slower). Columns from a compile (memory per core,
 fit, XLA's FLOPs, collectives, compile time) are read from ``benchmarks/preflight/NAME.json``,
 written by ``python -m sam_jax.preflight ... --json=benchmarks/preflight/NAME.json`` with NAME =
 ``CONFIG_SLICE_base|sam``; a row without one says "not compiled".
@@ -51,7 +52,8 @@ def _compiled(name: str) -> str:
 
 def main() -> None:
   devices = {s: topology.devices(topology.resolve(s)) for s in SLICES}
-  print("| config | slice | SAM | state GiB/core | model FLOPs/core/step | at peak: step, run | "
+  print(f"| config | slice | SAM | state GiB/core | model FLOPs/core/step | projected step, run "
+        f"(MFU {preflight.CALIBRATED_MFU}) | "
         "compiled: fits, GiB/core | XLA FLOPs | collectives (kind/group xcount) | compile |")
   print("|" + "---|" * 10)
   for name in CONFIGS:
@@ -65,7 +67,7 @@ def main() -> None:
       for sam in (False, True):
         flops = (model_flops.train_flops_per_example(forward, sam) * setup.config.batch_size
                  / len(devices[s]))
-        step = flops / peaks.flops
+        step = flops / (peaks.flops * preflight.CALIBRATED_MFU)
         row = f"{name}_{s}_{'sam' if sam else 'base'}"
         print(f"| {name} | {s} | {'yes' if sam else 'no'} | "
               f"{_gib((state.params, state.opt_state)):.2f} | {flops:.2e} | "
