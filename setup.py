@@ -19,6 +19,9 @@ INSTALL_REQUIRES = [
     "pillow>=10",          # JPEG files of sam_jax.data.make_cifar10_folder.
 ]
 
+# libtpu as jax[tpu] 0.10.2 pins it: compiles for TPU topologies without a TPU (the preflight).
+TPU_COMPILE = ["libtpu==0.0.42.*"]
+
 setuptools.setup(
     name="sam_jax",
     version="0.1.0",
@@ -29,7 +32,7 @@ setuptools.setup(
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5",
+        "test": ["pytest>=8", "pytest-xdist>=3.5", *TPU_COMPILE,
                  # tests/test_notebook.py runs notebooks/ on an ipykernel of the test's Python.
                  "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29", "jupyter_client>=8",
                  # .ci/run's lint and type check (ruff.toml, pyrightconfig.json).
@@ -38,6 +41,8 @@ setuptools.setup(
         "study": ["imagecorruptions>=1.1.2"],
         "gpu": ["jax[cuda12]>=0.7,<0.11"],
         "tpu": ["jax[tpu]>=0.7,<0.11"],
+        # Compiling for a TPU slice on any machine (python -m sam_jax.preflight).
+        "tpu-compile": TPU_COMPILE,
     },
     license="Apache-2.0",
 )

@@ -19,6 +19,10 @@ usage() {
   cat <<EOF
 Usage: launch/tpu_vm.sh [--dry-run] ACTION... [OPTIONS] [-- MAIN_FLAGS...]
 
+Before create or train, the preflight compiles the run for the slice here (needs libtpu,
+not a TPU: pip install -e '.[tpu-compile]') and stops if it does not fit:
+  python -m sam_jax.preflight --config --topology=ACCELERATOR_TYPE [--config.* MAIN_FLAGS]
+
 Actions (run in the order given):
   create   gcloud compute tpus tpu-vm create
   setup    on every worker: git clone/fetch --repo at --ref, venv, pip install -e .[tpu]
@@ -32,13 +36,15 @@ Options:
   --name NAME              TPU VM name (default \$TPU_NAME)                     [all]
   --zone ZONE              e.g. us-central2-b (default \$TPU_ZONE)              [all]
   --project PROJECT        default: gcloud's configured project                 [all]
-  --accelerator-type TYPE  default v4-32                                        [create]
+  --accelerator-type TYPE  default v4-32; the slice the preflight compiles for   [create, train]
   --version VERSION        TPU VM runtime, default tpu-ubuntu2204-base          [create]
   --spot                   use spot capacity                                    [create]
   --repo URL               git URL of this repository                           [setup]
   --ref REF                branch, tag or commit, default main                  [setup]
   --python EXE             Python >= 3.11 for the venv, default python3.11      [setup]
-  --config FILE            config path inside the repository                    [train]
+  --config FILE            config path inside the repository             [create, train]
+  --skip-preflight         create or train without compiling the run here first [create, train]
+  --local-python EXE       Python with sam_jax[tpu-compile] here, default python3 [create, train]
   --workdir gs://...       checkpoints and summaries, shared by all workers     [train]
   --tfds-data-dir gs://... TFDS data dir (TFDS_DATA_DIR), default TFDS's own    [train]
   --log-worker N           worker whose log 'logs' follows, default 0           [logs]
@@ -49,6 +55,8 @@ EOF
 }
 
 dry_run=0
+skip_preflight=0
+local_python="python3"
 actions=()
 name="${TPU_NAME:-}"
 zone="${TPU_ZONE:-}"
@@ -70,10 +78,11 @@ while [[ $# -gt 0 ]]; do
     create | setup | train | logs | stop | delete) actions+=("$1"); shift ;;
     --dry-run) dry_run=1; shift ;;
     --spot) spot=1; shift ;;
+    --skip-preflight) skip_preflight=1; shift ;;
     -h | --help) usage; exit 0 ;;
     --*=*) set -- "${1%%=*}" "${1#*=}" "${@:2}" ;;  # --option=value -> --option value
     --name | --zone | --project | --accelerator-type | --version | --repo | --ref | --python | \
-      --config | --workdir | --tfds-data-dir | --log-worker)
+      --config | --workdir | --tfds-data-dir | --log-worker | --local-python)
       need_value "$@"
       option="${1#--}"
       printf -v "${option//-/_}" '%s' "$2"
@@ -104,6 +113,30 @@ if ((${#main_flags[@]})) && ! has_action train; then
   die "flags after -- are for sam_jax.main and need the train action."
 fi
 [[ "$log_worker" =~ ^[0-9]+$ ]] || die "--log-worker must be a worker index, got '${log_worker}'."
+preflight=0
+if ((!skip_preflight)) && { has_action create || has_action train; }; then
+  preflight=1
+  [[ -n "$config" ]] ||
+    die "create and train first run the preflight, which needs --config (or --skip-preflight)."
+  [[ -f "$REPO_ROOT/${config%%:*}" ]] || die "--config: no file ${config%%:*} in ${REPO_ROOT}."
+fi
+
+# Compiles the run for the slice here; stops unless it fits (sam_jax/preflight.py).
+run_preflight() {
+  local overrides=() flag status=0
+  for flag in "${main_flags[@]}"; do
+    [[ "$flag" == --config.* ]] && overrides+=("$flag")
+  done
+  cd "$REPO_ROOT"  # --config is a path inside the repository.
+  run "$local_python" -m sam_jax.preflight "--config=$config" \
+    "--topology=$accelerator_type" "${overrides[@]}" || status=$?
+  ((status == 0)) || {
+    echo "${PROGRAM}: the preflight of ${config} on ${accelerator_type} failed (exit ${status}:" \
+      "6 is 'does not fit', see its remedies); nothing was created or started." \
+      "--skip-preflight goes ahead anyway." >&2
+    exit "$status"
+  }
+}
 
 where=("$name" "--zone=$zone")
 [[ -n "$project" ]] && where+=("--project=$project")
@@ -117,6 +150,7 @@ ssh_all() {
   run gcloud compute tpus tpu-vm ssh "${where[@]}" --worker=all "--command=${command}"
 }
 
+((preflight)) && run_preflight
 for action in "${actions[@]}"; do
   case "$action" in
     create)

@@ -42,10 +42,15 @@ def test_resume_with_another_batch_size_is_refused_listing_it_then_allowed(tmp_p
 
 
 def _drop_recorded_section(workdir, name, entry=0):
-  """Edits a recorded config as code from before section ``name`` existed wrote it."""
+  """Edits a recorded config as code from before section (or dotted key) ``name`` existed
+  wrote it."""
   entry = _history(workdir)[entry]
   recorded = json.loads(entry.read_text())
-  del recorded["config"][name]
+  *parents, key = name.split(".")
+  section = recorded["config"]
+  for parent in parents:
+    section = section[parent]
+  del section[key]
   entry.write_text(json.dumps(recorded))
 
 
@@ -54,7 +59,7 @@ def test_a_section_added_since_the_run_started_resumes_at_its_default_only(tmp_p
   resuming with it at its defaults (off) is logged, not refused; switching it on is a change."""
   loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
   shutil.rmtree(tmp_path / "checkpoints" / "5")  # Killed after the step-4 checkpoint.
-  for name in ("augment", "contrastive", "trainable", "classes", "reinit_head"):
+  for name in ("augment", "contrastive", "trainable", "classes", "reinit_head", "model.remat"):
     _drop_recorded_section(tmp_path, name)  # Top-level keys added since, too.
   state = loop.train_and_evaluate(tiny_digits_config.get_config(5), str(tmp_path))
   assert int(state.step) == 5
@@ -62,6 +67,7 @@ def test_a_section_added_since_the_run_started_resumes_at_its_default_only(tmp_p
   assert second["start_step"] == 4
   assert "  augment.mixup_alpha: (absent) -> 0.0" in second["changes"]
   assert "  trainable: (absent) -> ''" in second["changes"]
+  assert "  model.remat: (absent) -> False" in second["changes"]
 
   _drop_recorded_section(tmp_path, "adversarial_training", entry=-1)
   changed = tiny_digits_config.get_config(5)

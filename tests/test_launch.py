@@ -39,7 +39,7 @@ def launch(tmp_path):
   """``launch(script, *args, env=...) -> (returncode, stdout, stderr, fake calls)``."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  for name in ("gcloud", "srun"):
+  for name in ("gcloud", "srun", "python3"):  # python3: the local preflight.
     (bin_dir / name).write_text(FAKE)
     (bin_dir / name).chmod(0o755)
   log = tmp_path / "calls.jsonl"
@@ -79,7 +79,10 @@ def test_tpu_dry_run_prints_what_a_real_run_executes(launch):
 
   where = ["my-tpu", "--zone=us-central2-b", "--project=proj"]
   tpu_vm = ["gcloud", "compute", "tpus", "tpu-vm"]
-  create, setup, train, logs, stop, delete = printed
+  preflight, create, setup, train, logs, stop, delete = printed
+  # First the run is compiled here for the slice, with the config overrides of the run.
+  assert preflight == ["python3", "-m", "sam_jax.preflight", "--config=configs/vit_b16.py",
+                       "--topology=v4-32", *MAIN_FLAGS]
   assert create == [*tpu_vm, "create", *where, "--accelerator-type=v4-32",
                     "--version=tpu-ubuntu2204-base", "--spot"]
   for command in (setup, train, stop):
@@ -125,6 +128,7 @@ NAME_ZONE = ["--name", "n", "--zone", "z"]
     (["train", *NAME_ZONE, "--config", "configs/vit_b16.py", "--workdir", "/tmp/w"], "gs://"),
     (["create", *NAME_ZONE, "--", "--config.sam.rho=0"], "need the train action"),
     (["logs", *NAME_ZONE, "--log-worker", "x"], "worker index"),
+    (["create", *NAME_ZONE], "needs --config (or --skip-preflight)"),
 ])
 def test_tpu_usage_errors_fail_before_any_command(launch, args, message):
   rc, out, err, calls = launch(TPU, *args)
@@ -180,7 +184,8 @@ def test_scripts_pass_shellcheck():
 
 def test_tpu_remote_train_and_stop_commands_run_detached_and_end_the_run(launch, tmp_path):
   """The worker-side train and stop commands, run by bash in a stand-in home directory."""
-  rc, out, err, _ = launch(TPU, "--dry-run", "train", "stop", *TPU_ARGS, "--", *MAIN_FLAGS)
+  rc, out, err, _ = launch(TPU, "--dry-run", "train", "stop", "--skip-preflight", *TPU_ARGS, "--",
+                           *MAIN_FLAGS)
   assert rc == 0, err
   train_command, stop_command = (shlex.split(line)[-1].removeprefix("--command=")
                                  for line in out.splitlines())
@@ -221,3 +226,20 @@ def _alive(pid: int) -> bool:
   except FileNotFoundError:
     return False
   return state != "Z"
+
+
+FAILING_PREFLIGHT = f"""#!{sys.executable}
+import sys
+sys.exit(6)
+"""
+
+
+def test_tpu_a_run_that_does_not_fit_creates_nothing(launch, tmp_path):
+  """The preflight's exit status stops the script before gcloud; --skip-preflight skips it."""
+  (tmp_path / "bin" / "python3").write_text(FAILING_PREFLIGHT)
+  rc, _, err, calls = launch(TPU, "create", "train", *TPU_ARGS)
+  assert rc == 6 and calls == []
+  assert "does not fit" in err and "--skip-preflight" in err
+  rc, out, err, calls = launch(TPU, "create", "--skip-preflight", *TPU_ARGS)
+  assert rc == 0, err
+  assert [call["argv"][0] for call in calls] == ["gcloud"]

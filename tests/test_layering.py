@@ -15,7 +15,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "sam_jax"
-PROGRAMS = {"main", "evaluate", "analyze", "cli"}
+PROGRAMS = {"main", "evaluate", "analyze", "preflight", "cli"}
 # Layer (a subpackage or a top-level module of sam_jax) -> the layers it may import.
 LIBRARY = {"checkpoints", "config", "data", "metrics", "models", "parallel"}
 ALLOWED: dict[str, set[str]] = {
@@ -31,10 +31,12 @@ ALLOWED: dict[str, set[str]] = {
                  "parallel"},
     "analysis": LIBRARY,
     "evaluation": LIBRARY | {"objectives"},
+    "compilation": {"config", "data", "models", "objectives", "optim", "parallel", "training"},
     "cli": set(),
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
     "evaluate": {"cli", "checkpoints", "evaluation"},
     "analyze": {"cli", "analysis", "checkpoints"},
+    "preflight": {"cli", "compilation"},
 }
 
 

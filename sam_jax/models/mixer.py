@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam_jax.models import remat
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
 from sam_jax.models.patch_classifier import PatchClassifier
@@ -67,8 +68,9 @@ class MlpMixer(PatchClassifier):
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
     x = embed_patches(images, self.patch_size, self.hidden_dim, name="stem", dtype=self.dtype)
+    block = remat.block(MixerBlock, self.remat)
     for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_blocks)):
-      x = MixerBlock(self.tokens_mlp_dim, self.channels_mlp_dim, dropout_rate=self.dropout_rate,
-                     drop_path_rate=rate, dtype=self.dtype, name=f"MixerBlock_{i}")(x, train=train)
+      x = block(self.tokens_mlp_dim, self.channels_mlp_dim, dropout_rate=self.dropout_rate,
+                drop_path_rate=rate, dtype=self.dtype, name=f"MixerBlock_{i}")(x, train)
     x = nn.LayerNorm(dtype=self.dtype, name="pre_head_layer_norm")(x)
     return self.head(jnp.mean(x, axis=1))

@@ -17,7 +17,8 @@ class PatchClassifier(nn.Module, kw_only=True):
   """The fields both families take; ``head`` ends a subclass's ``__call__``.
 
   ``stochastic_depth`` is the drop rate of the last block (linear from 0, see
-  ``stochastic_depth.py``); ``head_bias_init`` the initial head bias.
+  ``stochastic_depth.py``); ``head_bias_init`` the initial head bias; ``remat``
+  rematerialises the blocks (``remat.py``).
   """
   num_classes: int
   patch_size: int | Sequence[int]
@@ -25,6 +26,7 @@ class PatchClassifier(nn.Module, kw_only=True):
   stochastic_depth: float = 0.0
   head_bias_init: float = 0.0
   dtype: Any = jnp.float32
+  remat: bool = False
 
   def head(self, features: jax.Array) -> jax.Array:
     """Records ``features`` in ``intermediates``; the logits of the ``head`` Dense layer, or

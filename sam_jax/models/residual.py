@@ -33,7 +33,7 @@ class PreNormBlock(nn.Module, kw_only=True):
     raise NotImplementedError(f"{type(self).__name__} must define branches(train).")
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i, branch in enumerate(self.branches(train)):
       y = branch(nn.LayerNorm(dtype=self.dtype, name=f"LayerNorm_{i}")(x))
       x = x + DropPath(self.drop_path_rate)(y, train=train)

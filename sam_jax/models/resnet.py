@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sam_jax.models import conv_matmul
+from sam_jax.models import conv_matmul, remat
 
 # Depth -> (blocks per stage, block type).
 SIZES = {
@@ -65,7 +65,7 @@ class ResNetBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     conv, norm = _layers(train, self.bn_axis_name, self.dtype)
     s = (self.strides, self.strides)
     y = nn.relu(norm()(conv(self.filters, (3, 3), s)(x)))
@@ -87,7 +87,7 @@ class BottleneckResNetBlock(ResNetBlock):
   """Bottleneck block: 1x1 -> 3x3 (stride) -> 1x1 (4 x filters), for ResNet-50/101/152."""
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     conv, norm = _layers(train, self.bn_axis_name, self.dtype)
     s = (self.strides, self.strides)
     y = nn.relu(norm()(conv(self.filters, (1, 1))(x)))
@@ -106,6 +106,7 @@ class ResNet(nn.Module):
   stem: str = "imagenet"
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  remat: bool = False  # Rematerialise the blocks (``remat.py``).
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool) -> jax.Array:
@@ -114,6 +115,7 @@ class ResNet(nn.Module):
     if self.stem not in STEMS:
       raise ValueError(f"ResNet: stem={self.stem!r} is not one of {STEMS}.")
     block_cls = ResNetBlock if self.block == "basic" else BottleneckResNetBlock
+    block = remat.block(block_cls, self.remat)
     conv, norm = _layers(train, self.bn_axis_name, self.dtype)
     if self.stem == "imagenet":
       x = conv(self.num_filters, (7, 7), (2, 2), padding=[(3, 3), (3, 3)],
@@ -124,8 +126,9 @@ class ResNet(nn.Module):
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
         strides = 2 if i > 0 and j == 0 else 1
-        x = block_cls(self.num_filters * 2**i, strides, self.bn_axis_name,
-                      self.dtype)(x, train=train)
+        name = f"{block_cls.__name__}_{sum(self.stage_sizes[:i]) + j}"  # Flax's own names.
+        x = block(self.num_filters * 2**i, strides, self.bn_axis_name, self.dtype,
+                  name=name)(x, train)
     x = jnp.mean(x, axis=(1, 2))
     self.sow("intermediates", "features", x)
     if not self.num_classes:  # Headless (a contrastive backbone): the pooled features.

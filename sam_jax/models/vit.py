@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sam_jax.models import remat
 from sam_jax.models.attention import MultiHeadDotProductAttention
 from sam_jax.models.mlp_block import MlpBlock
 from sam_jax.models.patches import embed_patches
@@ -93,16 +94,18 @@ class Encoder(_Layers, kw_only=True):
   ``stochastic_depth``) and the final LayerNorm."""
   num_layers: int
   stochastic_depth: float = 0.0
+  remat: bool = False  # Rematerialise the blocks (``remat.py``).
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = AddPositionEmbs(name="posembed_input")(x)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    block = remat.block(Encoder1DBlock, self.remat)
     for i, rate in enumerate(block_rates(self.stochastic_depth, self.num_layers)):
-      x = Encoder1DBlock(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
+      x = block(mlp_dim=self.mlp_dim, num_heads=self.num_heads,
                          dropout_rate=self.dropout_rate,
                          attention_dropout_rate=self.attention_dropout_rate, dtype=self.dtype,
-                         drop_path_rate=rate, name=f"encoderblock_{i}")(x, train=train)
+                         drop_path_rate=rate, name=f"encoderblock_{i}")(x, train)
     return nn.LayerNorm(dtype=self.dtype, name="encoder_norm")(x)
 
 
@@ -137,7 +140,7 @@ class VisionTransformer(PatchClassifier):
     x = Encoder(num_layers=self.num_layers, mlp_dim=self.mlp_dim, num_heads=self.num_heads,
                 dropout_rate=self.dropout_rate,
                 attention_dropout_rate=self.attention_dropout_rate,
-                stochastic_depth=self.stochastic_depth, dtype=self.dtype,
+                stochastic_depth=self.stochastic_depth, dtype=self.dtype, remat=self.remat,
                 name="Transformer")(x, train=train)
     x = x[:, 0] if self.classifier == "token" else jnp.mean(x, axis=1)
     if self.representation_size is not None:

@@ -11,7 +11,7 @@ model, data, seed...) stops the run with the list of differences unless
 default (a config section's, or a top-level data or training key of ``config.defaults``)
 that the recorded config lacks and the new one holds at its default is logged only: a key
 added to the code after the run started computes at its default what the code computed
-before it (e.g. ``augment``, ``classes``, ``trainable``).
+before it (e.g. ``augment``, ``classes``, ``trainable``, ``model.remat``).
 """
 
 import datetime
@@ -102,7 +102,7 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict, step: int, *,
   lines = [f"  {key}: {change}" for key, change in changes]
   before, after = _flatten(recorded), _flatten(as_dict(config))
   known = _flatten(as_dict(ml_collections.ConfigDict(
-      {**defaults.sections(), **defaults.DATA, **defaults.TRAINING})))
+      {**defaults.sections(), **defaults.DATA, **defaults.TRAINING, "model": defaults.MODEL})))
   added_at_default = {key for key, _ in changes if key not in before
                       and key in known and after.get(key) == known[key]}
   altering = [f"  {key}: {change}" for key, change in changes

@@ -1,0 +1,213 @@
+"""Preflight: the run's train and eval steps compiled for a TPU slice, before paying for it.
+
+``preflight(config, slice_name)`` builds the exact steps training would run on the slice's
+devices (``_build``; parameters and optimizer state abstract, never allocated), compiles
+them for the TPU (``programs``) and returns a ``Report``: per core the state, batch,
+temporaries and outputs against the core's HBM and a verdict; FLOPs per step (XLA's beside
+the model's, ``model_flops``); a roofline time per step and the projected one
+
+    t_roofline = max(XLA FLOPs / peak FLOP/s, bytes accessed / HBM bytes/s)    (per core)
+    t_step     = max(t_roofline, model FLOPs / (peak FLOP/s * CALIBRATED_MFU))
+
+and the run's projected wall time ``num_train_steps * t_step`` with the model-FLOPs
+utilisation it assumes, ``model FLOPs / (peak * t_step)`` (``CALIBRATED_MFU`` unless the
+roofline is slower); the compiled step's collectives. A run that does not fit is compiled
+again with each remedy (``REMEDIES``) to say which fit.
+"""
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import ml_collections
+from jax.sharding import NamedSharding, PartitionSpec as P
+import numpy as np
+
+from sam_jax import models, optim, parallel
+from sam_jax.compilation import model_flops, programs, topology
+from sam_jax.config import defaults, validation
+from sam_jax.data import input_pipeline
+from sam_jax.objectives.adversarial import PgdAttack
+from sam_jax.training import loop, train_step
+
+# Model-FLOPs utilisation of a measured run (docs/scale.md, "Calibration"): big_vision's
+# Mixer-B/16, batch 4096 on v3-128 (32 per core), 92,897 steps in 2h11m = 84.6 ms per step,
+# against 3 x 25.2 GFLOPs x 32 = 2.42e12 model FLOPs per core, 39.3 ms at v3's peak.
+CALIBRATED_MFU = 0.465
+# Config overrides that cut memory, each compiled when a run does not fit.
+REMEDIES: dict[str, dict[str, Any]] = {
+    "remat": {"model.remat": True},                 # Rematerialised blocks.
+    "bf16": {"model.dtype": "bfloat16"},            # bf16 activations.
+    "remat+bf16": {"model.remat": True, "model.dtype": "bfloat16"},
+}
+NOT_YET = ("gradient accumulation (micro-batches of whole SAM groups): not yet available in "
+           "the train step")
+
+
+# ---- The adapter: replaced by sam_jax.training.setup.build at merge. ------------------------
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """The part of ``setup.Setup`` the preflight reads (replaced by setup.build at merge)."""
+  config: ml_collections.ConfigDict
+  model: Any
+  mesh: jax.sharding.Mesh
+  groups: train_step.SamGroups
+  train_step: Callable
+  eval_step: Callable | None
+  num_classes: int
+  _state: Any
+
+  def abstract_state(self) -> Any:
+    sharding = parallel.replicated(self.mesh)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        self._state)
+
+  def abstract_batch(self, train: bool) -> dict[str, jax.ShapeDtypeStruct]:
+    config = self.config
+    size = config.batch_size if train else config.eval_batch_size
+    sharding = NamedSharding(self.mesh, P(parallel.DATA))
+    shapes = {"image": ((size, config.image_size, config.image_size, 3), np.float32),
+              "label": ((size,), np.int32)}
+    if train and config.augment.mixup_alpha > 0:
+      shapes["label"] = ((size, self.num_classes), np.float32)
+    if not train:
+      shapes["mask"] = ((size,), np.float32)
+    return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding) for k, (s, d) in shapes.items()}
+
+
+def _build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> _Setup:
+  """The run's steps on ``devices`` from today's training code (replaced by setup.build at
+  merge: ``setup.build(config, devices)``)."""
+  config = defaults.complete(config)
+  validation.validate(config, len(devices))
+  m = config.batch_size if config.sam.m is None and config.sam.sync == "global" else config.sam.m
+  groups = train_step.sam_groups(m, config.batch_size, len(devices))
+  mesh = parallel.create_mesh(devices, groups.devices_per_group)
+  num_classes = config.num_classes or input_pipeline.get_info(config).num_classes
+  model = models.from_config(config.model, num_classes)
+  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
+                                        sync_axis_name=groups.sync_axis_name)
+  state = jax.eval_shape(loop.state_initializer(config, model, tx))
+  step = train_step.make_train_step(
+      model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
+      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1,
+      attack=PgdAttack.from_pixels(**config.adversarial_training),
+      objective=loop.objective(config), trainable=loop.trainable(config, state.params))
+  eval_step = None if config.contrastive.method else train_step.make_eval_step(
+      model, mesh, loss=config.loss)
+  return _Setup(config, model, mesh, groups, step, eval_step, num_classes, state)
+# ---- End of the adapter. ---------------------------------------------------------------------
+
+
+build = _build  # The one setup path (setup.build at merge).
+
+
+def _bytes(tree: Any) -> int:
+  return sum(x.size * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+  """What one config needs on one slice (figures per core unless named otherwise)."""
+  config_name: str
+  slice: topology.Slice
+  num_devices: int
+  peaks: topology.DevicePeaks
+  batch_size: int
+  sam: bool
+  groups: train_step.SamGroups
+  num_train_steps: int
+  state_bytes: dict[str, int]          # parameters, optimizer state, other state.
+  batch_bytes: int                     # The train batch's share of one core.
+  model_flops: float                   # Analytic, per core per step.
+  train: programs.Program
+  eval: programs.Program | None
+  remedies: dict[str, programs.Program] = dataclasses.field(default_factory=dict)
+
+  def fits(self, program: programs.Program) -> bool:
+    total = program.total_bytes
+    return program.error is None and total is not None and total <= self.peaks.hbm_bytes
+
+  @property
+  def verdict(self) -> bool:
+    return self.fits(self.train) and (self.eval is None or self.fits(self.eval))
+
+  def roofline_seconds(self, program: programs.Program) -> float:
+    return max(program.flops / self.peaks.flops, program.bytes_accessed / self.peaks.hbm_bandwidth)
+
+  def step_seconds(self, program: programs.Program) -> float:
+    """Projected: the calibrated MFU's time for the model's FLOPs, or the roofline if slower
+    (a remedy's own FLOPs, e.g. remat's recomputation, count through its roofline)."""
+    calibrated = self.model_flops / (self.peaks.flops * CALIBRATED_MFU)
+    return max(self.roofline_seconds(program), calibrated)
+
+  def mfu(self, program: programs.Program) -> float:
+    return self.model_flops / (self.peaks.flops * self.step_seconds(program))
+
+
+def train_step_of(setup) -> Callable:
+  """The step compiled: with SAM every k-th step, the SAM one (the larger)."""
+  return getattr(setup.train_step, "sam_step", setup.train_step)
+
+
+def _step_and_args(setup, train: bool) -> tuple[Callable, tuple[Any, Any]]:
+  step = train_step_of(setup) if train else setup.eval_step
+  return step, (setup.abstract_state(), setup.abstract_batch(train))
+
+
+def compile_setup(setup, train: bool = True) -> programs.Program:
+  """The train (or eval) step of ``setup`` compiled on abstract arguments."""
+  return programs.compile_program(*_step_and_args(setup, train), setup.mesh.devices.size)
+
+
+def lowered_collectives(setup, train: bool = True) -> tuple[programs.Collective, ...]:
+  """The collectives the train (or eval) step of ``setup`` asks for, lowered, not compiled."""
+  step, args = _step_and_args(setup, train)
+  return programs.lowered_collectives(step.lower(*args), setup.mesh.devices.size)
+
+
+def with_overrides(config: ml_collections.ConfigDict,
+                   overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with the dotted keys of ``overrides`` set."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for key, value in overrides.items():
+    section, name = key.rsplit(".", 1)
+    config[section][name] = value
+  return config
+
+
+def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name: str = "",
+              remedies: Sequence[str] = tuple(REMEDIES), evaluate: bool = True) -> Report:
+  """The ``Report`` of ``config`` on the slice ``slice_name`` (``topology.resolve``); if the
+  train step does not fit, each of ``remedies`` (``REMEDIES`` names) compiled too.
+
+  Raises:
+    ValueError: an unknown slice or remedy, or a config that cannot run on it (one line).
+    topology.LibtpuMissing: libtpu is not installed.
+  """
+  unknown = sorted(set(remedies) - set(REMEDIES))
+  if unknown:
+    raise ValueError(f"unknown remedies {unknown}; valid: {list(REMEDIES)}.")
+  tpu_slice = topology.resolve(slice_name)
+  devices = topology.devices(tpu_slice)
+  setup = build(config, devices)
+  config = setup.config
+  state = setup.abstract_state()
+  forward = model_flops.forward_flops(setup.model, {"params": state.params, **state.model_state},
+                                      config.image_size)
+  sam = config.sam.rho > 0
+  per_core = config.batch_size // len(devices)
+  report = Report(
+      config_name, tpu_slice, len(devices), topology.device_peaks(tpu_slice, len(devices)),
+      config.batch_size, sam, setup.groups, config.num_train_steps,
+      {"parameters": _bytes(state.params), "optimizer state": _bytes(state.opt_state),
+       "other state": _bytes((state.model_state, state.step, state.rng))},
+      _bytes(setup.abstract_batch(True)) // len(devices),
+      model_flops.train_flops_per_example(forward, sam) * per_core,
+      compile_setup(setup), compile_setup(setup, False) if evaluate and setup.eval_step else None)
+  if remedies and not report.fits(report.train):
+    report = dataclasses.replace(report, remedies={
+        name: compile_setup(build(with_overrides(config, o), devices))
+        for name, o in REMEDIES.items() if name in remedies})
+  return report
