@@ -14,13 +14,15 @@ big_vision's ``mlp_mixer_i1k.py`` without its RandAugment and mixup (R21, ``MIXE
 ``resnet_imagenet``: ResNet v1 from scratch as the SAM code trains it (R30-R34): SGD with
 Nesterov momentum 0.9 (R31); 90 epochs, peak lr 0.1 per 256 examples (1.6 at batch 4096),
 5 warm-up epochs, cosine decay to 0 (R32, unconfirmed); L2 weight decay 1e-4 in the loss,
-so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 64 (R23).
+so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 64 (R23);
+the SAM code's preprocessing (R35, ``SAM_CODE_PP``).
 
 ``finetune``: transfer at 384 px (224 for Mixers, whose token-mixing weights fix the
 number of patches) from an ImageNet ``.npz`` (``config.init_from``), as the official ViT
 fine-tuning code (R40-R44): SGD momentum 0.9, batch 512, peak lr 0.03, cosine decay, no
 weight decay, clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop +
-flip, no representation layer (the file's is dropped with its head, R43).
+flip, evaluation on the whole image resized to S x S (R42), no representation layer (the
+file's is dropped with its head, R43).
 
 ``cifar10_contrastive``: SimCLR-style pretraining of ``cifar10_folder``'s ViT with (or
 without) SAM, then a linear probe or a fine-tune from its workdir (docs/paper.md §11:
@@ -44,6 +46,13 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
 INCEPTION_PP = dict(crop_area_range=(0.05, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
                     resize_method="bilinear", flip=True, skip_corrupt=False)  # R2.
+# google-research/sam's ImageNet pipeline (sam_jax/datasets/dataset_source_imagenet.py): crop
+# area (0.08, 1) covering >= 0.1 of the image in 10 draws, else the eval view; TF1 bicubic
+# resize; ImageNet mean/std; eval: the central 224/256 of the smaller side, resized (R2, R35).
+SAM_CODE_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                   min_object_covered=0.1, crop_attempts=10, crop_fallback="central_crop",
+                   resize_method="bicubic_tf1", normalize="mean_std", eval_crop="crop_resize",
+                   eval_resize=256, flip=True, skip_corrupt=False)
 SAM_M = 64  # Examples per SAM perturbation group, whatever the device count (R23).
 HEAD_BIAS = {"vit": -10.0, "mixer": -6.9}  # With the sigmoid cross-entropy (R18, R19).
 
@@ -137,6 +146,7 @@ def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int
   config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
                    batch_size=batch_size, rho=rho, model=dict(name="resnet", variant=str(depth)))
   config.num_train_steps = _imagenet(config, epochs)
+  config.pp = ml_collections.ConfigDict(SAM_CODE_PP)
   batch = config.get_ref("batch_size")
   learning_rate = FieldReference(lr_per_256 / 256, field_type=float) * batch
   warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
@@ -161,8 +171,8 @@ def finetune(*, dataset: str, model: str = "vit", variant: str = "B/16", rho: fl
                    model=dict(name=model, variant=variant))
   config.train_split = None  # The catalog's (sam_jax.data.catalog): train / test.
   config.eval_split = None
-  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP,
-                                             eval_resize=config.get_ref("image_size")))
+  config.pp = ml_collections.ConfigDict(dict(  # Eval: straight to S x S, as vit_jax (R42).
+      INCEPTION_PP, eval_resize=config.get_ref("image_size"), eval_crop="resize"))
   config.shuffle_buffer = 50_000
   config.eval_batch_size = 512
   config.num_train_steps = target.num_train_steps
