@@ -7,14 +7,14 @@ with minival ``train[99%:]`` (R1); Inception crop with area in [0.05, 1] + flip 
 (R2), eval resize 256 + central crop 224 (R3), pixels in [-1, 1] (R4); batch 4096 (R5),
 300 epochs (R6), Adam(0.9, 0.999) (R7), 10k warm-up steps (R9), decoupled weight decay on
 kernels (R12), clipping at global norm 1 (R13); sigmoid cross-entropy (R18); SAM groups of
-m = 64 (R23). ViT: the original ViT pipeline, peak lr 3e-3 (R8), cosine decay (R10),
+m = 32 (R23). ViT: the original ViT pipeline, peak lr 3e-3 (R8), cosine decay (R10),
 weight decay 0.3 (R11), head bias -10 (R19). Mixer: the original Mixer setting,
 big_vision's ``mlp_mixer_i1k.py`` without its RandAugment and mixup (R21, ``MIXER``).
 
 ``resnet_imagenet``: ResNet v1 from scratch as the SAM code trains it (R30-R34): SGD with
 Nesterov momentum 0.9 (R31); 90 epochs, peak lr 0.1 per 256 examples (1.6 at batch 4096),
 5 warm-up epochs, cosine decay to 0 (R32, unconfirmed); L2 weight decay 1e-4 in the loss,
-so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 64 (R23);
+so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 32 (R23);
 the SAM code's preprocessing (R35, ``SAM_CODE_PP``).
 
 ``finetune``: transfer at 384 px (224 for Mixers, whose token-mixing weights fix the
@@ -53,7 +53,7 @@ SAM_CODE_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3
                    min_object_covered=0.1, crop_attempts=10, crop_fallback="central_crop",
                    resize_method="bicubic_tf1", normalize="mean_std", eval_crop="crop_resize",
                    eval_resize=256, flip=True, skip_corrupt=False)
-SAM_M = 64  # Examples per SAM perturbation group, whatever the device count (R23).
+SAM_M = 32  # Examples per SAM perturbation group, whatever the device count (R23).
 HEAD_BIAS = {"vit": -10.0, "mixer": -6.9}  # With the sigmoid cross-entropy (R18, R19).
 
 # The Mixer setting (docs/paper.md R21): big_vision configs/mlp_mixer_i1k.py's lr 1e-3, wd 1e-4,
