@@ -291,8 +291,8 @@ def test_spread_measures_against_closed_forms(monkeypatch):
                                        "resnet": [1.0, 3.0]})
   assert text.startswith("ViT median 6 (range 5-7, 3 seeds), Mixer median 6 (range 2-9, 2 seeds)")
   # Mixer against ResNet: 2 > 1, 2 < 3, 9 > 1, 9 > 3.
-  assert "ViT > ResNet in 100% of seed pairs" in verdict
-  assert "Mixer > ResNet in 75% of seed pairs" in verdict
+  assert "ViT > ResNet in 100.0% of seed pairs" in verdict
+  assert "Mixer > ResNet in 75.0% of seed pairs" in verdict
   assert claims.kappa_spread({"vit": [1.0]}) is None
 
 

@@ -182,7 +182,7 @@ def kappa_spread(kappas: dict[str, list[float]]) -> tuple[str, str] | None:
     a, b = np.asarray(kappas[m]), np.asarray(kappas["resnet"])
     share = float(np.mean(a[:, None] > b[None, :]))
     p = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
-    parts.append(f"{NAMES[m]} > ResNet in {100 * share:.0f}% of seed pairs (Mann-Whitney "
+    parts.append(f"{NAMES[m]} > ResNet in {100 * share:.1f}% of seed pairs (Mann-Whitney "
                  f"{_p(p)})")
   return text, "; ".join(parts)
 
