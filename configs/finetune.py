@@ -14,7 +14,7 @@ count and the step counts, which a bare ``--config.dataset=`` override would not
       --config.init_from=Mixer-B_16.npz
 
 Fine-tuning itself runs without SAM (rho=0, R44, unconfirmed); ``--config.sam.rho=0.05``
-adds it (groups of m = 64, R23). Datasets: ``recipes.TRANSFER``.
+adds it (groups of m = 32, R23). Datasets: ``recipes.TRANSFER``.
 """
 
 import ml_collections

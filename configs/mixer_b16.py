@@ -1,12 +1,13 @@
-"""Mixer-B/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
+"""Mixer-B/16 from scratch on ImageNet with SAM (the Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): 66.4% -> 77.4% top-1; ImageNet-C 33.8 -> 48.8.
 
   python -m sam_jax.main --config=configs/mixer_b16.py --workdir=DIR
   python -m sam_jax.main --config=configs/mixer_b16.py --workdir=DIR --config.sam.rho=0  # baseline
 
-Values: the recipe (docs/paper.md R1-R13, R18, R19, R23); no dropout or stochastic
-depth (R21) and rho=0.5 (R22) are unconfirmed.
+Values: the Mixer setting (docs/paper.md R21: big_vision's mlp_mixer_i1k.py without
+RandAugment and mixup: lr 1e-3, linear decay to 1e-8, weight decay 0.1, stochastic depth 0.1)
+and R1-R7, R9, R12, R13, R18, R19, R23; rho=0.5 (R22) is unconfirmed.
 """
 
 import ml_collections

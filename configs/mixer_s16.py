@@ -1,4 +1,4 @@
-"""Mixer-S/16 from scratch on ImageNet with SAM (ViT/Mixer recipe of sam_jax/config/recipes.py).
+"""Mixer-S/16 from scratch on ImageNet with SAM (the Mixer recipe of sam_jax/config/recipes.py).
 
 Paper (no SAM -> SAM): SAM adds 4.1 points top-1 (vs +11.0 for Mixer-B/16);
 the absolute numbers are not recorded in docs/paper.md.
@@ -6,8 +6,9 @@ the absolute numbers are not recorded in docs/paper.md.
   python -m sam_jax.main --config=configs/mixer_s16.py --workdir=DIR
   python -m sam_jax.main --config=configs/mixer_s16.py --workdir=DIR --config.sam.rho=0  # baseline
 
-Values: the recipe (docs/paper.md R1-R13, R18, R19, R23); no dropout or stochastic
-depth (R21) and rho=0.2 (R22) are unconfirmed.
+Values: the Mixer setting (docs/paper.md R21: big_vision's mlp_mixer_i1k.py without
+RandAugment and mixup: lr 1e-3, linear decay to 1e-8, weight decay 0.1, stochastic depth 0.1)
+and R1-R7, R9, R12, R13, R18, R19, R23; rho=0.2 (R22) is unconfirmed.
 """
 
 import ml_collections

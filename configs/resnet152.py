@@ -6,8 +6,8 @@ ImageNet-R 25.7 with SAM.
   python -m sam_jax.main --config=configs/resnet152.py --workdir=DIR
   python -m sam_jax.main --config=configs/resnet152.py --workdir=DIR --config.sam.rho=0  # baseline
 
-Values: the ResNet recipe (docs/paper.md R2-R5, R23, R30-R34); rho=0.05 (R22) and the
-lr schedule (R32) are unconfirmed.
+Values: the ResNet recipe (docs/paper.md R5, R23, R30-R35, the last the SAM code's
+preprocessing); rho=0.05 (R22) and the lr schedule (R32) are unconfirmed.
 """
 
 import ml_collections

@@ -237,7 +237,8 @@ def test_report_of_the_fit_regime_covers_the_claims(tmp_path, monkeypatch):
   assert ("| C4: SAM lowers lambda_max | ViT 738.8 -> 20.9; Mixer 1644.4 -> 22.5; ResNet 179.8 "
           "-> 42.0 | ViT 50 ± 0 -> 10 ± 0 (paired change -40 ± 0); Mixer 50 ± 0 -> 10 ± 0 (paired "
           "change -40 ± 0); ResNet 50 ± 0 -> 10 ± 0 (paired change -40 ± 0) | "
-          "ViT: holds (n = 2); Mixer: holds (n = 2); ResNet: holds (n = 2) |") in text
+          "ViT: holds (n = 2; p < 0.001); Mixer: holds (n = 2; p < 0.001); ResNet: holds (n = 2; "
+          "p < 0.001) |") in text
   assert "| C10: SAM raises the weight norm |" in text
   assert "ViT 30 ± 0 -> 40 ± 0 (paired change 10 ± 0);" in text
   figures = sorted(os.listdir(tmp_path / "figures" / "fit"))
@@ -255,19 +256,70 @@ def test_claims_verdicts_pair_runs_by_seed(monkeypatch):
        ("vit", "SAM"): [row("vit", s, a, 20.0) for s, a in zip(range(3), (0.6, 0.45, 0.55))],
        ("resnet", "base"): [row("resnet", s, 0.7, l) for s, l in zip(range(3), (10, 90, 10))]}
   accuracy = lambda r: r["test_accuracy"]
-  # The change per seed pair: +0.1, -0.05, +0.05.
+  # The change per seed pair: +0.1, -0.05, +0.05: t = mean / (std / sqrt(3)), and with 2
+  # degrees of freedom the two-sided p is 1 - |t| / sqrt(2 + t^2).
+  t = (0.1 / 3) / (np.std([0.1, -0.05, 0.05], ddof=1) / np.sqrt(3))
+  p = 1 - t / np.sqrt(2 + t * t)
   assert claims.paired(g, "vit", accuracy, +1) == (
-      "ViT 0.5 ± 0 -> 0.533 ± 0.0764 (paired change 0.0333 ± 0.0764)", "mixed (2 of 3 seeds)")
-  assert claims.paired(g, "vit", lambda r: r["lambda_max"], -1)[1] == "holds"
-  assert claims.paired(g, "vit", lambda r: r["lambda_max"], +1)[1] == "does not hold"
+      "ViT 0.5 ± 0 -> 0.533 ± 0.0764 (paired change 0.0333 ± 0.0764)",
+      f"mixed (2 of 3 seeds; p = {p:.2g}, not significant)")
+  assert claims.paired(g, "vit", lambda r: r["lambda_max"], -1)[1] == "holds (p < 0.001)"
+  assert claims.paired(g, "vit", lambda r: r["lambda_max"], +1)[1] == (
+      "does not hold (p < 0.001)")
   assert claims.paired(g, "resnet", accuracy, +1) is None  # No SAM runs yet.
   # ViT above ResNet in seeds 0 and 2 only; one seed of a pair missing narrows n.
-  assert claims.ordered(g, "base", lambda r: r["lambda_max"], ("vit", "resnet"))[1] == (
-      "mixed (2 of 3 seeds)")
+  assert claims.ordered(g, "base", lambda r: r["lambda_max"], ("vit", "resnet"))[1].startswith(
+      "mixed (2 of 3 seeds; p = ")
   g[("resnet", "base")].pop()
-  assert claims.ordered(g, "base", lambda r: r["lambda_max"], ("vit", "resnet"))[1] == (
-      "mixed (1 of 2 seeds)")
+  assert claims.ordered(g, "base", lambda r: r["lambda_max"], ("vit", "resnet"))[1].startswith(
+      "mixed (1 of 2 seeds; p = ")
+  assert claims.verdict([True]) == "holds (n = 1)"  # No p from one seed.
   uniform, peaked = np.ones((2, 8, 8)), np.zeros((2, 8, 8))
   peaked[:, 3, 4] = 1.0
   assert claims.map_entropy({"attention_maps": uniform.tolist()}) == pytest.approx(np.log(64))
   assert claims.map_entropy({"attention_maps": peaked.tolist()}) == pytest.approx(0.0)
+
+
+def test_spread_measures_against_closed_forms(monkeypatch):
+  monkeypatch.syspath_prepend(str(STUDY))
+  claims = _module("claims")
+  # Logarithms 0, 1, 2: mean 1, std 1; t_{0.975, 2} = 0.95 / sqrt(2 * 0.975 * 0.025).
+  half = 0.95 / np.sqrt(2 * 0.975 * 0.025) * np.sqrt(1 + 1 / 3)
+  assert claims.prediction_interval(np.exp([0.0, 1.0, 2.0])) == pytest.approx(
+      (np.exp(1 - half), np.exp(1 + half)))
+  text, verdict = claims.kappa_spread({"vit": [5.0, 6.0, 7.0], "mixer": [2.0, 9.0],
+                                       "resnet": [1.0, 3.0]})
+  assert text.startswith("ViT median 6 (range 5-7, 3 seeds), Mixer median 6 (range 2-9, 2 seeds)")
+  # Mixer against ResNet: 2 > 1, 2 < 3, 9 > 1, 9 > 3.
+  assert "ViT > ResNet in 100.0% of seed pairs" in verdict
+  assert "Mixer > ResNet in 75.0% of seed pairs" in verdict
+  assert claims.kappa_spread({"vit": [1.0]}) is None
+
+
+def test_optimizer_control_rows_are_kept_apart(monkeypatch):
+  monkeypatch.syspath_prepend(str(STUDY))
+  report, claims = _module("report"), _module("claims")
+  with_train = lambda row, **extra: row | {"train_accuracy": 0.9} | extra
+  rows = [with_train(_row(m, rho, s, 0.5 + rho, 100.0 + s - 900 * rho))
+          for m in report.MODELS for rho in (0.0, 0.1) for s in range(3)]
+  adamw = {"config": {"optimizer": {"name": "adamw"}}}
+  control = [with_train(_row("resnet", rho, s, 0.4 + rho, 150.0 + s - 1400 * rho), **adamw)
+             for rho in (0.0, 0.1) for s in range(3)]
+  assert [report.is_control(r) for r in rows + control] == [False] * 18 + [True] * 6
+  assert report.optimizer(rows[0]) == "adamw" and report.optimizer(rows[-1]) == "sgd"
+  # The control leaves the study's own tables as they were; only the budget counts it.
+  main = lambda text: text.split("#### Budget")[0]
+  assert main(report.generated(rows + control)) == main(report.generated(rows))
+  g = report.groups(rows, report.chosen_rho(rows))
+  gc = report.groups(control, report.chosen_rho(control))
+  assert claims.control_lines(g, {}) == []
+  lines = {line[0].split(" (")[0]: line[2:] for line in claims.control_lines(g, gc)}
+  # AdamW ResNet base 150-152 against ViT and Mixer 100-102: still the sharpest.
+  text, verdict = lines["Control: without SAM, the ResNet trained with AdamW"]
+  assert text == "ResNet 151 ± 1, ViT 101 ± 1, Mixer 101 ± 1" and verdict.startswith("holds (p ")
+  assert lines["Control: SAM lowers lambda_max of the ResNet trained with adamw"][1].startswith(
+      "holds")
+  table = report.control_table(g, gc)
+  assert "| ResNet | sgd | base | 0 | 0.500 ± 0.000 (3) |" in table
+  assert "| ResNet | adamw | SAM | 0.1 | 0.500 ± 0.000 (3) | 0.900 ± 0.000 (3) |" in table
+  assert "| ViT |" not in table  # No control of the ViT: its own runs stay out.

@@ -136,8 +136,81 @@ def test_default_eval_resize_is_256_for_224():
     (dict(resize_method="cubic"), "resize_method"),
     (dict(eval_resize=16), "eval_resize"),
     (dict(crop_area=(0.1, 1.0)), "unknown keys"),
+    (dict(eval_crop="center"), "eval_crop"),
+    (dict(normalize="imagenet"), "normalize"),
+    (dict(crop_fallback="eval"), "crop_fallback"),
+    (dict(min_object_covered=1.5), "min_object_covered"),
 ])
 def test_bad_options_are_named(pp, match):
   config = ml_collections.ConfigDict(dict(image_size=32, pp=pp))
   with pytest.raises(ValueError, match=match):
     preprocessing.PreprocessOptions.from_config(config)
+
+
+SAM_PP = dict(eval_crop="crop_resize", resize_method="bicubic_tf1", normalize="mean_std")
+
+
+def _mean_std(pixels: np.ndarray) -> np.ndarray:
+  """google-research/sam's normalize_image, by hand."""
+  mean = np.array([0.485, 0.456, 0.406]) * 255
+  std = np.array([0.229, 0.224, 0.225]) * 255
+  return (pixels.astype(np.float64) - mean) / std
+
+
+def test_sam_code_eval_view_by_hand():
+  """crop_resize: side floor(16 / 20 * min(20, 30)) = 16 at offset ((20 - 16 + 1) // 2,
+  (30 - 16 + 1) // 2) = (2, 7); resizing 16 -> 16 leaves the pixels as they are."""
+  image = np.random.default_rng(5).integers(0, 256, (20, 30, 3), np.uint8)
+  options = preprocessing.PreprocessOptions(image_size=16, eval_resize=20, **SAM_PP)
+  out = preprocessing.decode_and_central_crop(_encode(image, "PNG"), options).numpy()
+  np.testing.assert_allclose(out, _mean_std(image[2:18, 7:23]), atol=1e-4)
+
+
+def _sam_eval_reference(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
+  """google-research/sam sam_jax/datasets/dataset_source_imagenet.py L138-171
+  (_decode_and_center_crop, normalize_image) with CROP_PADDING = 32, as written there."""
+  shape = tf.image.extract_jpeg_shape(image_bytes)
+  side = tf.cast((image_size / (image_size + 32))
+                 * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32), tf.int32)
+  window = tf.stack([(shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2, side, side])
+  image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
+  image = tf.compat.v1.image.resize_bicubic([image], [image_size, image_size])[0]
+  return (image - tf.constant([0.485 * 255, 0.456 * 255, 0.406 * 255])) / tf.constant(
+      [0.229 * 255, 0.224 * 255, 0.225 * 255])
+
+
+def test_sam_code_eval_view_matches_its_reference():
+  image = np.random.default_rng(6).integers(0, 256, (45, 61, 3), np.uint8)
+  jpeg = _encode(image, "JPEG", quality=100, subsampling=0)
+  options = preprocessing.PreprocessOptions(image_size=24, eval_resize=24 + 32, **SAM_PP)
+  np.testing.assert_allclose(preprocessing.decode_and_central_crop(jpeg, options).numpy(),
+                             _sam_eval_reference(jpeg, 24).numpy(), atol=1e-3)
+
+
+def test_min_object_covered_bounds_the_crop_area():
+  """With the whole image as the box, min_object_covered = 0.1 makes 0.1 the least area."""
+  options = preprocessing.PreprocessOptions(image_size=8, crop_area_range=(0.05, 1.0),
+                                            min_object_covered=0.1, crop_attempts=10)
+  y, x, h, w = _windows((60, 80, 3), options).T
+  fraction = h * w / (60 * 80)
+  assert fraction.min() >= 0.1 and fraction.min() < 0.15
+
+
+def test_crop_fallback_is_the_central_window():
+  """No draw fits a square image with aspect ratio in [10, 11] and area >= 0.5: the whole
+  image, or with crop_fallback the eval window: side floor(8 / 10 * 40) = 32 at (4, 4)."""
+  common = dict(image_size=8, eval_resize=10, aspect_ratio_range=(10.0, 11.0),
+                crop_area_range=(0.5, 1.0), crop_attempts=1)
+  for fallback, expected in (("image", [0, 0, 40, 40]), ("central_crop", [4, 4, 32, 32])):
+    options = preprocessing.PreprocessOptions(crop_fallback=fallback, **common)
+    np.testing.assert_array_equal(_windows((40, 40, 3), options, draws=5),
+                                  np.tile(expected, (5, 1)))
+
+
+def test_vit_jax_finetune_eval_resizes_the_whole_image():
+  image = np.random.default_rng(7).integers(0, 256, (16, 32, 3), np.uint8)
+  blocks = image.astype(np.float64).reshape(8, 2, 8, 4, 3).mean(axis=(1, 3))
+  options = preprocessing.PreprocessOptions(image_size=8, eval_crop="resize",
+                                            resize_method="area")
+  out = preprocessing.decode_and_central_crop(_encode(image, "PNG"), options).numpy()
+  np.testing.assert_allclose(out, blocks / 127.5 - 1, atol=1e-5)

@@ -47,4 +47,4 @@ def _resolve(num_devices: int) -> dict:
 def test_paper_configs_resolve_the_same_m_on_any_device_count(num_devices):
   resolved = _resolve(num_devices)
   for name in PAPER_CONFIGS:
-    assert resolved[name] == {"devices": num_devices, "config_m": 64, "m": 64}, name
+    assert resolved[name] == {"devices": num_devices, "config_m": 32, "m": 32}, name

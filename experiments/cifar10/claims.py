@@ -6,17 +6,25 @@ Each claim is a comparison of runs that share a seed, so every seed gives it one
 - one model against another, without SAM: their seed-s runs.
 The verdict counts the seeds where the claimed direction holds: **holds** (all of them),
 **does not hold** (none), **mixed (k of n seeds)**; it says ``n = 1`` or ``n = 2`` while
-seeds are missing. It is a sign test: "holds" on 3 seeds would happen by chance with
-probability 1/8 if SAM did nothing, so a SAM-against-base claim also gives the size of the
-change, SAM minus base per seed pair (mean ± std), to set against the seed spread. The
-numbers are means ± standard deviations over the seeds. The paper's ImageNet values beside
-them are those of docs/paper.md (C-numbers; Table 1's lambda_max and kappa as recalled
-there, unconfirmed).
+seeds are missing. The sign alone is weak evidence (3 of 3 seeds happen by chance with
+probability 1/8), so the verdict also weighs the effect against the seeds' spread with a
+two-sided t-test: paired by seed for SAM against base (the changes SAM minus base, against
+0) and for the ordering of the gains, Welch's for one model against another (the weaker of
+the comparisons a claim makes); ", not significant" when p >= ``ALPHA``. The per-block
+claims (C9) stay sign counts. Two lines use more than the trained seeds: kappa at
+initialisation over the seeds of ``recompute_ntk.py --seeds`` (C3: the share of seed pairs
+in the claimed order, with the Mann-Whitney test), and the interval that an unseen seed's
+base lambda_max falls in (C1, ``prediction_interval``). The optimizer control's lines
+(``control_lines``) appear when its rows exist. The numbers are means ± standard deviations
+over the seeds. The paper's ImageNet values beside them are those of docs/paper.md
+(C-numbers; Table 1's lambda_max and kappa as recalled there, unconfirmed).
 """
 
-from typing import Callable
+from typing import Callable, Sequence
+import warnings
 
 import numpy as np
+from scipy import stats
 
 from rows import MODELS, NAMES, first_block_active, output_norms, table
 
@@ -26,20 +34,49 @@ PAPER_LAMBDA = {"vit": (738.8, 20.9), "mixer": (1644.4, 22.5), "resnet": (179.8,
 PAPER_KAPPA = {"vit": 4205.3, "mixer": 14468.0, "resnet": 2801.6}
 PAPER_GAIN = {"vit": 5.3, "mixer": 11.0, "resnet": 0.8}  # ImageNet top-1 points (C5).
 PAPER_CORRUPTION_GAIN = {"vit": 9.9, "mixer": 15.0, "resnet": 2.2}  # ImageNet-C points (C7).
+ALPHA = 0.05  # The t-tests' level.
+LEVEL = 0.95  # The prediction interval's coverage.
 
 
 def by_seed(rows: list[dict]) -> dict[int, dict]:
   return {r["seed"]: r for r in rows}
 
 
-def verdict(tests: list[bool]) -> str:
-  """Holds / does not hold / mixed, over the seeds' tests."""
+def _p(p: float) -> str:
+  return "p < 0.001" if p < 1e-3 else f"p = {p:.2g}"
+
+
+def verdict(tests: list[bool], p: float | None = None) -> str:
+  """Holds / does not hold / mixed, over the seeds' tests; with a test's p-value ``p``."""
   n, k = len(tests), sum(tests)
   if not n:
     return "not measured yet"
-  if 0 < k < n:
-    return f"mixed ({k} of {n} seeds)"
-  return ("holds" if k else "does not hold") + (f" (n = {n})" if n < 3 else "")
+  details = [f"{k} of {n} seeds"] if 0 < k < n else [f"n = {n}"] if n < 3 else []
+  if p is not None and not np.isnan(p):
+    details.append(_p(p) + ("" if p < ALPHA else ", not significant"))
+  text = "mixed" if 0 < k < n else "holds" if k else "does not hold"
+  return text + (f" ({'; '.join(details)})" if details else "")
+
+
+def t_test(a: Sequence[float], b: Sequence[float] | None = None) -> float:
+  """Two-sided p of a one-sample t-test of ``a`` against 0 (paired changes) or, with ``b``,
+  of Welch's test of equal means; nan with fewer than 2 values on a side."""
+  if len(a) < 2 or (b is not None and len(b) < 2):
+    return float("nan")
+  with warnings.catch_warnings():  # Identical values (synthetic rows) warn; p is 0 or nan.
+    warnings.simplefilter("ignore")
+    test = stats.ttest_1samp(a, 0.0) if b is None else stats.ttest_ind(a, b, equal_var=False)
+  return float(test.pvalue)
+
+
+def prediction_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
+  """Where an unseen seed's value falls with probability ``level``, the logarithms of the
+  seeds' values taken as draws of one normal (the values are positive and spread by factors):
+  exp(m ± t_{(1 + level) / 2, n - 1} s sqrt(1 + 1/n)), m and s the logarithms' mean and
+  standard deviation."""
+  v = np.log(np.asarray(values, np.float64))
+  half = stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) * np.sqrt(1 + 1 / len(v))
+  return float(np.exp(v.mean() - half)), float(np.exp(v.mean() + half))
 
 
 def _pairs(g: Groups, model: str) -> list[tuple[dict, dict]] | None:
@@ -61,8 +98,9 @@ def paired(g: Groups, model: str, f: Metric, sign: int) -> tuple[str, str] | Non
   changes = _changes(g, model, f)
   if changes is None:
     return None
-  return (f"{NAMES[model]} {_change(g, model, f)} (paired change {_mean(list(changes.values()))})",
-          verdict([sign * c > 0 for c in changes.values()]))
+  values = list(changes.values())
+  return (f"{NAMES[model]} {_change(g, model, f)} (paired change {_mean(values)})",
+          verdict([sign * c > 0 for c in values], t_test(values)))
 
 
 def _mean(values: list[float]) -> str:
@@ -80,8 +118,9 @@ def ordered(g: Groups, label: str, f: Metric, order: tuple[str, ...]) -> tuple[s
   runs = [by_seed(g[(m, label)]) for m in order]
   seeds = sorted(set.intersection(*(set(r) for r in runs)))
   tests = [all(f(a[s]) > f(b[s]) for a, b in zip(runs, runs[1:])) for s in seeds]
-  return (", ".join(f"{NAMES[m]} {_mean([f(r) for r in g[(m, label)]])}" for m in order),
-          verdict(tests))
+  values = [[f(r) for r in g[(m, label)]] for m in order]
+  p = max(t_test(a, b) for a, b in zip(values, values[1:]))
+  return (", ".join(f"{NAMES[m]} {_mean(v)}" for m, v in zip(order, values)), verdict(tests, p))
 
 
 def _changes(g: Groups, model: str, f: Metric) -> dict[int, float] | None:
@@ -102,8 +141,9 @@ def gain_order(g: Groups, f: Metric, order: tuple[str, ...]) -> tuple[str, str] 
     return None
   seeds = sorted(set.intersection(*(set(per[m]) for m in order)))
   tests = [all(per[a][s] > per[b][s] for a, b in zip(order, order[1:])) for s in seeds]
+  p = max(t_test([per[a][s] - per[b][s] for s in seeds]) for a, b in zip(order, order[1:]))
   return (", ".join(f"{NAMES[m]} {_mean([100 * v for v in per[m].values()])}" for m in order),
-          verdict(tests))
+          verdict(tests, p))
 
 
 def map_entropy(row: dict) -> float:
@@ -129,8 +169,67 @@ def _lowers_every_block(g: Groups, m: str) -> tuple[str, str] | None:
           verdict(tests))
 
 
-def rows_of(g: Groups) -> list[list[str]]:
-  """[claim, paper, here, verdict] lines; a claim without its runs yet says so."""
+def kappa_spread(kappas: dict[str, list[float]]) -> tuple[str, str] | None:
+  """kappa at initialisation over many seeds (``recompute_ntk.py --seeds``): median and
+  range per model; the verdict gives, for ViT and Mixer, the share of (its seed, a ResNet
+  seed) pairs where it is the larger, with the Mann-Whitney test's p."""
+  if any(m not in kappas for m in MODELS):
+    return None
+  text = ", ".join(f"{NAMES[m]} median {np.median(kappas[m]):.0f} (range {min(kappas[m]):.0f}-"
+                   f"{max(kappas[m]):.0f}, {len(kappas[m])} seeds)" for m in MODELS)
+  parts = []
+  for m in ("vit", "mixer"):
+    a, b = np.asarray(kappas[m]), np.asarray(kappas["resnet"])
+    share = float(np.mean(a[:, None] > b[None, :]))
+    p = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    parts.append(f"{NAMES[m]} > ResNet in {100 * share:.1f}% of seed pairs (Mann-Whitney "
+                 f"{_p(p)})")
+  return text, "; ".join(parts)
+
+
+def lambda_interval(g: Groups) -> tuple[str, str] | None:
+  """Each model's interval for an unseen seed's base lambda_max (``prediction_interval``);
+  the verdict: whether ViT's and Mixer's lie above ResNet's."""
+  if any((m, "base") not in g or len(g[(m, "base")]) < 2 for m in MODELS):
+    return None
+  intervals = {m: prediction_interval([r["lambda_max"] for r in g[(m, "base")]]) for m in MODELS}
+  text = ", ".join(f"{NAMES[m]} [{lo:.3g}, {hi:.3g}] ({len(g[(m, 'base')])} seeds)"
+                   for m, (lo, hi) in intervals.items())
+  res = intervals["resnet"]
+  above = [f"{NAMES[m]}'s " + ("above ResNet's" if lo > res[1] else "below ResNet's"
+                               if hi < res[0] else "overlaps ResNet's")
+           for m, (lo, hi) in intervals.items() if m != "resnet"]
+  return text, "; ".join(above)
+
+
+def control_lines(g: Groups, control: Groups) -> list[list[str]]:
+  """The optimizer control (rows of a model trained with another model's optimizer, grouped
+  as ``g``): is the ResNet trained with AdamW still the sharpest without SAM, and what SAM
+  does to it. Empty without control rows."""
+  lam = lambda r: r["lambda_max"]
+  lines = []
+  if ("resnet", "base") in control:
+    mixed = {**g, ("resnet", "base"): control[("resnet", "base")]}
+    result = _and(ordered(mixed, "base", lam, ("resnet", "vit")),
+                  ordered(mixed, "base", lam, ("resnet", "mixer")))
+    lines.append(["Control: without SAM, the ResNet trained with AdamW (the ViT's and Mixer's "
+                  "optimizer and settings) is still sharper than ViT and Mixer (lambda_max; "
+                  "ResNet here: AdamW)", "ResNet-152 the flattest (179.8; SGD)",
+                  *(result or ("", "not measured yet"))])
+  for m in MODELS:
+    for claim, f, sign in (("lowers lambda_max", lam, -1),
+                           ("raises test accuracy", lambda r: r["test_accuracy"], +1)):
+      if (result := paired(control, m, f, sign)) is not None:
+        lines.append([f"Control: SAM {claim} of the {NAMES[m]} trained with "
+                      f"{control[(m, 'base')][0]['config']['optimizer']['name']}",
+                      "-", *result])
+  return lines
+
+
+def rows_of(g: Groups, control: Groups | None = None,
+            kappas: dict[str, list[float]] | None = None) -> list[list[str]]:
+  """[claim, paper, here, verdict] lines; a claim without its runs yet says so. ``control``:
+  the optimizer control's groups; ``kappas``: kappa at initialisation per model over seeds."""
   lines = []
 
   def add(claim: str, paper: str, result: tuple[str, str] | None) -> None:
@@ -151,6 +250,8 @@ def rows_of(g: Groups) -> list[list[str]]:
       "ViT 738.8, Mixer 1644.4, ResNet-152 179.8",
       _and(base_order(lam, ("vit", "resnet")), base_order(lam, ("mixer", "resnet"))))
   add("C1: Mixer is the sharpest", "Mixer 1644.4 > ViT 738.8", base_order(lam, ("mixer", "vit")))
+  add(f"C1, spread: where an unseen seed's base lambda_max falls ({100 * LEVEL:.0f}% prediction "
+      "interval, log-normal over the seeds)", "-", lambda_interval(g))
   add("C2: Mixer fits better than ViT (lower clean training loss)...",
       "Mixer-B/16 lower training error", base_order(lambda r: r["train_loss_clean"],
                                                     ("vit", "mixer")))
@@ -160,6 +261,9 @@ def rows_of(g: Groups) -> list[list[str]]:
   add("C3: NTK kappa at initialisation is larger for ViT and Mixer than ResNet",
       ", ".join(f"{NAMES[m]} {PAPER_KAPPA[m]:g}" for m in MODELS),
       _and(base_order(kappa, ("vit", "resnet")), base_order(kappa, ("mixer", "resnet"))))
+  if kappas:
+    add("C3 over many seeds: kappa at initialisation (recompute_ntk.py --seeds; no training)",
+        ", ".join(f"{NAMES[m]} {PAPER_KAPPA[m]:g}" for m in MODELS), kappa_spread(kappas))
   per_model("C4: SAM lowers lambda_max",
             lambda m: "{} -> {}".format(*PAPER_LAMBDA[m]), lambda m: paired(g, m, lam, -1))
   per_model("C5: SAM raises test accuracy", lambda m: f"{PAPER_GAIN[m]:+.1f} points",
@@ -190,7 +294,7 @@ def rows_of(g: Groups) -> list[list[str]]:
   add("C12: SAM's ViT attention is more concentrated (mean entropy of the 8 rollout maps, nats; "
       "figure attention_vit.png)", "more perceptive maps (Fig. 3, qualitative)",
       paired(g, "vit", map_entropy, -1) if _has_maps(g) else None)
-  return lines
+  return lines + control_lines(g, control or {})
 
 
 def _and(*results: tuple[str, str] | None) -> tuple[str, str] | None:
@@ -219,6 +323,7 @@ def _has_maps(g: Groups) -> bool:
              for k in (("vit", "base"), ("vit", "SAM")))
 
 
-def claims_table(g: Groups) -> str:
+def claims_table(g: Groups, control: Groups | None = None,
+                 kappas: dict[str, list[float]] | None = None) -> str:
   return table(["claim (docs/paper.md)", "paper (ImageNet)", "here (mean ± std over seeds)",
-                "verdict (seeds)"], rows_of(g))
+                "verdict (seeds; t-test p)"], rows_of(g, control, kappas))

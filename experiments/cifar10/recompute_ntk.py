@@ -1,6 +1,11 @@
-r"""Recomputes the study's NTK column at initialisation in every result row, as ``run.py`` now does.
+r"""The study's NTK condition number at initialisation: in every result row, or over many seeds.
 
   python experiments/cifar10/recompute_ntk.py --data_dir=/tmp/cifar10
+  python experiments/cifar10/recompute_ntk.py --data_dir=/tmp/cifar10 --seeds=20
+
+With ``--seeds=N`` it writes, instead, kappa at initialisation of each study model
+(``config.py:MODEL,fit``) for seeds 0..N-1 to ``--seeds_output`` (``{model: {seed: kappa}}``,
+rewritten after every seed), the distribution ``report.py`` summarises: no training needed.
 
 The NTK condition number at initialisation needs no training: each row's config
 (``row["config"]``) rebuilds its model with its seed, and ``analysis.ntk``
@@ -17,6 +22,7 @@ import os
 import pathlib
 
 from absl import app, flags
+import jax
 import ml_collections
 
 from sam_jax import parallel
@@ -24,27 +30,58 @@ from sam_jax.analysis import ntk
 from sam_jax.analysis.context import Context
 from sam_jax.checkpoints import loading
 
+import config as study_config  # pylint: disable=g-bad-import-order  (experiments/cifar10/)
+
 flags.DEFINE_string("data_dir", None, "The CIFAR-10 image folder (train/, test/).", required=True)
 flags.DEFINE_string("results_dir", os.path.join(os.path.dirname(__file__), "results"),
                     "The result rows to update.")
+flags.DEFINE_integer("seeds", 0, "Measure seeds 0..N-1 of each study model instead of the rows.")
+flags.DEFINE_string("seeds_output", os.path.join(os.path.dirname(__file__), "results",
+                                                 "ntk_init_seeds.json"),
+                    "Where --seeds writes its kappas.")
 FLAGS = flags.FLAGS
 
 
-def kappa_at_initialisation(config: ml_collections.ConfigDict) -> float:
-  """kappa at initialisation as ``run.py``'s ``runner.analyze(..., ["ntk"])`` measures it.
+def ntk_images(config: ml_collections.ConfigDict) -> jax.Array:
+  """The images ``run.py``'s ``runner.analyze(..., ["ntk"])`` measures on (``Context.batches``:
+  the first ``analysis.ntk.batch_size`` of the analysis split, whatever the seed)."""
+  context = Context(loading.initial(config), parallel.create_mesh())
+  return context.batches(1, batch_size=context.settings.ntk.batch_size)[0]["image"]
 
-  The same images (``Context.batches``) and the same function
-  (``ntk.at_initialisation``), without the analysis's second kernel (at the
-  trained weights, which a row without its checkpoint does not have).
-  """
-  init = loading.initial(config)
-  context = Context(init, parallel.create_mesh())
-  images = context.batches(1, batch_size=context.settings.ntk.batch_size)[0]["image"]
-  return ntk.at_initialisation(init.config, images)["kappa"]
+
+def kappa_at_initialisation(config: ml_collections.ConfigDict,
+                            images: jax.Array | None = None) -> float:
+  """kappa at initialisation as ``run.py`` measures it: the same images (``ntk_images``) and
+  the same function (``ntk.at_initialisation``), without the analysis's second
+  kernel (at the trained weights, which a row without its checkpoint does not have)."""
+  images = ntk_images(config) if images is None else images
+  return ntk.at_initialisation(config, images)["kappa"]
+
+
+def kappa_over_seeds(data_dir: str, num_seeds: int, output: str) -> None:
+  """kappa at initialisation of each study model (fit regime) for seeds 0..num_seeds-1,
+  kept in ``output`` (seeds already there are not remeasured)."""
+  path = pathlib.Path(output)
+  kappas = json.loads(path.read_text()) if path.exists() else {}
+  configs = {m: study_config.get_config(f"{m},fit") for m in study_config.MODELS}
+  for config in configs.values():
+    config.data_dir = data_dir
+  images = {m: ntk_images(config) for m, config in configs.items()}
+  for seed in range(num_seeds):
+    for model, config in configs.items():
+      done = kappas.setdefault(model, {})
+      if str(seed) not in done:
+        config.seed = seed
+        done[str(seed)] = kappa_at_initialisation(config, images[model])
+        path.write_text(json.dumps(kappas, indent=1, sort_keys=True))
+        print(f"{model} seed {seed}: NTK kappa at init {done[str(seed)]:.1f}")
 
 
 def main(argv: list[str]) -> None:
   del argv
+  if FLAGS.seeds:
+    kappa_over_seeds(FLAGS.data_dir, FLAGS.seeds, FLAGS.seeds_output)
+    return
   measured: dict[str, float] = {}
   for path in sorted(glob.glob(os.path.join(FLAGS.results_dir, "*.json"))):
     row = json.loads(pathlib.Path(path).read_text())

@@ -9,7 +9,10 @@ with the best seed-0 test accuracy in the sweep; every other number is the mean 
 standard deviation over the seeds that ran at that setting. The ``fit`` regime (the main
 study) gets every table: the main comparison, the sweep, per-block lambda_max, norms,
 corruption accuracy by severity, the claims with verdicts, the budget and the figures,
-with the class-token attention maps of ViT without and with SAM. The ``short`` regime (a
+with the class-token attention maps of ViT without and with SAM, the distribution of NTK
+kappa at initialisation over the seeds of ``results/ntk_init_seeds.json``
+(``recompute_ntk.py --seeds``) and, once its rows exist, the optimizer control (a model
+trained with the other models' optimizer, ``rows.is_control``). The ``short`` regime (a
 note on underfitting) gets its main comparison, sweep and budget. Rows of the cheaper SAM
 kinds (``kind`` looksam, msam, aesam; short regime) get their own table against base and
 SAM on the cheaper-SAM page; their fit-regime rows get ``cheaper_fit.section``
@@ -18,6 +21,7 @@ SAM on the cheaper-SAM page; their fit-regime rows get ``cheaper_fit.section``
 
 import collections
 import glob
+import json
 import os
 import pathlib
 import re
@@ -28,14 +32,15 @@ from sam_jax.analysis import plots
 
 import cheaper_fit  # pylint: disable=g-bad-import-order  (experiments/cifar10/cheaper_fit.py)
 import claims  # pylint: disable=g-bad-import-order  (experiments/cifar10/claims.py)
-from rows import (KINDS, MODELS, NAMES, first_block_active, kind, load_rows, output_norms,
-                  setting, stat, table)
+from rows import (KINDS, MODELS, NAMES, first_block_active, is_control, kind, load_rows,
+                  optimizer, output_norms, setting, stat, table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PAGE = os.path.join(ROOT, "docs", "reproduction.md")
 CHEAPER_PAGE = os.path.join(ROOT, "docs", "cheaper_sam.md")
 FIGURES = os.path.join(ROOT, "docs", "reproduction")  # /fit/ for the fit regime's figures.
+KAPPAS = os.path.join(HERE, "results", "ntk_init_seeds.json")  # recompute_ntk.py --seeds.
 
 
 METRICS = {  # Column -> (value of a row, format).
@@ -226,6 +231,32 @@ def attention_figure(path: str, runs: dict[str, list[dict]]) -> str:
       f"{label} (seed {r['seed']})": np.array(r["attention_maps"]) for label, r in rows.items()})
 
 
+def kappa_table(kappas: dict[str, list[float]]) -> str:
+  """kappa at initialisation per model over its seeds: mean, spread and quantiles."""
+  cell = lambda v: f"{v:.1f}"
+  lines = [[NAMES[m], str(len(k)), stat(k, "{:.1f}"), cell(np.median(k)),
+            f"{cell(np.quantile(k, 0.1))} - {cell(np.quantile(k, 0.9))}",
+            f"{cell(min(k))} - {cell(max(k))}"]
+           for m in MODELS if (k := kappas.get(m))]
+  return table(["model", "seeds", "mean ± std", "median", "10% - 90% quantile", "range"], lines)
+
+
+def control_table(g: dict, control: dict) -> str:
+  """The ResNet (or any model) with its own optimizer and with the other one, base and SAM."""
+  lines = []
+  for m in MODELS:
+    for own, groups_ in ((True, g), (False, control)):
+      for label in ("base", "SAM"):
+        if (m, label) in control and (m, label) in groups_:
+          rs = groups_[(m, label)]
+          lines.append([NAMES[m], optimizer(rs[0]), label, f"{rs[0]['rho']:g}"]
+                       + [stat([f(r) for r in rs], fmt) for f, fmt in (
+                           METRICS["test accuracy"], FIT_METRICS["train accuracy"],
+                           METRICS["final train loss"], METRICS["lambda_max"])])
+  return table(["model", "optimizer", "SAM", "rho", "test accuracy", "train accuracy",
+                "final train loss", "lambda_max"], lines)
+
+
 def _budget(rows: list[dict]) -> str:
   cpu = sum(r["total_cpu_seconds"] for r in rows) / 3600
   wall = sum(r["total_wall_seconds"] for r in rows) / 3600
@@ -234,10 +265,14 @@ def _budget(rows: list[dict]) -> str:
           "measurements.")
 
 
-def generated(rows: list[dict], regime: str = "short") -> str:
+def generated(rows: list[dict], regime: str = "short",
+              kappas: dict[str, list[float]] | None = None) -> str:
   """The tables of one regime's part of ``docs/reproduction.md`` (the cheaper kinds' rows
-  are left to ``cheaper``)."""
+  are left to ``cheaper``). The optimizer control's rows (``rows.is_control``) get their own
+  table and claims; ``kappas``: kappa at initialisation per model over many seeds."""
   rows = [r for r in rows if kind(r) == "sam"]
+  controls = [r for r in rows if is_control(r)]
+  rows = [r for r in rows if not is_control(r)]
   best = chosen_rho(rows)
   g = groups(rows, best)
   metrics = METRICS if regime != "fit" else {k: (METRICS | FIT_METRICS)[k] for k in FIT_COLUMNS}
@@ -255,12 +290,18 @@ def generated(rows: list[dict], regime: str = "short") -> str:
              + [metrics[c][1].format(metrics[c][0](r)) for c in SWEEP[regime]]
              for r in sweep])]
   if regime != "fit":
-    return "\n\n".join(parts + [_budget(rows)])
+    return "\n\n".join(parts + [_budget(rows + controls)])
   out = os.path.join(FIGURES, regime)
   paths = figures(g, out) + fit_figures(g, out)
+  control = groups(controls, chosen_rho(controls))
+  extra = (["#### NTK kappa at initialisation over seeds (recompute_ntk.py --seeds)",
+            kappa_table(kappas)] if kappas else []) + (
+      ["#### Optimizer control: each model's own optimizer against the other "
+       "(mean ± standard deviation (number of seeds))", control_table(g, control)]
+      if control else [])
   return "\n\n".join(parts + [
-      *fit_tables(g), "#### The paper's claims, measured", claims.claims_table(g),
-      _budget(rows), "#### Figures",
+      *fit_tables(g), *extra, "#### The paper's claims, measured",
+      claims.claims_table(g, control, kappas), _budget(rows + controls), "#### Figures",
       "\n".join(f"![{os.path.basename(p)}](reproduction/{regime}/{os.path.basename(p)})"
                 for p in paths)])
 
@@ -290,7 +331,10 @@ def main() -> None:
   rows = {regime: load_rows(os.path.join(HERE, "results", regime))
           for regime in ("fit", "short")
           if glob.glob(os.path.join(HERE, "results", regime, "*.json"))}
-  parts = {PAGE: [(regime, generated(rs, regime)) for regime, rs in rows.items()],
+  kappas = ({m: list(k.values()) for m, k in json.loads(pathlib.Path(KAPPAS).read_text()).items()}
+            if os.path.exists(KAPPAS) else None)
+  parts = {PAGE: [(regime, generated(rs, regime, kappas if regime == "fit" else None))
+                  for regime, rs in rows.items()],
            CHEAPER_PAGE: [("cheap", cheaper(rows["short"]))] if "short" in rows else []}
   fit = rows.get("fit", [])
   parts[CHEAPER_PAGE].append(("cheap-fit", cheaper_fit.section(fit, groups(fit, chosen_rho(fit)))))

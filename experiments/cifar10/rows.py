@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+import config as study_config  # pylint: disable=g-bad-import-order  (experiments/cifar10/)
+
 MODELS = ("vit", "mixer", "resnet")
 NAMES = {"vit": "ViT", "mixer": "Mixer", "resnet": "ResNet"}
 KINDS = {"looksam": "LookSAM", "msam": "Momentum-SAM", "aesam": "AE-SAM"}
@@ -17,6 +19,17 @@ KINDS = {"looksam": "LookSAM", "msam": "Momentum-SAM", "aesam": "AE-SAM"}
 def kind(row: dict) -> str:
   """The row's SAM kind (rows from before the cheaper kinds are SAM's)."""
   return row.get("kind", "sam")
+
+
+def optimizer(row: dict) -> str:
+  """The row's base optimizer (rows without a config: the model's own)."""
+  own = study_config.DEFAULT_OPTIMIZER[row["model"]]
+  return row.get("config", {}).get("optimizer", {}).get("name", own)
+
+
+def is_control(row: dict) -> bool:
+  """A run of the optimizer control: the model trained with another model's optimizer."""
+  return optimizer(row) != study_config.DEFAULT_OPTIMIZER[row["model"]]
 
 
 def load_rows(results_dir: str) -> list[dict]:

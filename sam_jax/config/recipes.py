@@ -2,24 +2,27 @@
 
 Every value cites docs/paper.md (``Rn``: its source, or "unconfirmed").
 
-``imagenet``: ViT / MLP-Mixer from scratch, the original ViT ImageNet pipeline [P §4.2]:
-``imagenet2012`` ``train[:99%]`` with minival ``train[99%:]`` (R1); Inception crop with
-area in [0.05, 1] + flip at 224 px (R2), eval resize 256 + central crop 224 (R3), pixels
-in [-1, 1] (R4); batch 4096 (R5), 300 epochs (R6), Adam(0.9, 0.999) (R7), peak lr 3e-3
-(R8), 10k warm-up steps (R9), cosine decay (R10), decoupled weight decay 0.3 (R11) on
-kernels (R12), clipping at global norm 1 (R13); sigmoid cross-entropy (R18) with the
-head bias at -10 for ViT, -6.9 for Mixer (R19); SAM groups of m = 64 (R23).
+``imagenet``: ViT / MLP-Mixer from scratch [P §4.2] on ``imagenet2012`` ``train[:99%]``
+with minival ``train[99%:]`` (R1); Inception crop with area in [0.05, 1] + flip at 224 px
+(R2), eval resize 256 + central crop 224 (R3), pixels in [-1, 1] (R4); batch 4096 (R5),
+300 epochs (R6), Adam(0.9, 0.999) (R7), 10k warm-up steps (R9), decoupled weight decay on
+kernels (R12), clipping at global norm 1 (R13); sigmoid cross-entropy (R18); SAM groups of
+m = 32 (R23). ViT: the original ViT pipeline, peak lr 3e-3 (R8), cosine decay (R10),
+weight decay 0.3 (R11), head bias -10 (R19). Mixer: the original Mixer setting,
+big_vision's ``mlp_mixer_i1k.py`` without its RandAugment and mixup (R21, ``MIXER``).
 
 ``resnet_imagenet``: ResNet v1 from scratch as the SAM code trains it (R30-R34): SGD with
 Nesterov momentum 0.9 (R31); 90 epochs, peak lr 0.1 per 256 examples (1.6 at batch 4096),
 5 warm-up epochs, cosine decay to 0 (R32, unconfirmed); L2 weight decay 1e-4 in the loss,
-so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 64 (R23).
+so part of the SAM ascent (R33); no clipping, softmax cross-entropy (R34); m = 32 (R23);
+the SAM code's preprocessing (R35, ``SAM_CODE_PP``).
 
 ``finetune``: transfer at 384 px (224 for Mixers, whose token-mixing weights fix the
 number of patches) from an ImageNet ``.npz`` (``config.init_from``), as the official ViT
 fine-tuning code (R40-R44): SGD momentum 0.9, batch 512, peak lr 0.03, cosine decay, no
 weight decay, clipping at 1.0, 10k steps (CIFAR) or 500 (Flowers, Pets), Inception crop +
-flip, no representation layer (the file's is dropped with its head, R43).
+flip, evaluation on the whole image resized to S x S (R42), no representation layer (the
+file's is dropped with its head, R43).
 
 ``cifar10_contrastive``: SimCLR-style pretraining of ``cifar10_folder``'s ViT with (or
 without) SAM, then a linear probe or a fine-tune from its workdir (docs/paper.md §11:
@@ -43,8 +46,27 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 IMAGENET_MINIVAL_TRAIN_EXAMPLES = int(IMAGENET_TRAIN_EXAMPLES * 0.99)  # train[:99%]
 INCEPTION_PP = dict(crop_area_range=(0.05, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
                     resize_method="bilinear", flip=True, skip_corrupt=False)  # R2.
-SAM_M = 64  # Examples per SAM perturbation group, whatever the device count (R23).
+# google-research/sam's ImageNet pipeline (sam_jax/datasets/dataset_source_imagenet.py): crop
+# area (0.08, 1) covering >= 0.1 of the image in 10 draws, else the eval view; TF1 bicubic
+# resize; ImageNet mean/std; eval: the central 224/256 of the smaller side, resized (R2, R35).
+SAM_CODE_PP = dict(crop_area_range=(0.08, 1.0), aspect_ratio_range=(3 / 4, 4 / 3),
+                   min_object_covered=0.1, crop_attempts=10, crop_fallback="central_crop",
+                   resize_method="bicubic_tf1", normalize="mean_std", eval_crop="crop_resize",
+                   eval_resize=256, flip=True, skip_corrupt=False)
+SAM_M = 32  # Examples per SAM perturbation group, whatever the device count (R23).
 HEAD_BIAS = {"vit": -10.0, "mixer": -6.9}  # With the sigmoid cross-entropy (R18, R19).
+
+# The Mixer setting (docs/paper.md R21): big_vision configs/mlp_mixer_i1k.py's lr 1e-3, wd 1e-4,
+# linear decay to linear_end 1e-5 after 10k warm-up steps, stochastic depth 0.1. big_vision
+# steps w -= s(t) (1e-3 * adam(g) + 1e-4 * w), s(t) in [0, 1] its schedule (big_vision optax.py:
+# scale(lr), add_decayed_weights(wd), scale_by_schedule), and linear_end is a value of s, so
+# the last lr is 1e-3 * 1e-5. optax.adamw steps w -= lr(t) (adam(g) + weight_decay * w) with
+# lr(t) = 1e-3 s(t): the same step for weight_decay = 1e-4 / 1e-3 = 0.1.
+BIG_VISION_MIXER_LR, BIG_VISION_MIXER_WD, BIG_VISION_MIXER_LINEAR_END = 1e-3, 1e-4, 1e-5
+MIXER = dict(learning_rate=BIG_VISION_MIXER_LR,
+             end_learning_rate=BIG_VISION_MIXER_LR * BIG_VISION_MIXER_LINEAR_END,
+             decay="linear", weight_decay=BIG_VISION_MIXER_WD / BIG_VISION_MIXER_LR,
+             stochastic_depth=0.1)
 
 
 class Transfer(NamedTuple):
@@ -99,13 +121,21 @@ def _imagenet(config: ml_collections.ConfigDict, epochs: int) -> FieldReference:
 def imagenet(*, model: str, variant: str, rho: float, epochs: int = 300, batch_size: int = 4096,
              **model_overrides: Any) -> ml_collections.ConfigDict:
   """A ViT or Mixer paper run on TFDS ``imagenet2012`` (needs the manual ImageNet download)."""
+  mixer = model == "mixer"
   model_fields = dict(name=model, variant=variant, head_bias_init=HEAD_BIAS[model],
+                      **({"stochastic_depth": MIXER["stochastic_depth"]} if mixer else {}),
                       **model_overrides)
   config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
                    batch_size=batch_size, rho=rho, model=model_fields, loss="sigmoid_xent")
   config.num_train_steps = _imagenet(config, epochs)
-  config.optimizer = defaults.optimizer("adamw", 3e-3, 10_000, "cosine", weight_decay=0.3,
-                                        grad_clip_norm=1.0)
+  if mixer:
+    config.optimizer = defaults.optimizer(
+        "adamw", MIXER["learning_rate"], 10_000, MIXER["decay"],
+        weight_decay=MIXER["weight_decay"], grad_clip_norm=1.0,
+        end_learning_rate=MIXER["end_learning_rate"])
+  else:
+    config.optimizer = defaults.optimizer("adamw", 3e-3, 10_000, "cosine", weight_decay=0.3,
+                                          grad_clip_norm=1.0)
   return config
 
 
@@ -116,6 +146,7 @@ def resnet_imagenet(*, depth: int, rho: float, epochs: int = 90, batch_size: int
   config = _config(dataset="imagenet2012", num_classes=1000, image_size=224,
                    batch_size=batch_size, rho=rho, model=dict(name="resnet", variant=str(depth)))
   config.num_train_steps = _imagenet(config, epochs)
+  config.pp = ml_collections.ConfigDict(SAM_CODE_PP)
   batch = config.get_ref("batch_size")
   learning_rate = FieldReference(lr_per_256 / 256, field_type=float) * batch
   warmup_steps = warmup_epochs * IMAGENET_MINIVAL_TRAIN_EXAMPLES // batch
@@ -140,8 +171,8 @@ def finetune(*, dataset: str, model: str = "vit", variant: str = "B/16", rho: fl
                    model=dict(name=model, variant=variant))
   config.train_split = None  # The catalog's (sam_jax.data.catalog): train / test.
   config.eval_split = None
-  config.pp = ml_collections.ConfigDict(dict(INCEPTION_PP,
-                                             eval_resize=config.get_ref("image_size")))
+  config.pp = ml_collections.ConfigDict(dict(  # Eval: straight to S x S, as vit_jax (R42).
+      INCEPTION_PP, eval_resize=config.get_ref("image_size"), eval_crop="resize"))
   config.shuffle_buffer = 50_000
   config.eval_batch_size = 512
   config.num_train_steps = target.num_train_steps

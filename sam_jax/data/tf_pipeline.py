@@ -172,7 +172,7 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
     pixels = preprocessing.inception_crop_pixels(_image_bytes(record), seed(keys.crop), options)
     if randaug is not None:
       pixels = randaug(pixels, seed(keys.randaugment))
-    return {"image": preprocessing.to_signed_unit(pixels), "label": record["label"]}
+    return {"image": preprocessing.normalize(pixels, options), "label": record["label"]}
 
   alpha = float(augment.mixup_alpha)
   num_classes = source.num_classes if alpha > 0 else None
