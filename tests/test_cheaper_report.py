@@ -1,6 +1,5 @@
 """The fit regime's cheaper-SAM report (experiments/cifar10/cheaper_fit.py) on synthetic rows."""
 
-import importlib.util
 import pathlib
 import re
 import struct
@@ -8,15 +7,10 @@ import struct
 import numpy as np
 import pytest
 
+from tests.test_cifar10_study import _module
+
 STUDY = pathlib.Path(__file__).resolve().parent.parent / "experiments" / "cifar10"
 PAGE = STUDY.parent.parent / "docs" / "cheaper_sam.md"
-
-
-def _module(name: str):
-  spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 @pytest.fixture(name="report")

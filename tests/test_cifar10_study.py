@@ -20,10 +20,14 @@ CLASSES = [f"c{i}" for i in range(10)]
 
 
 def _module(name: str):
-  spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """experiments/cifar10/NAME.py, loaded once per process (run.py defines absl flags)."""
+  key = f"cifar10_study_{name}"
+  if key not in sys.modules:
+    spec = importlib.util.spec_from_file_location(name, STUDY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[key] = module
+  return sys.modules[key]
 
 
 def _command(tmp_path, config: str, *overrides: str) -> list[str]:

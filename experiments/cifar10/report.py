@@ -336,7 +336,7 @@ def main() -> None:
   parts = {PAGE: [(regime, generated(rs, regime, kappas if regime == "fit" else None))
                   for regime, rs in rows.items()],
            CHEAPER_PAGE: [("cheap", cheaper(rows["short"]))] if "short" in rows else []}
-  fit = rows.get("fit", [])
+  fit = [r for r in rows.get("fit", []) if not is_control(r)]
   parts[CHEAPER_PAGE].append(("cheap-fit", cheaper_fit.section(fit, groups(fit, chosen_rho(fit)))))
   for path, texts in parts.items():
     page = pathlib.Path(path).read_text()
