@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 from sam_jax.parallel import AxisNames, mean_over
 
 MOMENTUM_FIELDS = ("trace", "mu")  # optax.trace (SGD), optax.scale_by_adam (Adam, AdamW).
