@@ -1,7 +1,7 @@
 """Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
 
-Data-parallel over all devices of all processes with the shard_map steps of
-``sam_jax.training.train_step``, minimising the cross-entropy or, for contrastive
+Data-parallel over all devices of all processes with the steps ``training.setup.build``
+gives (the shard_map steps of ``sam_jax.training.train_step``), minimising the cross-entropy or, for contrastive
 pretraining (``config.contrastive``), NT-Xent, whose run has no classification eval; a
 ``config.trainable`` regex trains only the parameters it matches (a linear probe). The
 config is completed (``config.defaults``) and checked (``config.validation``) first.

@@ -119,7 +119,7 @@ def _forward(spec: StepSpec, state: TrainState) -> Forward:
   return forward
 
 
-def _attacked(spec: StepSpec, state: TrainState, forward: Forward, point, batch: Batch,
+def _attacked(attack: PgdAttack, state: TrainState, forward: Forward, point, batch: Batch,
               group_index: jax.Array, rng: jax.Array) -> Batch:
   """The group's batch with the attack's PGD images (train mode, BatchNorm on the batch's
   statistics, not updated); each example's key by its place in the global batch."""
@@ -127,7 +127,7 @@ def _attacked(spec: StepSpec, state: TrainState, forward: Forward, point, batch:
   size = images.shape[0]
   starts = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), ATTACK_STREAM)
   keys = jax.vmap(lambda i: jax.random.fold_in(starts, i))(group_index * size + jnp.arange(size))
-  return dict(batch, image=spec.attack.examples(
+  return dict(batch, image=attack.examples(
       lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0], images, batch["label"], keys))
 
 
@@ -140,7 +140,7 @@ def _group_step(spec: StepSpec, state: TrainState, batch: Batch, group_index: ja
   # the loss and BatchNorm statistics are then those of that point).
   point = optim.gradient_point(state.opt_state, state.params)
   if spec.attack is not None:
-    batch = _attacked(spec, state, forward, point, batch, group_index, rng)
+    batch = _attacked(spec.attack, state, forward, point, batch, group_index, rng)
 
   def gradient(params):  # Zero, and not computed, for frozen parameters.
     (loss, aux), grads = jax.value_and_grad(lambda p: spec.objective(
