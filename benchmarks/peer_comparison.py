@@ -45,7 +45,7 @@ from sam_jax import metrics, models, optim, parallel
 from sam_jax.config import defaults, recipes
 from sam_jax.models import conv_matmul
 from sam_jax.optim import optimizer
-from sam_jax.training import loop, train_step
+from sam_jax.training import loop, setup
 
 CONVOLUTIONS = ("matmul", "xla")
 TIMM_NAMES = {("vit", "S/16"): "vit_small_patch16_224", ("resnet", "50"): "resnet50"}
@@ -108,17 +108,11 @@ def convolutions(kind: str):
 
 def compile_ours(config: ml_collections.ConfigDict, batch: dict) -> tuple[Any, Any, Any]:
   """(compiled step, state, device batch): the full train step on one device, as
-  ``training.loop`` builds it."""
-  model = models.from_config(config.model, config.num_classes)
-  groups = loop.sam_groups(config)
-  mesh = parallel.create_mesh(jax.devices()[:1], groups.devices_per_group)
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
-  state = loop.initial_state(config, model, tx, mesh)
-  sharded = parallel.shard_batch(batch, mesh)
-  compiled = train_step.make_train_step(model, tx, mesh, schedule, groups).lower(
-      state, sharded).compile()
-  return compiled, state, sharded
+  ``training.loop`` builds it (``training.setup.build``)."""
+  run = setup.build(config, jax.devices()[:1])
+  state = loop.initial_state(run)
+  sharded = parallel.shard_batch(batch, run.mesh)
+  return run.train_step.lower(state, sharded).compile(), state, sharded
 
 
 def our_step(config: ml_collections.ConfigDict, batch: dict) -> tuple[Step, Any, float]:

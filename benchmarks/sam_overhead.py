@@ -33,10 +33,12 @@ import numpy as np
 import optax
 
 from sam_jax import models, parallel
+from sam_jax.config import defaults
 from sam_jax.optim import aesam, looksam, momentum_sam, sam
 from sam_jax.training import train_step
 
 RHO, MSAM_RHO, NEVER = 0.05, 3.0, 1e30  # MSAM: its authors' scale (see optim/msam.py).
+LOOKSAM, AESAM = defaults.SAM_KINDS["looksam"], defaults.SAM_KINDS["aesam"]  # Their options.
 
 
 def _bare_step(model, tx, batch):
@@ -65,13 +67,14 @@ def _variants(axis):
   """name -> (transformation, host every_k_steps (1: one program), steps per timing)."""
   base_opt = lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
   chained = lambda t: optax.chain(t, base_opt())
-  aesam_forced = lambda c: chained(aesam(RHO, 1000, lambda1=c, lambda2=c, axis_name=axis))
+  aesam_forced = lambda c: chained(aesam(RHO, 1000, delta=AESAM["delta"], lambda1=c,
+                                         lambda2=c, axis_name=axis))
   return {
       "base": (chained(sam(0.0, axis_name=axis)), 1, 2),
       "sam": (chained(sam(RHO, axis_name=axis)), 1, 2),
       "sam_every_2": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 2, 2),
       "sam_every_2_cond": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 1, 2),
-      "looksam_k5": (chained(looksam(RHO, every_k_steps=5, axis_name=axis)), 5, 5),
+      "looksam_k5": (chained(looksam(RHO, **LOOKSAM, every_k_steps=5, axis_name=axis)), 5, 5),
       "msam": (momentum_sam(base_opt(), MSAM_RHO, axis_name=axis), 1, 2),
       "aesam_sam": (aesam_forced(-NEVER), 1, 2),
       "aesam_erm": (aesam_forced(NEVER), 1, 2),

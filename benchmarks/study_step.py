@@ -42,10 +42,10 @@ from typing import Any, Callable
 import jax
 from clu import metrics as clu_metrics
 
-from sam_jax import models, optim, parallel
+from sam_jax import parallel
 from sam_jax.config import defaults
 from sam_jax.data import input_pipeline
-from sam_jax.training import loop, train_step
+from sam_jax.training import loop, setup
 
 STUDY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "experiments", "cifar10",
                             "config.py")
@@ -68,12 +68,8 @@ def clu_merge(total, step_metrics):
 
 def variants(config) -> dict[str, Callable[[int], None]]:
   """name -> run(steps), each advancing its own copy of the state."""
-  groups = loop.sam_groups(config)
-  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
-  model = models.from_config(config.model, config.num_classes)
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
-  step_fn = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss)
+  run = setup.build(config, num_classes=input_pipeline.num_classes(config))
+  mesh, step_fn = run.mesh, run.train_step
   pipeline = input_pipeline.train_iterator(config, local_batch_size=config.batch_size,
                                            seed=config.seed)
   host_batch = next(pipeline)
@@ -81,7 +77,7 @@ def variants(config) -> dict[str, Callable[[int], None]]:
   states = {}
 
   def run_step(name: str, steps: int, wait: bool) -> None:
-    state = states[name] if name in states else loop.initial_state(config, model, tx, mesh)
+    state = states[name] if name in states else loop.initial_state(run)
     for _ in range(steps):
       state, metrics = step_fn(state, device_batch)
       if wait:
@@ -89,7 +85,7 @@ def variants(config) -> dict[str, Callable[[int], None]]:
     states[name] = jax.block_until_ready(state)
 
   def run_loop(name: str, steps: int, merge, next_batch) -> None:
-    state = states[name] if name in states else loop.initial_state(config, model, tx, mesh)
+    state = states[name] if name in states else loop.initial_state(run)
     total, since_save, previous = None, None, None
     for _ in range(steps):
       state, metrics = step_fn(state, parallel.shard_batch(next_batch(), mesh))

@@ -18,12 +18,12 @@ import pytest
 import tensorflow as tf
 
 from configs import cifar10_augment
-from sam_jax import metrics, models, optim, parallel
+from sam_jax import metrics, parallel
 from sam_jax.config import defaults
 from sam_jax.data import image_folder, input_pipeline, mixup, preprocessing, randaugment
 from sam_jax.data import tf_pipeline
 from sam_jax.objectives import adversarial
-from sam_jax.training import loop, train_step
+from sam_jax.training import loop, setup
 from tests import tiny_digits_config
 from tests.test_input_pipeline import make_folder, shrink_folder_config
 
@@ -408,17 +408,12 @@ def _train_config(root, num_train_steps, **overrides):
 
 def _train_on(config, num_devices, batches):
   """The parameters after a train step per batch on the first ``num_devices`` devices."""
-  config = defaults.complete(config)
-  groups = train_step.sam_groups(config.sam.m, config.batch_size, num_devices)
-  mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
-  model = models.from_config(config.model, len(CLASSES))
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
-  state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), 16), mesh)
-  step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss)
+  run = setup.build(defaults.complete(config), jax.devices()[:num_devices],
+                    num_classes=len(CLASSES))
+  state = parallel.replicate(run.init_state(jax.random.PRNGKey(0)), run.mesh)
   step_metrics = None
   for batch in batches:
-    state, step_metrics = step(state, parallel.shard_batch(batch, mesh))
+    state, step_metrics = run.train_step(state, parallel.shard_batch(batch, run.mesh))
   return jax.device_get(state.params), jax.device_get(step_metrics)
 
 

@@ -112,7 +112,7 @@ def test_missing_rows_give_the_command_for_each(report, monkeypatch):
   # With some of the rows: only the others are listed, under the tables.
   text = _section(report, _rows())
   assert "Rows still to run (12 of 18)" in text
-  assert "--config.sam.kind=looksam --config.sam.looksam_alpha=0.2" in text  # Mixer's.
+  assert "--config.sam.kind=looksam --config.sam.looksam.alpha=0.2" in text  # Mixer's.
   assert ("vit,fit --config.sam.rho=0.5 --config.seed=0 --config.sam.kind=aesam"
           not in text)
   assert "vit,fit --config.sam.rho=3 --config.seed=1 --config.sam.kind=msam" in text

@@ -144,8 +144,10 @@ def test_run_names_tell_the_settings_apart(monkeypatch):
   assert run.run_name(config) == "vit_rho0.1_seed0"
   config.sam.kind = "looksam"
   assert run.run_name(config) == "vit_looksam_rho0.1_seed0"
-  config.sam.looksam_alpha = 0.2
+  config.sam.looksam.alpha = 0.2
   assert run.run_name(config) == "vit_looksam_alpha0.2_rho0.1_seed0"
+  config.sam.looksam.alpha, config.sam.looksam_alpha = 0.7, 0.3  # The old key, moved.
+  assert run.run_name(config) == "vit_looksam_alpha0.3_rho0.1_seed0"
   control = _module("config").get_config("resnet,fit,adamw")
   assert (control.optimizer.name, control.optimizer.learning_rate) == ("adamw", 2e-3)
   assert run.run_name(control) == "resnet_adamw_rho0.1_seed0"
@@ -193,7 +195,7 @@ def test_report_tables_the_cheaper_kinds_against_base_and_sam(tmp_path, monkeypa
   rows += [timed(_row("vit", 0.1, s, 0.55, 55.0), 240.0, kind="looksam") for s in range(2)]
   rows += [timed(_row("vit", 0.1, 0, 0.5, 120.0), 300.0, kind="aesam", sam_fraction=0.4)]
   rows += [timed(_row("vit", 0.1, 0, 0.45, 70.0), 240.0, kind="looksam",  # Its own line.
-                 config={"sam": {"looksam_alpha": 0.2}})]
+                 config={"sam": {"looksam_alpha": 0.2}})]  # A committed row's old key.
   assert report.chosen_rho(rows) == {"vit": 0.1}  # The cheaper kinds are not in the sweep.
   assert report.cheaper([r for r in rows if report.kind(r) == "sam"]) is None
   assert "LookSAM" not in report.generated(rows)  # Left to the cheaper-SAM page.

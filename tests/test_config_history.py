@@ -7,8 +7,9 @@ import jax
 import numpy as np
 import pytest
 
+from sam_jax.config import defaults
 from sam_jax.training import config_history, loop
-from tests import tiny_digits_config
+from tests import test_configs, tiny_digits_config
 
 
 def test_differences_name_each_changed_added_and_removed_leaf():
@@ -98,3 +99,45 @@ def test_a_changed_model_is_refused_naming_the_parameters(tmp_path):
   with pytest.raises(ValueError, match=r"(?s)another model.*MlpBlock_0/Dense_0/kernel: checkpoint "
                      r"shape \(16, 32\) != model shape \(16, 48\)"):
     loop.train_and_evaluate(wider, str(tmp_path), allow_config_changes=True)
+
+
+def _flat_sam(config: dict) -> dict:
+  """A completed config as recorded before the SAM kinds had sections: flat sam keys."""
+  config = json.loads(json.dumps(config))
+  sam = config["sam"]
+  for old, new in defaults.RENAMED_SAM_KEYS.items():
+    kind, key = new.split(".")
+    sam[old] = sam[kind][key]
+  for kind in {new.split(".")[0] for new in defaults.RENAMED_SAM_KEYS.values()}:
+    del sam[kind]
+  return config
+
+
+def test_an_old_runs_flat_sam_keys_are_read_at_their_new_places(tmp_path, caplog):
+  """A workdir recorded with ``sam.looksam_alpha`` etc. resumes with the same settings as
+  no change; another LookSAM alpha is refused under its new name."""
+  config = tiny_digits_config.get_config(4)
+  config.sam.kind = "looksam"
+  config = defaults.complete(config)
+  config_history.record(str(tmp_path), config, 0, [])
+  entry = _history(tmp_path)[0]
+  recorded = json.loads(entry.read_text())
+  recorded["config"] = _flat_sam(recorded["config"])
+  assert "looksam" not in recorded["config"]["sam"] and "looksam_alpha" in recorded["config"]["sam"]
+  entry.write_text(json.dumps(recorded))
+  assert config_history.check_resume(str(tmp_path), config, 2, allow_changes=False) == []
+  assert "config.sam.looksam_alpha is config.sam.looksam.alpha now" in caplog.text
+  config.sam.looksam.alpha = 0.2
+  with pytest.raises(config_history.ConfigChanged, match=r"sam\.looksam\.alpha: 0\.7 -> 0\.2"):
+    config_history.check_resume(str(tmp_path), config, 2, allow_changes=False)
+
+
+def test_an_old_key_on_the_command_line_is_moved_naming_its_new_key(caplog):
+  config = test_configs.parse(f"--config={test_configs.CONFIG_DIR / 'default.py'}",
+                              "--config.sam.kind=looksam", "--config.sam.looksam_alpha=0.2",
+                              "--config.sam.eta=0.5")
+  complete = defaults.complete(config)
+  assert (complete.sam.looksam.alpha, complete.sam.asam.eta) == (0.2, 0.5)
+  assert "looksam_alpha" not in complete.sam and "eta" not in complete.sam
+  assert "config.sam.looksam_alpha is config.sam.looksam.alpha now" in caplog.text
+  assert "config.sam.eta is config.sam.asam.eta now" in caplog.text

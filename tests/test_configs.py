@@ -17,10 +17,9 @@ from ml_collections import config_flags
 import numpy as np
 import pytest
 
-from sam_jax import models, optim, parallel
+from sam_jax import models, parallel
 from sam_jax.config import defaults, recipes, validation
-from sam_jax.objectives.adversarial import PgdAttack
-from sam_jax.training import loop, train_step
+from sam_jax.training import setup
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if p.stem != "__init__")
@@ -85,17 +84,12 @@ def test_config_validates_and_takes_one_train_step(name, arg):
   validation.validate(config, num_devices)
   num_classes = config.get("num_classes") or 10
 
-  groups = loop.sam_groups(config)
-  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
-  model = models.from_config(config.model, num_classes)
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
+  run = setup.build(config, num_classes=num_classes)
   image_shape = (IMAGE_SIZE, IMAGE_SIZE, 3)
   # An "rbg" key: XLA compiles its random bits several times faster on CPU than threefry's.
-  state = jax.jit(lambda rng: train_step.init_state(model, tx, rng, IMAGE_SIZE))(
-      jax.random.key(config.seed, impl="rbg"))
+  state = jax.jit(run.init_state)(jax.random.key(config.seed, impl="rbg"))
   before = jax.device_get(state.params)
-  state = parallel.replicate(state, mesh)
+  state = parallel.replicate(state, run.mesh)
   rng = np.random.default_rng(0)
   images = lambda: rng.uniform(-1, 1, (config.batch_size, *image_shape)).astype(np.float32)
   batch = {"image": images(),
@@ -105,11 +99,7 @@ def test_config_validates_and_takes_one_train_step(name, arg):
     batch["label"] = 0.7 * onehot + 0.3 * np.roll(onehot, 1, axis=0)
   if config.contrastive.method:
     batch["image2"] = images()
-  step = train_step.make_train_step(model, tx, mesh, schedule, groups, loss=config.loss,
-                                    attack=PgdAttack.from_pixels(**config.adversarial_training),
-                                    objective=loop.objective(config),
-                                    trainable=loop.trainable(config, state.params))
-  state, metrics = step(state, parallel.shard_batch(batch, mesh))
+  state, metrics = run.train_step(state, parallel.shard_batch(batch, run.mesh))
 
   assert int(state.step) == 1
   np.testing.assert_allclose(metrics["learning_rate"], config.optimizer.learning_rate, rtol=1e-6)
@@ -129,12 +119,9 @@ def test_config_validates_and_takes_one_train_step(name, arg):
 def test_finetune_variant_validates_and_builds(arg):
   config = defaults.complete(load("finetune", arg))
   validation.validate(config, jax.device_count())
-  model = models.from_config(config.model, config.num_classes)
-  optim.create_optimizer(config)
-  shapes = jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), jnp.zeros((1, config.image_size, config.image_size, 3)),
-      train=False))
-  assert shapes["params"]["head"]["kernel"].shape[-1] == config.num_classes
+  run = setup.build(config)
+  shapes = run.abstract_state()
+  assert shapes.params["head"]["kernel"].shape[-1] == config.num_classes
 
 
 @pytest.mark.parametrize("name, count", sorted(PARAMETER_COUNTS.items()))

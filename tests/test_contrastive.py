@@ -14,15 +14,14 @@ import pytest
 import tensorflow as tf
 
 from configs import cifar10_contrastive
-from sam_jax import optim, parallel
+from sam_jax import parallel
 from sam_jax.checkpoints import loading, npz
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline, preprocessing, views
 from sam_jax.models import param_blocks
 from sam_jax.models.projection import Projected
-from sam_jax.objectives.contrastive import NtXent, nt_xent
-from sam_jax.optim import sam
-from sam_jax.training import loop, train_step
+from sam_jax.objectives.contrastive import nt_xent
+from sam_jax.training import loop, setup
 from tests.test_input_pipeline import make_folder
 from tests.test_train_step import TinyNet
 
@@ -61,16 +60,24 @@ def _batch(seed=1):
   return {"image": image(), "image2": image(), "label": rng.integers(0, 4, BATCH).astype(np.int32)}
 
 
+def _sgd_config(stage: str, **sam):
+  """configs/cifar10_contrastive.py's ``stage`` with SAM(RHO) and plain SGD at LR on 4 px
+  images, batch BATCH."""
+  config = defaults.complete(cifar10_contrastive.get_config(stage))
+  config.update(image_size=4, batch_size=BATCH, eval_batch_size=BATCH)
+  config.contrastive.temperature = TAU
+  config.sam.update(rho=RHO, **sam)
+  config.optimizer = defaults.optimizer("sgd", LR, 0, "constant", weight_decay=0.0,
+                                        grad_clip_norm=0.0, momentum=0.0)
+  return config
+
+
 def _contrastive_step(m, num_devices, model, batch):
-  groups = train_step.sam_groups(m, BATCH, num_devices)
-  mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
-  tx = optax.chain(sam(RHO, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
-                   optax.sgd(LR))
-  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups,
-                                    objective=NtXent(TAU))
+  run = setup.build(_sgd_config("pretrain", m=m), jax.devices()[:num_devices], model=model)
+  state = run.init_state(jax.random.PRNGKey(0))
   init = jax.device_get(state)
-  state, metrics = step(parallel.replicate(state, mesh), parallel.shard_batch(batch, mesh))
+  state, metrics = run.train_step(parallel.replicate(state, run.mesh),
+                                  parallel.shard_batch(batch, run.mesh))
   return init, jax.device_get(state), jax.device_get(metrics)
 
 
@@ -137,16 +144,14 @@ def test_linear_probe_leaves_the_backbone_and_its_statistics_bitwise_unchanged()
   config.optimizer = defaults.optimizer("adamw", 0.1, 0, "constant", weight_decay=0.5,
                                         grad_clip_norm=1.0)
   model = TinyNet(batch_norm=True, dropout=0.5)
-  mesh = parallel.create_mesh()
-  tx, schedule = optim.create_optimizer(config, axis_name=train_step.SamGroups().axis_name)
-  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
+  config.update(image_size=4, batch_size=BATCH, eval_batch_size=BATCH)
+  run = setup.build(config, model=model)
+  init = jax.device_get(run.init_state(jax.random.PRNGKey(0)))
   init = init.replace(model_state={"batch_stats": jax.tree.map(  # Not the init's 0 and 1.
       lambda x: x + 0.25, init.model_state["batch_stats"])})
-  step = train_step.make_train_step(model, tx, mesh, schedule,
-                                    trainable=loop.trainable(config, init.params))
-  state, losses = parallel.replicate(init, mesh), []
+  state, losses = parallel.replicate(init, run.mesh), []
   for seed in range(3):
-    state, metrics = step(state, parallel.shard_batch(_batch(seed), mesh))
+    state, metrics = run.train_step(state, parallel.shard_batch(_batch(seed), run.mesh))
     losses.append(float(metrics["loss"]))
   state = jax.device_get(state)
   for name in ("Dense_0", "BatchNorm_0"):
@@ -160,7 +165,7 @@ def test_linear_probe_leaves_the_backbone_and_its_statistics_bitwise_unchanged()
       logits, _batch(0)["label"]).mean(), rtol=1e-6)
   config.trainable = "^nothing/"
   with pytest.raises(ValueError, match=r"config.trainable='\^nothing/' matches no parameter"):
-    loop.trainable(config, init.params)
+    setup.trainable(config, init.params)
 
 
 def test_linear_probe_is_the_same_on_1_and_8_devices():
@@ -169,17 +174,13 @@ def test_linear_probe_is_the_same_on_1_and_8_devices():
   config = defaults.complete(cifar10_contrastive.get_config("probe"))
   config.sam.rho, config.trainable = RHO, "^Dense_1/"
   model, finals = TinyNet(batch_norm=True, dropout=0.5), []
+  config.update(image_size=4, batch_size=BATCH, eval_batch_size=BATCH)
+  config.sam.m = 2
   for num_devices in (1, 8):
-    groups = train_step.sam_groups(2, BATCH, num_devices)
-    mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
-    tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                          sync_axis_name=groups.sync_axis_name)
-    state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
-    step = train_step.make_train_step(model, tx, mesh, schedule, groups,
-                                      trainable=loop.trainable(config, state.params))
-    state = parallel.replicate(state, mesh)
+    run = setup.build(config, jax.devices()[:num_devices], model=model)
+    state = parallel.replicate(run.init_state(jax.random.PRNGKey(0)), run.mesh)
     for seed in range(3):
-      state, _ = step(state, parallel.shard_batch(_batch(seed), mesh))
+      state, _ = run.train_step(state, parallel.shard_batch(_batch(seed), run.mesh))
     finals.append(jax.device_get(state))
   _assert_close(finals[0].params, finals[1].params)
   jax.tree.map(np.testing.assert_array_equal, finals[0].model_state, finals[1].model_state)

@@ -10,12 +10,14 @@ from jax.sharding import Mesh, PartitionSpec as P
 from configs import default
 from sam_jax.config import defaults, validation
 from sam_jax.optim import aesam, looksam, momentum_sam, optimizer, sam
-from sam_jax.optim.msam import MomentumSamState, gradient_point
+from sam_jax.optim.msam import MomentumSamState
+from sam_jax.optim.protocol import gradient_point
 
 C = {"kernel": np.array([[3.0, 0.5], [1.0, 2.0]], np.float32), "bias": np.array([4.0, 0.2], np.float32)}
 W = {"kernel": np.array([[1.0, -2.0], [0.5, 0.3]], np.float32), "bias": np.array([0.1, -1.0], np.float32)}
 KEYS = ("bias", "kernel")  # Leaf order of the params dict.
 RHO, LR = 0.2, 0.1
+AESAM = dict(delta=0.9, lambda1=-1.0, lambda2=1.0)  # As _hand_aesam_decisions.
 
 
 def _loss(params):
@@ -80,7 +82,7 @@ def test_looksam_reuses_the_orthogonal_direction_between_full_steps(mode):
 def test_looksam_reuse_steps_take_no_second_pass():
   calls = []
   grad_fn = jax.grad(_loss)
-  tx = looksam(RHO, every_k_steps=3)
+  tx = looksam(RHO, alpha=0.7, every_k_steps=3)
   params = jax.tree.map(jnp.asarray, W)
   state = tx.init(params)
   for t in range(6):
@@ -91,7 +93,7 @@ def test_looksam_reuse_steps_take_no_second_pass():
 
 def test_looksam_with_k_1_is_sam_exactly():
   runs = [_run(optax.chain(t, optax.adam(1e-2)), 5)[0]
-          for t in (looksam(RHO, every_k_steps=1), sam(RHO))]
+          for t in (looksam(RHO, alpha=0.7, every_k_steps=1), sam(RHO))]
   np.testing.assert_array_equal(runs[0], runs[1])
 
 
@@ -179,7 +181,7 @@ def _hand_aesam_decisions(norms, num_train_steps, delta=0.9, lambda1=-1.0, lambd
 @pytest.mark.parametrize("jit", [False, True])
 def test_aesam_decisions_on_a_planted_gradient_norm_sequence(jit):
   """Gradients g_t = s_t u are planted; grad_fn(p) = p makes a SAM step return w + e."""
-  tx = aesam(RHO, num_train_steps=len(PLANTED))
+  tx = aesam(RHO, num_train_steps=len(PLANTED), **AESAM)
   params = {"w": jnp.array([0.5, -1.0, 2.0])}
   unit = jnp.array([0.6, 0.0, -0.8])
   update = lambda g, state: tx.update(g, state, params, grad_fn=lambda p: p)
@@ -200,17 +202,17 @@ def test_aesam_decisions_on_a_planted_gradient_norm_sequence(jit):
 
 def test_aesam_with_the_trigger_always_on_is_sam():
   runs = [_run(optax.chain(t, optax.adam(1e-2)), 5, jit=True)[0]
-          for t in (aesam(RHO, 5, lambda1=-1e30, lambda2=-1e30), sam(RHO))]
+          for t in (aesam(RHO, 5, delta=0.9, lambda1=-1e30, lambda2=-1e30), sam(RHO))]
   np.testing.assert_array_equal(runs[0], runs[1])
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: looksam(0.1, every_k_steps=0), "every_k_steps"),
-    (lambda: looksam(0.1, alpha=-1.0), "alpha"),
-    (lambda: looksam(-0.1), "rho"),
+    (lambda: looksam(0.1, alpha=0.7, every_k_steps=0), "every_k_steps"),
+    (lambda: looksam(0.1, alpha=-1.0, every_k_steps=5), "alpha"),
+    (lambda: looksam(-0.1, alpha=0.7, every_k_steps=5), "rho"),
     (lambda: momentum_sam(optax.adamw(1e-3), -1.0), "rho"),
-    (lambda: aesam(0.1, 100, delta=1.0), "delta"),
-    (lambda: aesam(0.1, 0), "num_train_steps"),
+    (lambda: aesam(0.1, 100, delta=1.0, lambda1=-1.0, lambda2=1.0), "delta"),
+    (lambda: aesam(0.1, 0, **AESAM), "num_train_steps"),
 ])
 def test_bad_arguments_are_named(make, match):
   with pytest.raises(ValueError, match=match):
@@ -244,9 +246,9 @@ def _data_parallel(make_tx, num_devices, steps=4, seed=0):
 
 GLOBAL = {  # SAM on the global batch (sync over the data axis), or no m at all (MSAM).
     "looksam": lambda a: optax.chain(
-        looksam(RHO, every_k_steps=2, axis_name=a, sync_axis_name=a), optax.sgd(LR)),
+        looksam(RHO, alpha=0.7, every_k_steps=2, axis_name=a, sync_axis_name=a), optax.sgd(LR)),
     "msam_per_device": lambda a: momentum_sam(optax.sgd(LR, momentum=0.9), RHO, axis_name=a),
-    "aesam": lambda a: optax.chain(aesam(RHO, 4, axis_name=a, sync_axis_name=a), optax.sgd(LR)),
+    "aesam": lambda a: optax.chain(aesam(RHO, 4, **AESAM, axis_name=a, sync_axis_name=a), optax.sgd(LR)),
 }
 
 
@@ -258,7 +260,7 @@ def test_eight_devices_equal_one_device(name):
 
 def test_per_device_looksam_differs_from_global():
   """With m = the per-device batch the ascent differs, as for SAM: the test above can fail."""
-  per_device = _data_parallel(lambda a: optax.chain(looksam(RHO, every_k_steps=2, axis_name=a),
+  per_device = _data_parallel(lambda a: optax.chain(looksam(RHO, alpha=0.7, every_k_steps=2, axis_name=a),
                                                     optax.sgd(LR)), 8)
   assert not np.allclose(per_device["w"], _data_parallel(GLOBAL["looksam"], 8)["w"], atol=1e-6)
 
@@ -269,8 +271,11 @@ def _config(kind, **updates):
   config = default.get_config()
   config.sam.kind = kind
   for key, value in updates.items():
-    section, leaf = key.split(".")
-    config[section][leaf] = value
+    *path, leaf = key.split(".")
+    section = config
+    for part in path:
+      section = section[part]
+    section[leaf] = value
   return defaults.complete(config)
 
 
@@ -289,8 +294,10 @@ def test_kinds_get_their_every_k_steps_and_momentum_sam_wraps_clipping_and_the_b
     ("msam", {"sam.every_k_steps": 2}, "every_k_steps=2 must be 1"),
     ("aesam", {"sam.every_k_steps": 2}, "every_k_steps=2 must be 1"),
     ("msam", {"optimizer.name": "sgd", "optimizer.momentum": 0.0}, "momentum"),
-    ("looksam", {"sam.looksam_alpha": -0.1}, "looksam_alpha"),
-    ("aesam", {"sam.aesam_delta": 1.0}, "aesam_delta"),
+    ("looksam", {"sam.looksam.alpha": -0.1}, r"looksam\.alpha"),
+    ("aesam", {"sam.aesam.delta": 1.0}, r"aesam\.delta"),
+    ("looksam", {"sam.looksam_alpha": -0.1}, r"looksam\.alpha"),  # The old key, moved.
+    ("aesam", {"sam.aesam_delta": 1.0}, r"aesam\.delta"),
 ])
 def test_bad_settings_of_a_kind_are_named(kind, updates, match):
   with pytest.raises(ValueError, match=match):

@@ -7,7 +7,7 @@ import optax
 
 from sam_jax.optim import masks
 from sam_jax.optim.freeze import freeze
-from sam_jax.optim.sam import sam
+from sam_jax.optim.sam_family import sam
 
 RHO, LR = 0.3, 0.1
 

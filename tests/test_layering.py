@@ -153,7 +153,7 @@ def test_valid_choices_match_what_the_library_builds():
   from sam_jax.analysis import hessian, ntk
   from sam_jax.config import defaults, validation
   from sam_jax.optim import masks, optimizer
-  from sam_jax.optim.gsam import DECOMPOSE
+  from sam_jax.optim.surrogate_gap_sam import DECOMPOSE
   from sam_jax import metrics
   assert set(defaults.SAM_KINDS) == set(optimizer.SAM_BUILDERS)
   assert set(validation.OPTIMIZERS) == set(optimizer.BASE_OPTIMIZERS)

@@ -8,7 +8,7 @@ import optax
 import pytest
 
 from sam_jax.optim import sam
-from sam_jax.optim.sam import add_f32, global_norm_f32, sam_perturbation
+from sam_jax.optim.sam_family import add_f32, global_norm_f32, sam_perturbation
 
 RHO = 0.05
 

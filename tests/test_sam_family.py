@@ -7,11 +7,13 @@ import optax
 import pytest
 
 from sam_jax.optim import asam, gsam, sam
-from sam_jax.optim.gsam import gsam_rho_schedule
+from sam_jax.optim.surrogate_gap_sam import gsam_rho_schedule
 
 C = {"kernel": np.array([[3.0, 0.5], [1.0, 2.0]], np.float32), "bias": np.array([4.0, 0.2], np.float32)}
 W = {"kernel": np.array([[1.0, -2.0], [0.5, 0.3]], np.float32), "bias": np.array([0.1, -1.0], np.float32)}
 RHO, LR = 0.2, 0.1
+
+GSAM = dict(alpha=0.4, decompose="group")
 
 
 def _loss(params):
@@ -53,7 +55,7 @@ def test_gsam_quadratic_step_equals_hand_derivation():
   g_gsam = gp - alpha * (g - (g @ u) * u)
   expected = w - LR * g_gsam
   got = _one_step(gsam(lr_fn, rho_max=rho_max, rho_min=rho_min, lr_max=lr_max, lr_min=lr_min,
-                       alpha=alpha))
+                       alpha=alpha, decompose="group"))
   np.testing.assert_allclose(np.concatenate([got["bias"], got["kernel"].ravel()]), expected,
                              rtol=1e-6)
 
@@ -108,7 +110,8 @@ def test_gsam_with_alpha_zero_and_constant_rho_is_sam_exactly():
   params = jax.tree.map(jnp.asarray, W)
   grad_fn = jax.grad(_loss)
   outs = []
-  for transform in (sam(RHO), gsam(lr_fn, rho_max=RHO, rho_min=RHO, lr_max=1.0, alpha=0.0)):
+  for transform in (sam(RHO), gsam(lr_fn, rho_max=RHO, rho_min=RHO, lr_max=1.0, alpha=0.0,
+                                              decompose="group")):
     tx = optax.chain(transform, optax.adam(1e-2))
     p, s = params, tx.init(params)
     for _ in range(5):
@@ -151,10 +154,11 @@ def test_every_k_steps_takes_sam_steps_on_multiples_of_k_only():
 
 @pytest.mark.parametrize("make, match", [
     (lambda: asam(0.1, eta=-1.0), "eta"),
-    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.2, lr_max=1.0), "rho_min"),
-    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, lr_min=2.0), "lr_min"),
-    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, decompose="x"),
-     "decompose"),
+    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.2, lr_max=1.0, **GSAM), "rho_min"),
+    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, lr_min=2.0, **GSAM),
+     "lr_min"),
+    (lambda: gsam(lambda c: 0.1, rho_max=0.1, rho_min=0.0, lr_max=1.0, alpha=0.4,
+                  decompose="x"), "decompose"),
 ])
 def test_bad_arguments_are_named(make, match):
   with pytest.raises(ValueError, match=match):

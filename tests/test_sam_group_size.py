@@ -1,7 +1,7 @@
 """The paper configs' SAM group size m is the same on 1, 8 and 64 devices (docs/paper.md R23).
 
 Each device count runs in a fresh interpreter with that many emulated CPU devices; there
-the training loop's own resolution (``loop.sam_groups`` with ``jax.device_count()``, then
+the training loop's own resolution (``setup.sam_groups`` with ``jax.device_count()``, then
 the mesh it builds) gives the examples per perturbation group of every paper config.
 """
 
@@ -19,11 +19,11 @@ import importlib, json, sys
 import jax
 from sam_jax import parallel
 from sam_jax.config import defaults
-from sam_jax.training import loop
+from sam_jax.training import setup
 out = {}
 for name in sys.argv[1:]:
   config = defaults.complete(importlib.import_module(f"configs.{name}").get_config())
-  groups = loop.sam_groups(config)
+  groups = setup.sam_groups(config, jax.device_count())
   mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
   per_device = config.batch_size // jax.device_count()
   out[name] = {"devices": int(mesh.devices.size), "config_m": config.sam.m,

@@ -1,5 +1,6 @@
 """The shard_map train step: device counts, m-sharpness groups, BatchNorm and dropout in SAM."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -223,7 +224,8 @@ def test_per_device_sam_adds_compute_not_communication():
   assert _all_reduced_elements(RHO, BATCH)[1] > base[1]
 
 
-@pytest.mark.parametrize("transform", [sam, looksam])
+@pytest.mark.parametrize("transform", [sam, functools.partial(looksam, alpha=0.7)],
+                         ids=["sam", "looksam"])
 def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond(transform):
   """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
   model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]

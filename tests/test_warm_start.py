@@ -8,11 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from sam_jax import models, optim, parallel
 from sam_jax.checkpoints import loading, npz, warm_start
 from sam_jax.config import defaults
 from sam_jax.models import param_blocks
-from sam_jax.training import loop
+from sam_jax.training import loop, setup
 from tests import tiny_digits_config
 
 RESNET = dict(name="resnet", variant="18", num_filters=4, stage_sizes=(1, 1), stem="cifar")
@@ -24,12 +23,9 @@ def _flat(tree) -> dict[str, np.ndarray]:
 
 def _start(config: ml_collections.ConfigDict):
   """The state a run of ``config`` starts from (``loop.initial_state``) and the fresh one."""
-  config = defaults.complete(config)
-  model = models.from_config(config.model, 10)
-  tx, _ = optim.create_optimizer(config, axis_name=parallel.DATA)
-  mesh = parallel.create_mesh()
-  fresh = jax.jit(loop.state_initializer(config, model, tx))()
-  return jax.device_get(loop.initial_state(config, model, tx, mesh)), jax.device_get(fresh)
+  run = setup.build(defaults.complete(config), num_classes=10)
+  fresh = jax.jit(run.init_state)(jax.random.PRNGKey(run.config.seed))
+  return jax.device_get(loop.initial_state(run)), jax.device_get(fresh)
 
 
 @pytest.fixture(scope="module", params=["vit", "resnet"])

@@ -163,7 +163,7 @@ def missing(cheap: list[dict], g: Groups) -> str:
     for k, (rho, alpha) in PLANNED.items():
       rho = g[(m, "SAM")][0]["rho"] if rho is None else rho
       commands += [COMMAND.format(model=m, rho=rho, seed=seed, kind=k, alpha="" if alpha is None
-                                  else f" --config.sam.looksam_alpha={alpha:g}")
+                                  else f" --config.sam.looksam.alpha={alpha:g}")
                    for seed in range(SEEDS) if (m, k, rho, alpha, seed) not in have]
   if not commands:
     return ""

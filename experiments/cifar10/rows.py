@@ -9,6 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
+from sam_jax.config import defaults
+
 import config as study_config  # pylint: disable=g-bad-import-order  (experiments/cifar10/)
 
 MODELS = ("vit", "mixer", "resnet")
@@ -42,7 +44,8 @@ def load_rows(results_dir: str) -> list[dict]:
 
 def setting(row: dict) -> tuple[str, float, float | None]:
   """(kind, rho, LookSAM's alpha or None) of a cheaper-kind row."""
-  alpha = row.get("config", {}).get("sam", {}).get("looksam_alpha")
+  sam = defaults.upgrade(row.get("config", {})).get("sam", {})  # Old rows: sam.looksam_alpha.
+  alpha = sam.get("looksam", {}).get("alpha")
   return kind(row), row["rho"], alpha if kind(row) == "looksam" else None
 
 

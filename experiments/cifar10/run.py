@@ -62,8 +62,8 @@ def run_name(config) -> str:
   kind = "" if config.sam.kind == "sam" else f"{config.sam.kind}_"
   if config.optimizer.name != study_config.DEFAULT_OPTIMIZER[config.model.name]:
     kind = f"{config.optimizer.name}_{kind}"
-  alpha = config.sam.looksam_alpha
-  if config.sam.kind == "looksam" and alpha != defaults.sam(0.0).looksam_alpha:
+  alpha = defaults.complete(config).sam.looksam.alpha  # An old --config.sam.looksam_alpha too.
+  if config.sam.kind == "looksam" and alpha != defaults.SAM_KINDS["looksam"]["alpha"]:
     kind += f"alpha{alpha:g}_"
   return f"{config.model.name}_{kind}rho{config.sam.rho:g}_seed{config.seed}"
 

@@ -1,7 +1,7 @@
 """Preflight: the run's train and eval steps compiled for a TPU slice, before paying for it.
 
 ``preflight(config, slice_name)`` builds the exact steps training would run on the slice's
-devices (``_build``; parameters and optimizer state abstract, never allocated), compiles
+devices (``build``, through ``training.setup.build``; parameters and optimizer state abstract, never allocated), compiles
 them for the TPU (``programs``) and returns a ``Report``: per core the state, batch,
 temporaries and outputs against the core's HBM and a verdict; FLOPs per step (XLA's beside
 the model's, ``model_flops``); a roofline time per step and the projected one
@@ -16,20 +16,17 @@ again with each remedy (``REMEDIES``) to say which fit.
 """
 
 import dataclasses
-import functools
 from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
-from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 
-from sam_jax import models, optim, parallel
 from sam_jax.compilation import model_flops, programs, topology
-from sam_jax.config import defaults, validation
+from sam_jax.config import defaults
 from sam_jax.data import input_pipeline
-from sam_jax.objectives.adversarial import PgdAttack
-from sam_jax.training import loop, train_step
+from sam_jax.training import setup as setup_lib
+from sam_jax.training import train_step
 
 # Model-FLOPs utilisation of a measured run (docs/scale.md, "Calibration"): big_vision's
 # Mixer-B/16, batch 4096 on v3-128 (32 per core), 92,897 steps in 2h11m = 84.6 ms per step,
@@ -45,62 +42,12 @@ NOT_YET = ("gradient accumulation (micro-batches of whole SAM groups): not yet a
            "the train step")
 
 
-# ---- The adapter: replaced by sam_jax.training.setup.build at merge. ------------------------
-@dataclasses.dataclass(frozen=True)
-class _Setup:
-  """The part of ``setup.Setup`` the preflight reads (replaced by setup.build at merge)."""
-  config: ml_collections.ConfigDict
-  model: Any
-  mesh: jax.sharding.Mesh
-  groups: train_step.SamGroups
-  train_step: Callable
-  eval_step: Callable | None
-  num_classes: int
-  _state: Any
-
-  def abstract_state(self) -> Any:
-    sharding = parallel.replicated(self.mesh)
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        self._state)
-
-  def abstract_batch(self, train: bool) -> dict[str, jax.ShapeDtypeStruct]:
-    config = self.config
-    size = config.batch_size if train else config.eval_batch_size
-    sharding = NamedSharding(self.mesh, P(parallel.DATA))
-    shapes = {"image": ((size, config.image_size, config.image_size, 3), np.float32),
-              "label": ((size,), np.int32)}
-    if train and config.augment.mixup_alpha > 0:
-      shapes["label"] = ((size, self.num_classes), np.float32)
-    if not train:
-      shapes["mask"] = ((size,), np.float32)
-    return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding) for k, (s, d) in shapes.items()}
-
-
-def _build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> _Setup:
-  """The run's steps on ``devices`` from today's training code (replaced by setup.build at
-  merge: ``setup.build(config, devices)``)."""
+def build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> setup_lib.Setup:
+  """``setup.build`` of ``config`` (completed here) on ``devices``; a config without
+  ``num_classes`` gets its dataset's."""
   config = defaults.complete(config)
-  validation.validate(config, len(devices))
-  m = config.batch_size if config.sam.m is None and config.sam.sync == "global" else config.sam.m
-  groups = train_step.sam_groups(m, config.batch_size, len(devices))
-  mesh = parallel.create_mesh(devices, groups.devices_per_group)
   num_classes = config.num_classes or input_pipeline.get_info(config).num_classes
-  model = models.from_config(config.model, num_classes)
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
-  state = jax.eval_shape(loop.state_initializer(config, model, tx))
-  step = train_step.make_train_step(
-      model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1,
-      attack=PgdAttack.from_pixels(**config.adversarial_training),
-      objective=loop.objective(config), trainable=loop.trainable(config, state.params))
-  eval_step = None if config.contrastive.method else train_step.make_eval_step(
-      model, mesh, loss=config.loss)
-  return _Setup(config, model, mesh, groups, step, eval_step, num_classes, state)
-# ---- End of the adapter. ---------------------------------------------------------------------
-
-
-build = _build  # The one setup path (setup.build at merge).
+  return setup_lib.build(config, devices, num_classes=num_classes)
 
 
 def _bytes(tree: Any) -> int:

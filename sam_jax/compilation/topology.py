@@ -107,7 +107,7 @@ def devices(tpu_slice: Slice) -> Sequence[jax.Device]:
     LibtpuMissing: libtpu is not installed (``LIBTPU_HINT``).
   """
   try:
-    import libtpu  # pylint: disable=import-outside-toplevel,unused-import
+    import libtpu  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
   except ImportError as e:
     raise LibtpuMissing(LIBTPU_HINT) from e
   # Compiling holds no TPU: skip the lock that keeps two processes off one TPU host.

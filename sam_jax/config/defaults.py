@@ -3,7 +3,7 @@
 A config either sets every key or leaves some out. The files in ``configs/`` build their
 ``sam``, ``optimizer``, ``analysis``, ``adversarial``, ``adversarial_training`` and
 ``augment`` sections with the functions below, so they hold every key and any of them
-can be set on the command line (``--config.sam.kind=asam --config.sam.eta=0.1``); the
+can be set on the command line (``--config.sam.kind=asam --config.sam.asam.eta=0.1``); the
 Nones there are typed placeholders. ``complete(config)`` returns a copy with every
 missing key filled in from this module and each "None: another value" key (commented
 below) resolved; the library reads a completed config directly. Keys without a default
@@ -16,20 +16,37 @@ Epsilons and PGD step sizes of ``adversarial`` are in pixel units of [0, 255].
 import copy
 from typing import Any, Mapping
 
+from absl import logging
 import ml_collections
 from ml_collections.config_dict import placeholder
 
-# Each SAM kind and the config.sam keys only it reads. Adding a kind: an entry here, its
-# keys' defaults in ``sam()``, and its builder in ``sam_jax.optim.optimizer.SAM_BUILDERS``.
-SAM_KINDS: dict[str, tuple[str, ...]] = {
-    "sam": (),
-    "asam": ("eta",),
-    "gsam": ("rho_min", "alpha", "decompose"),
-    "looksam": ("looksam_alpha",),  # Its k: every_k_steps.
-    "msam": (),
-    "aesam": ("aesam_delta", "aesam_lambda1", "aesam_lambda2"),
+# Each SAM kind -> its own options, ``config.sam.<kind>``, at their defaults (a kind without
+# options has none). Adding a kind: its entry here and its builder in
+# ``sam_jax.optim.optimizer.SAM_BUILDERS`` (tests/test_layering.py checks both name the same).
+SAM_KINDS: dict[str, dict[str, Any]] = {
+    "sam": {},
+    "asam": dict(eta=0.01),                   # T = |w| + eta.
+    "gsam": dict(rho_min=placeholder(float),  # rho at the end learning rate; None: sam.rho.
+                 alpha=0.4,                   # Weight of the surrogate-gap term.
+                 decompose="group"),          # Split each SAM group's gradients ("global":
+                                              # the means).
+    "looksam": dict(alpha=0.7),               # Weight of the reused direction (docs/paper.md
+                                              # E3). Its k: sam.every_k_steps.
+    "msam": {},
+    "aesam": dict(delta=0.9,                  # Decay of the moving mean and variance of ||g||².
+                  lambda1=-1.0,               # The threshold c_t goes from lambda2 (start) to
+                  lambda2=1.0),               # lambda1 (end) standard deviations (docs/paper.md
+                                              # E10).
 }
 LOOKSAM_K = 5  # every_k_steps of LookSAM when unset (docs/paper.md E3).
+# config.sam keys of configs written before the kinds had sections -> their keys now. A
+# config that holds one (an old workdir's config.json, a study row, a command line) is read
+# with the value moved (``complete``, ``upgrade``), and a line names the new key.
+RENAMED_SAM_KEYS = {"eta": "asam.eta", "rho_min": "gsam.rho_min", "alpha": "gsam.alpha",
+                    "decompose": "gsam.decompose", "looksam_alpha": "looksam.alpha",
+                    "aesam_delta": "aesam.delta", "aesam_lambda1": "aesam.lambda1",
+                    "aesam_lambda2": "aesam.lambda2"}
+_RENAMED_TYPES = {"decompose": str}  # The others are floats.
 
 # Top-level keys of the data; None means the dataset's own default (split, class count).
 DATA = dict(
@@ -59,7 +76,13 @@ MODEL = dict(
 
 def sam(rho: float, **overrides: Any) -> ml_collections.ConfigDict:
   """A complete ``config.sam``: radius ``rho`` and every other key's default."""
-  section = dict(
+  renamed = {old: placeholder(_RENAMED_TYPES.get(old, float)) for old in RENAMED_SAM_KEYS}
+  return ml_collections.ConfigDict(_sam_section(rho) | renamed | overrides)
+
+
+def _sam_section(rho: float | None) -> dict[str, Any]:
+  """``config.sam`` at its defaults: the common keys and each kind's section."""
+  return dict(
       kind="sam",               # One of SAM_KINDS.
       rho=rho,                  # GSAM: rho_max. Momentum-SAM: its own scale (3 in its paper).
       sync="device",            # m-sharpness with m = per-device batch; "global": all devices.
@@ -67,16 +90,26 @@ def sam(rho: float, **overrides: Any) -> ml_collections.ConfigDict:
       every_k_steps=placeholder(int),  # SAM on every k-th step only (LookSAM: its k, the
                                 # full SAM step); None: LOOKSAM_K for LookSAM, else 1.
       eps=1e-12,                # Added to the gradient norm.
-      eta=0.01,                 # ASAM: T = |w| + eta.
-      rho_min=placeholder(float),  # GSAM: rho at the end learning rate; None: rho.
-      alpha=0.4,                # GSAM: weight of the surrogate-gap term.
-      decompose="group",        # GSAM: split each SAM group's gradients ("global": the means).
-      looksam_alpha=0.7,        # LookSAM: weight of the reused direction (docs/paper.md E3).
-      aesam_delta=0.9,          # AE-SAM: decay of the moving mean and variance of ||g||².
-      aesam_lambda1=-1.0,       # AE-SAM: the threshold c_t goes from lambda2 (start) to
-      aesam_lambda2=1.0,        # lambda1 (end) standard deviations (docs/paper.md E10).
-  )
-  return ml_collections.ConfigDict(section | overrides)
+      **{kind: dict(options) for kind, options in SAM_KINDS.items() if options})
+
+
+def upgrade(config: dict[str, Any]) -> dict[str, Any]:
+  """A copy of a config as plain values with each renamed ``sam`` key (``RENAMED_SAM_KEYS``)
+  moved to its new place; a line names each one that held a value."""
+  config = copy.deepcopy(dict(config))
+  sam_section = config.get("sam")
+  if not isinstance(sam_section, dict):
+    return config
+  for old, new in RENAMED_SAM_KEYS.items():
+    if old not in sam_section:
+      continue
+    value = sam_section.pop(old)
+    if value is None:  # An unset placeholder (``sam()``).
+      continue
+    logging.warning("config.sam.%s is config.sam.%s now; read as that.", old, new)
+    kind, key = new.split(".")
+    sam_section.setdefault(kind, {})[key] = value
+  return config
 
 
 def optimizer(name: str, learning_rate: Any, warmup_steps: Any, decay: str, *,
@@ -192,9 +225,9 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     if "model" in config:
       _fill(config.model, MODEL)
     if "sam" in config:
-      _fill(config.sam, sam(config.sam.get("rho")).to_dict())
-      if config.sam.rho_min is None:
-        config.sam.rho_min = config.sam.rho
+      _fill(config.sam, ml_collections.ConfigDict(_sam_section(config.sam.get("rho"))).to_dict())
+      if config.sam.gsam.rho_min is None:
+        config.sam.gsam.rho_min = config.sam.rho
       if config.sam.every_k_steps is None:
         config.sam.every_k_steps = LOOKSAM_K if config.sam.kind == "looksam" else 1
     if "optimizer" in config:
@@ -224,16 +257,17 @@ def _complete_sections(config: ml_collections.ConfigDict, sections: Mapping[str,
 
 
 def _copy(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """An unlocked deep copy (FieldReferences resolved: a completed config is final)."""
+  """An unlocked deep copy (FieldReferences resolved: a completed config is final), renamed
+  keys moved (``upgrade``)."""
   if isinstance(config, ml_collections.ConfigDict):
-    config = config.copy_and_resolve_references()
-  config = ml_collections.ConfigDict(copy.deepcopy(
-      config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)))
-  return config
+    config = config.copy_and_resolve_references().to_dict()
+  return ml_collections.ConfigDict(upgrade(config))
 
 
 def _fill(section: ml_collections.ConfigDict, defaults: Mapping[str, Any]) -> None:
-  """Sets each key of ``defaults`` that ``section`` lacks."""
+  """Sets each key of ``defaults`` that ``section`` lacks, and fills its sub-sections alike."""
   for key, value in defaults.items():
     if key not in section:
       section[key] = copy.deepcopy(value)
+    elif isinstance(value, Mapping) and isinstance(section[key], (Mapping, ml_collections.ConfigDict)):
+      _fill(section[key], value)

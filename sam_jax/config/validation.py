@@ -54,7 +54,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(f"config.sam.rho={config.sam.rho!r} must be >= 0 (0 trains without SAM).")
   _choice(config, "sam.sync", SYNC_MODES)
   _choice(config, "sam.kind", tuple(defaults.SAM_KINDS))
-  _choice(config, "sam.decompose", GSAM_DECOMPOSE)
+  _choice(config, "sam.gsam.decompose", GSAM_DECOMPOSE)
   _positive_int(config, "sam.every_k_steps")
   _check_sam_kind(config)
   _choice(config, "optimizer.name", OPTIMIZERS)
@@ -128,10 +128,10 @@ def _check_sam_kind(config: ml_collections.ConfigDict) -> None:
     raise ValueError("config.sam.kind='msam' ascends along the base optimizer's momentum: "
                      f"config.optimizer.momentum={config.optimizer.momentum!r} must be > 0 "
                      "(or config.optimizer.name='adamw').")
-  if not sam.looksam_alpha >= 0:
-    raise ValueError(f"config.sam.looksam_alpha={sam.looksam_alpha!r} must be >= 0.")
-  if not 0 < sam.aesam_delta < 1:
-    raise ValueError(f"config.sam.aesam_delta={sam.aesam_delta!r} must be in (0, 1).")
+  if not sam.looksam.alpha >= 0:
+    raise ValueError(f"config.sam.looksam.alpha={sam.looksam.alpha!r} must be >= 0.")
+  if not 0 < sam.aesam.delta < 1:
+    raise ValueError(f"config.sam.aesam.delta={sam.aesam.delta!r} must be in (0, 1).")
 
 
 def validate_sections(config: ml_collections.ConfigDict) -> None:

@@ -25,7 +25,8 @@ Sources: MarlonBecker/MSAM, ``optimizer/msam.py``, ``optimizer/adamW_msam.py``,
 
 Differences from the official code, which stores the perturbed parameters
 w + e and moves them back before evaluation: here the parameters stay clean (the
-train step differentiates at :func:`gradient_point`), so evaluation and checkpoints
+train step differentiates at ``MomentumSamState.gradient_point``,
+through ``protocol.gradient_point``), so evaluation and checkpoints
 need nothing special; SGD's coupled weight decay is taken at w, not at w + e.
 BatchNorm statistics and the logged training loss come from the step's one pass, at
 w + e (the official code does the same and re-estimates BatchNorm statistics in an
@@ -39,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 from sam_jax.parallel import AxisNames, mean_over
 
 MOMENTUM_FIELDS = ("trace", "mu")  # optax.trace (SGD), optax.scale_by_adam (Adam, AdamW).
@@ -50,6 +51,11 @@ class MomentumSamState(NamedTuple):
   rho: jax.Array              # The radius of the ascent the last gradient was taken at.
   ascent_scale: jax.Array     # -rho_t / (||m|| + eps) for the next gradient: e = scale * m.
   inner: optax.OptState       # The base optimizer's state, which holds m.
+
+  def gradient_point(self, params: optax.Params) -> optax.Params:
+    """w + e, e = ascent_scale * m (``protocol.GradientPointState``)."""
+    momentum = base_momentum(self.inner)
+    return sam_lib.add_f32(params, jax.tree.map(lambda m: self.ascent_scale * m, momentum))
 
 
 def base_momentum(inner_state: optax.OptState) -> optax.Updates:
@@ -70,7 +76,8 @@ def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedul
                  ) -> optax.GradientTransformationExtraArgs:
   """Momentum-SAM around ``inner`` (e.g. ``chain(clip, base)``), whose momentum it reads.
 
-  ``update`` averages the gradient (taken by the caller at :func:`gradient_point`)
+  ``update`` averages the gradient (taken by the caller at
+  ``protocol.gradient_point``: w + e)
   over ``axis_name``, applies ``inner`` at the clean parameters and records the
   next ascent's scale. ``rho == 0`` is ``inner`` exactly.
   """
@@ -94,18 +101,3 @@ def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedul
     return updates, MomentumSamState(count, rho_fn(state.count), scale, inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def gradient_point(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
-  """Where a step takes its gradient: w + e for a Momentum-SAM state in ``opt_state``, else w.
-
-  e = ascent_scale * m, with m the momentum of the base optimizer it wraps; any other
-  optimizer state gives ``params`` itself (the same object: the step is unchanged).
-  """
-  states = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, MomentumSamState))
-            if isinstance(s, MomentumSamState)]
-  if not states:
-    return params
-  (state,) = states
-  momentum = base_momentum(state.inner)
-  return sam_lib.add_f32(params, jax.tree.map(lambda m: state.ascent_scale * m, momentum))

@@ -18,15 +18,13 @@ wrapped in ``freeze.freeze`` and the decay acts on the trained kernels only.
 import ml_collections
 import optax
 
-# The functions themselves: ``sam_jax.optim`` binds the names sam, asam and gsam to them, which
-# hides the submodules of the same names from ``from sam_jax.optim import asam``.
-from sam_jax.optim.aesam import aesam
-from sam_jax.optim.asam import asam
-from sam_jax.optim.gsam import gsam
 from sam_jax.optim import freeze, l2_penalty, masks
-from sam_jax.optim.looksam import looksam
+from sam_jax.optim.adaptive_policy_sam import aesam
+from sam_jax.optim.adaptive_sam import asam
 from sam_jax.optim.msam import momentum_sam
-from sam_jax.optim.sam import sam
+from sam_jax.optim.periodic_sam import looksam
+from sam_jax.optim.sam_family import sam
+from sam_jax.optim.surrogate_gap_sam import gsam
 from sam_jax.parallel import AxisNames
 
 
@@ -75,27 +73,27 @@ def _sam(config, schedule, inner, **common):
 
 def _asam(config, schedule, inner, **common):
   del schedule
-  return optax.chain(asam(config.sam.rho, eta=config.sam.eta, **common), *inner)
+  return optax.chain(asam(config.sam.rho, eta=config.sam.asam.eta, **common), *inner)
 
 
 def _gsam(config, schedule, inner, **common):
-  return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=config.sam.rho_min,
+  own = config.sam.gsam
+  return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=own.rho_min,
                           lr_max=config.optimizer.learning_rate,
-                          lr_min=config.optimizer.end_learning_rate, alpha=config.sam.alpha,
-                          decompose=config.sam.decompose, **common), *inner)
+                          lr_min=config.optimizer.end_learning_rate, alpha=own.alpha,
+                          decompose=own.decompose, **common), *inner)
 
 
 def _looksam(config, schedule, inner, **common):
   del schedule
-  return optax.chain(looksam(config.sam.rho, alpha=config.sam.looksam_alpha, **common),
+  return optax.chain(looksam(config.sam.rho, alpha=config.sam.looksam.alpha, **common),
                      *inner)
 
 
 def _aesam(config, schedule, inner, *, every_k_steps, **common):
   del schedule, every_k_steps  # 1: validated (AE-SAM decides each step itself).
-  return optax.chain(aesam(config.sam.rho, config.num_train_steps, delta=config.sam.aesam_delta,
-                           lambda1=config.sam.aesam_lambda1, lambda2=config.sam.aesam_lambda2,
-                           **common), *inner)
+  return optax.chain(aesam(config.sam.rho, config.num_train_steps, **config.sam.aesam, **common),
+                     *inner)
 
 
 def _msam(config, schedule, inner, *, eps, axis_name, sync_axis_name, every_k_steps):
@@ -106,8 +104,8 @@ def _msam(config, schedule, inner, *, eps, axis_name, sync_axis_name, every_k_st
 # config.sam.kind -> (config, schedule, inner, axis_name=, sync_axis_name=, eps=, every_k_steps=)
 # -> the whole optimizer: the SAM-family transformation chained before the transformations
 # ``inner`` (clipping, the base optimizer) in one flat chain (the state layout checkpoints
-# hold), or, for Momentum-SAM, wrapped around them. The kinds and their own config.sam keys:
-# sam_jax.config.defaults.
+# hold), or, for Momentum-SAM, wrapped around them. Each reads its own options from
+# ``config.sam.<kind>`` (their defaults: ``sam_jax.config.defaults.SAM_KINDS``).
 SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam, "looksam": _looksam,
                 "aesam": _aesam, "msam": _msam}
 
@@ -123,7 +121,7 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
                      ) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
   """The optimizer a config asks for, and its learning-rate schedule (for logging).
 
-  ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam.sharpness_aware``.
+  ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam_family.sharpness_aware``.
   """
   schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
   trainable = masks.path_mask(config.trainable) if config.trainable else None

@@ -74,13 +74,14 @@ def _entries(workdir: epath.Path) -> list[epath.Path]:
 
 
 def last_recorded(workdir: str) -> dict[str, Any] | None:
-  """The config of the newest recorded start (else an older run's ``config.json``), or None."""
+  """The config of the newest recorded start (else an older run's ``config.json``), or None;
+  renamed keys moved (``defaults.upgrade``)."""
   root = epath.Path(workdir)
   entries = _entries(root)
   if entries:
-    return json.loads(entries[-1].read_text())["config"]
+    return defaults.upgrade(json.loads(entries[-1].read_text())["config"])
   if (root / checkpointing.CONFIG_FILE).exists():
-    return json.loads((root / checkpointing.CONFIG_FILE).read_text())
+    return defaults.upgrade(json.loads((root / checkpointing.CONFIG_FILE).read_text()))
   return None
 
 

@@ -1,7 +1,7 @@
 """Training and evaluation loop: ``train_and_evaluate(config, workdir)``.
 
-Data-parallel over all devices of all processes with the shard_map steps of
-``sam_jax.training.train_step``, minimising the cross-entropy or, for contrastive
+Data-parallel over all devices of all processes with the steps ``training.setup.build``
+gives (the shard_map steps of ``sam_jax.training.train_step``), minimising the cross-entropy or, for contrastive
 pretraining (``config.contrastive``), NT-Xent, whose run has no classification eval; a
 ``config.trainable`` regex trains only the parameters it matches (a linear probe). The
 config is completed (``config.defaults``) and checked (``config.validation``) first.
@@ -23,6 +23,7 @@ the step is saved. The returned state's step tells whether the run finished
 (``config.num_train_steps``) or stopped on a signal.
 """
 
+import dataclasses
 import signal
 import time
 from typing import Iterator
@@ -35,16 +36,11 @@ import ml_collections
 import numpy as np
 
 from sam_jax import metrics as metrics_lib
-from sam_jax import models, optim, parallel
+from sam_jax import parallel
 from sam_jax.checkpoints import checkpointing, warm_start
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
-from sam_jax.objectives.adversarial import PgdAttack
-from sam_jax.objectives.contrastive import NtXent
-from sam_jax.objectives.objective import Objective, Supervised
-from sam_jax.models import param_blocks
-from sam_jax.optim import masks
-from sam_jax.training import config_history, train_step, workdir_lock
+from sam_jax.training import config_history, setup, train_step, workdir_lock
 
 
 @flax.struct.dataclass
@@ -87,37 +83,6 @@ class StopSignals:
       signal.signal(s, handler)
 
 
-def sam_groups(config: ml_collections.ConfigDict) -> train_step.SamGroups:
-  """m examples per SAM perturbation: ``config.sam.m``, else by ``config.sam.sync``."""
-  m = config.sam.m
-  if m is None and config.sam.sync == "global":
-    m = config.batch_size
-  return train_step.sam_groups(m, config.batch_size, jax.device_count())
-
-
-def objective(config: ml_collections.ConfigDict) -> Objective:
-  """What the steps minimise: NT-Xent (``config.contrastive``) or the cross-entropy."""
-  if config.contrastive.method == "simclr":
-    return NtXent(config.contrastive.temperature)
-  return Supervised(config.loss)
-
-
-def trainable(config: ml_collections.ConfigDict, params) -> masks.Mask | None:
-  """The mask of ``config.trainable`` (None: every parameter, in training mode).
-
-  Raises:
-    ValueError: it selects no parameter of ``params``, naming some.
-  """
-  if not config.trainable:
-    return None
-  mask = masks.path_mask(config.trainable)
-  if not any(jax.tree.leaves(mask(params))):
-    names = list(param_blocks.flatten(params))[:8]
-    raise ValueError(f"config.trainable={config.trainable!r} matches no parameter; the "
-                     f"parameters are {names}... (e.g. '^head/' for a linear probe).")
-  return mask
-
-
 def eval_metrics(eval_step, state: train_step.TrainState,
                  batches: Iterator[dict[str, np.ndarray]], mesh) -> dict[str, float]:
   """Loss and accuracy over one pass of ``batches`` (padding masked out)."""
@@ -128,21 +93,16 @@ def eval_metrics(eval_step, state: train_step.TrainState,
           "num_examples": count}
 
 
-def state_initializer(config, model, tx):
-  """A function of no arguments that builds the run's fresh TrainState."""
-  return lambda: train_step.init_state(model, tx, jax.random.PRNGKey(config.seed),
-                                       config.image_size)
-
-
-def initial_state(config, model, tx, mesh) -> train_step.TrainState:
+def initial_state(run: setup.Setup) -> train_step.TrainState:
   """Fresh replicated state, with the weights of ``config.init_from`` (an .npz or a training
   workdir: ``checkpoints.warm_start``) if set."""
-  state = jax.jit(state_initializer(config, model, tx))()
+  config = run.config
+  state = jax.jit(run.init_state)(jax.random.PRNGKey(config.seed))
   if config.init_from:
     params, model_state = warm_start.load(config, jax.device_get(state.params),
                                           jax.device_get(state.model_state))
-    state = state.replace(params=params, opt_state=tx.init(params), model_state=model_state)
-  return parallel.replicate(state, mesh)
+    state = state.replace(params=params, opt_state=run.tx.init(params), model_state=model_state)
+  return parallel.replicate(state, run.mesh)
 
 
 def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
@@ -192,110 +152,140 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: bool):
   """``train_and_evaluate`` holding the workdir."""
   input_pipeline.check_readable(config)  # Every image both splits will read, before any step.
-  groups = sam_groups(config)
-  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
-  model = models.from_config(config.model, num_classes)
-  tx, schedule = optim.create_optimizer(config, axis_name=groups.axis_name,
-                                        sync_axis_name=groups.sync_axis_name)
+  run = setup.build(config, num_classes=num_classes)
   manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
-  changes = []
   try:
-    if manager.latest_step() is not None:
-      _check_steps(manager.latest_step(), config, manager)
-      changes = config_history.check_resume(workdir, config, manager.latest_step(),
-                                            allow_changes=allow_config_changes)
-    abstract = jax.eval_shape(state_initializer(config, model, tx))
-    trained = trainable(config, abstract.params)
-    state = manager.restore(abstract, mesh) or initial_state(config, model, tx, mesh)
-    start_step = int(state.step)
-    _check_steps(start_step, config, manager)
+    state = _start(run, workdir, manager, allow_config_changes)
   except BaseException:
     manager.close()
     raise
-  if jax.process_index() == 0:
-    config_history.record(workdir, config, start_step, changes)
-  if start_step == config.num_train_steps:
+  if int(state.step) == config.num_train_steps:
     logging.info("The checkpoint of step %d in %s is the last step: nothing to train.",
-                 start_step, manager.directory)
+                 config.num_train_steps, manager.directory)
     manager.close()
     return state
-
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(state.params)
-
-  p_train_step = train_step.make_train_step(
-      model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=config.sam.every_k_steps if config.sam.rho > 0 else 1,
-      attack=PgdAttack.from_pixels(**config.adversarial_training), objective=objective(config),
-      trainable=trained)
-  p_eval_step = None
-  if config.contrastive.method:
+  if run.eval_step is None:
     logging.info("Contrastive pretraining (config.contrastive.method=%r): the model outputs "
                  "projections, not logits, so there is no classification eval; a linear probe "
                  "measures the representation (configs/cifar10_contrastive.py:probe).",
                  config.contrastive.method)
-  else:
-    p_eval_step = train_step.make_eval_step(model, mesh, loss=config.loss)
-  local_batch = config.batch_size // jax.process_count()
-  train_iter = input_pipeline.train_iterator(config, local_batch_size=local_batch,
-                                             seed=config.seed, start_step=start_step)
-  progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
-                                             writer=writer, every_steps=config.log_every_steps)
-  signals = StopSignals()
   logging.info("Training %s/%s (%s rho=%s, %s) for steps %d..%d on %d devices.",
-               config.model.name, config.model.variant, config.sam.kind,
-               config.sam.rho, groups, start_step, config.num_train_steps, jax.device_count())
-  train_metrics, since_save, previous, log_time = None, None, None, time.time()
+               config.model.name, config.model.variant, config.sam.kind, config.sam.rho,
+               run.groups, int(state.step), config.num_train_steps, run.mesh.size)
+  signals = StopSignals()
   try:
-    for step in range(start_step + 1, config.num_train_steps + 1):
-      with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, step_metrics = p_train_step(state, parallel.shard_batch(next(train_iter), mesh))
-      if previous is not None:  # Checked one step late: no wait for the step just queued.
-        _check_finite(previous, step - 1, config, manager)
-      previous = step_metrics
-      manager.check_saves()  # A failed background save stops the run here.
-      if lock is not None:
-        lock.check()  # Another run took the workdir over (this run stalled past the lease).
-      train_metrics = accumulate_metrics(train_metrics, step_metrics)
-      loss = metrics.Average.from_model_output(step_metrics["loss"],
-                                               mask=step_metrics["finite"][None])
-      since_save = loss if since_save is None else since_save.merge(loss)
-      progress(step)
-      last = step == config.num_train_steps
-      if step % config.log_every_steps == 0 or last:
-        summary = {f"train_{k}": v for k, v in train_metrics.compute().items()}
-        now = time.time()
-        summary["examples_per_sec"] = (config.batch_size * config.log_every_steps /
-                                       max(now - log_time, 1e-9))
-        writer.write_scalars(step, summary)
-        train_metrics, log_time = None, now
-        _check_skipped(summary, step, config, manager)
-      eval_results, eval_error = None, None
-      if p_eval_step is not None and (step % config.eval_every_steps == 0 or last):
-        try:
-          eval_batches = input_pipeline.eval_iterator(
-              config, local_batch_size=config.eval_batch_size // jax.process_count())
-          eval_results = eval_metrics(p_eval_step, state, eval_batches, mesh)
-        except Exception as e:  # pylint: disable=broad-except
-          eval_error = e  # Raised once the step is saved: an eval failure costs no training.
-        else:
-          writer.write_scalars(step, {f"eval_{k}": v for k, v in eval_results.items()})
-      stop = signals.received or manager.reached_preemption(step)
-      if (step % config.checkpoint_every_steps == 0 or last or stop or eval_results
-          or eval_error):
-        _check_finite(step_metrics, step, config, manager)  # Never save a non-finite state.
-        manager.save(step, state, train_loss=float(since_save.compute()),
-                     eval_results=eval_results)
-        since_save = None
-      if eval_error is not None:
-        raise eval_error
-      if stop:
-        logging.warning("Stopped at step %d (%s) after saving; rerun to resume.", step,
-                        stop if isinstance(stop, str) else "preemption")
-        break
+    return _loop(run, state, _Run(manager, writer, lock, signals))
   finally:
     signals.restore()
     writer.flush()
     manager.close()  # Waits for the last save; raises CheckpointSaveFailed if it failed.
+
+
+def _start(run: setup.Setup, workdir: str, manager: checkpointing.Checkpoints,
+           allow_config_changes: bool) -> train_step.TrainState:
+  """The state the run starts from: the newest intact checkpoint (once the config's
+  changes are checked, ``config_history``), else a fresh one; the start is recorded."""
+  config, changes = run.config, []
+  if manager.latest_step() is not None:
+    _check_steps(manager.latest_step(), config, manager)
+    changes = config_history.check_resume(workdir, config, manager.latest_step(),
+                                          allow_changes=allow_config_changes)
+  state = manager.restore(jax.eval_shape(run.init_state, jax.random.PRNGKey(config.seed)),
+                          run.mesh) or initial_state(run)
+  _check_steps(int(state.step), config, manager)
+  if jax.process_index() == 0:
+    config_history.record(workdir, config, int(state.step), changes)
   return state
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the loop writes to and watches: checkpoints, summaries, the lock, the signals."""
+  manager: checkpointing.Checkpoints
+  writer: metric_writers.MetricWriter
+  lock: workdir_lock.WorkdirLock | None
+  signals: StopSignals
+
+
+def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run) -> train_step.TrainState:
+  """Steps from ``state.step`` + 1 to the last (or a stop signal); returns the last state."""
+  config, manager = run.config, out.manager
+  start_step = int(state.step)
+  train_iter = input_pipeline.train_iterator(
+      config, local_batch_size=config.batch_size // jax.process_count(), seed=config.seed,
+      start_step=start_step)
+  progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
+                                             writer=out.writer, every_steps=config.log_every_steps)
+  window, since_save, previous = _Window(config), None, None
+  for step in range(start_step + 1, config.num_train_steps + 1):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, step_metrics = run.train_step(state, parallel.shard_batch(next(train_iter), run.mesh))
+    if previous is not None:  # Checked one step late: no wait for the step just queued.
+      _check_finite(previous, step - 1, config, manager)
+    previous = step_metrics
+    manager.check_saves()  # A failed background save stops the run here.
+    if out.lock is not None:
+      out.lock.check()  # Another run took the workdir over (this run stalled past the lease).
+    loss = metrics.Average.from_model_output(step_metrics["loss"],
+                                             mask=step_metrics["finite"][None])
+    since_save = loss if since_save is None else since_save.merge(loss)
+    progress(step)
+    last = step == config.num_train_steps
+    window.add(step_metrics, step, last, out.writer, manager)
+    eval_results, eval_error = _evaluate(run, state, step, last, out.writer)
+    stop = out.signals.received or manager.reached_preemption(step)
+    if (step % config.checkpoint_every_steps == 0 or last or stop or eval_results
+        or eval_error):
+      _check_finite(step_metrics, step, config, manager)  # Never save a non-finite state.
+      manager.save(step, state, train_loss=float(since_save.compute()),
+                   eval_results=eval_results)
+      since_save = None
+    if eval_error is not None:
+      raise eval_error
+    if stop:
+      logging.warning("Stopped at step %d (%s) after saving; rerun to resume.", step,
+                      stop if isinstance(stop, str) else "preemption")
+      break
+  return state
+
+
+class _Window:
+  """The training metrics of one log window, written every ``config.log_every_steps``."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config, self.total, self.start = config, None, time.time()
+
+  def add(self, step_metrics: dict, step: int, last: bool, writer, manager) -> None:
+    """Adds a step; at the window's end writes the summary and checks that some step of it
+    was not skipped."""
+    config = self.config
+    self.total = accumulate_metrics(self.total, step_metrics)
+    if step % config.log_every_steps and not last:
+      return
+    summary = {f"train_{k}": v for k, v in self.total.compute().items()}
+    now = time.time()
+    summary["examples_per_sec"] = (config.batch_size * config.log_every_steps /
+                                   max(now - self.start, 1e-9))
+    writer.write_scalars(step, summary)
+    self.total, self.start = None, now
+    _check_skipped(summary, step, config, manager)
+
+
+def _evaluate(run: setup.Setup, state: train_step.TrainState, step: int, last: bool,
+              writer) -> tuple[dict | None, Exception | None]:
+  """(results, None) on an eval step, (None, error) if the eval failed (raised once the step
+  is saved: an eval failure costs no training), (None, None) otherwise."""
+  config = run.config
+  if run.eval_step is None or (step % config.eval_every_steps and not last):
+    return None, None
+  try:
+    batches = input_pipeline.eval_iterator(
+        config, local_batch_size=config.eval_batch_size // jax.process_count())
+    results = eval_metrics(run.eval_step, state, batches, run.mesh)
+  except Exception as e:  # pylint: disable=broad-except
+    return None, e
+  writer.write_scalars(step, {f"eval_{k}": v for k, v in results.items()})
+  return results, None

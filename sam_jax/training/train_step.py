@@ -21,12 +21,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, PartitionSpec as P
 
-from sam_jax import metrics, models
+from sam_jax import metrics, models, optim
 from sam_jax.objectives.adversarial import PgdAttack
-from sam_jax.objectives.objective import Objective, Supervised
+from sam_jax.objectives.objective import Forward, Objective, Supervised
 from sam_jax.optim import masks
 from sam_jax.optim.freeze import zero_frozen
-from sam_jax.optim.msam import gradient_point
 from sam_jax.parallel import DATA, mean_over
 
 GROUP = "group"                  # vmapped SAM groups inside one device.
@@ -94,90 +93,101 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
                     model_state=model_state, rng=dropout_rng)
 
 
-def _train_step(state: TrainState, batch: Batch, *, model: nn.Module,
-                tx: optax.GradientTransformationExtraArgs,
-                learning_rate_fn: Callable[[jax.Array], jax.Array],
-                groups: SamGroups, skip_nonfinite: bool,
-                take_sam: bool | None, objective: Objective,
-                attack: PgdAttack | None,
-                trainable: masks.Mask | None) -> tuple[TrainState, dict]:
-  """One step on this device's shard of the batch, vmapped over its SAM groups if several.
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """Everything one train step is a function of, besides the state and the batch."""
+  model: nn.Module
+  tx: optax.GradientTransformationExtraArgs
+  learning_rate_fn: Callable[[jax.Array], jax.Array]
+  groups: SamGroups
+  objective: Objective
+  skip_nonfinite: bool = False
+  attack: PgdAttack | None = None
+  trainable: masks.Mask | None = None  # None: every parameter, the model in training mode.
 
-  A step whose averaged loss or update is not finite is reported in
-  ``metrics["finite"]``; with ``skip_nonfinite`` it leaves the state unchanged
-  (but for the step counter). With an ``attack`` (adversarial training) both passes
-  see the group's PGD images instead of its batch. With ``trainable`` the model runs in
-  inference mode and the gradients of the other parameters are zero.
-  """
-  train = trainable is None
+
+def _forward(spec: StepSpec, state: TrainState) -> Forward:
+  """``forward(params, images, dropout_rng) -> (outputs, new model state or {})``."""
+  train = spec.trainable is None
   mutable = (list(state.model_state) or False) if train else False
 
-  def group_step(group_batch, group_index):
-    # One dropout key per group, folded from its global position in the batch.
-    rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
+  def forward(params, images, dropout_rng):
+    out = spec.model.apply({"params": params, **state.model_state}, images, train=train,
+                           rngs={"dropout": dropout_rng}, mutable=mutable)
+    return out if mutable else (out, {})
 
-    def forward(params, images, dropout_rng):
-      variables = {"params": params, **state.model_state}
-      out = model.apply(variables, images, train=train, rngs={"dropout": dropout_rng},
-                        mutable=mutable)
-      return out if mutable else (out, {})
+  return forward
 
-    # The step's first pass: at w, or ahead of w for Momentum-SAM (its loss and
-    # BatchNorm statistics are then those of w + e).
-    point = gradient_point(state.opt_state, state.params)
-    if attack is not None:  # Train mode, BatchNorm on the batch's statistics, not updated.
-      images = group_batch["image"]
-      size = images.shape[0]
-      starts = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), ATTACK_STREAM)
-      keys = jax.vmap(lambda i: jax.random.fold_in(starts, i))(
-          group_index * size + jnp.arange(size))  # By the example's place in the global batch.
-      group_batch = dict(group_batch, image=attack.examples(
-          lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0], images,
-          group_batch["label"], keys))
 
-    def loss_fn(params):
-      return objective(forward, params, group_batch, rng, group_axis=groups.sync_axis_name)
+def _attacked(attack: PgdAttack, state: TrainState, forward: Forward, point, batch: Batch,
+              group_index: jax.Array, rng: jax.Array) -> Batch:
+  """The group's batch with the attack's PGD images (train mode, BatchNorm on the batch's
+  statistics, not updated); each example's key by its place in the global batch."""
+  images = batch["image"]
+  size = images.shape[0]
+  starts = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), ATTACK_STREAM)
+  keys = jax.vmap(lambda i: jax.random.fold_in(starts, i))(group_index * size + jnp.arange(size))
+  return dict(batch, image=attack.examples(
+      lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0], images, batch["label"], keys))
 
-    def gradient(params):  # Zero, and not computed, for frozen parameters.
-      (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-      return (loss, aux), (grads if train else zero_frozen(grads, trainable(grads)))
 
-    (loss, (objective_metrics, new_model_state)), grads = gradient(point)
+def _group_step(spec: StepSpec, state: TrainState, batch: Batch, group_index: jax.Array,
+                extra: dict) -> tuple:
+  """One SAM group's (updates, opt_state, (metrics, new model state) averaged over groups)."""
+  rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
+  forward = _forward(spec, state)
+  # The first pass: at w, or where the optimizer state moves it (``optim.gradient_point``;
+  # the loss and BatchNorm statistics are then those of that point).
+  point = optim.gradient_point(state.opt_state, state.params)
+  if spec.attack is not None:
+    batch = _attacked(spec.attack, state, forward, point, batch, group_index, rng)
 
-    # The second (perturbed) pass: same batch, same dropout key, and the model
-    # state of the incoming step; its own state updates are discarded.
-    def grad_fn(params):
-      return gradient(params)[1]
+  def gradient(params):  # Zero, and not computed, for frozen parameters.
+    (loss, aux), grads = jax.value_and_grad(lambda p: spec.objective(
+        forward, p, batch, rng, group_axis=spec.groups.sync_axis_name), has_aux=True)(params)
+    if spec.trainable is not None:
+      grads = zero_frozen(grads, spec.trainable(grads))
+    return (loss, aux), grads
 
-    extra = {} if take_sam is None else {"take_sam": take_sam}
-    updates, opt_state = tx.update(grads, state.opt_state, state.params, grad_fn=grad_fn, **extra)
-    step_metrics = {
-        "loss": loss,  # The first pass's loss (at w, not at SAM's w + e).
-        **objective_metrics,  # "accuracy": the objective's.
-        "grad_norm": optax.tree.norm(grads),  # Of each group's clean gradient, averaged.
-    }
-    return updates, opt_state, mean_over((step_metrics, new_model_state), groups.axis_name)
+  (loss, (objective_metrics, new_model_state)), grads = gradient(point)
+  # The second (perturbed) pass: same batch, same dropout key, and the model state of the
+  # incoming step; its own state updates are discarded.
+  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params,
+                                      grad_fn=lambda p: gradient(p)[1], **extra)
+  step_metrics = {"loss": loss,  # The first pass's loss (at w, not at SAM's w + e).
+                  **objective_metrics,  # "accuracy": the objective's.
+                  "grad_norm": optax.tree.norm(grads)}  # Each group's clean gradient's, averaged.
+  return updates, opt_state, mean_over((step_metrics, new_model_state), spec.groups.axis_name)
 
+
+def _train_step(state: TrainState, batch: Batch, *, spec: StepSpec,
+                extra: dict) -> tuple[TrainState, dict]:
+  """One step on this device's shard of the batch, vmapped over its SAM groups if several.
+
+  ``extra``: the optimizer's extra ``update`` arguments fixed at trace time (``take_sam``).
+  A step whose averaged loss or update is not finite is reported in ``metrics["finite"]``;
+  with ``spec.skip_nonfinite`` it leaves the state unchanged (but for the step counter).
+  """
   device_index = jax.lax.axis_index(DATA)
-  n = groups.groups_per_device
+  n = spec.groups.groups_per_device
   if n == 1:
-    updates, opt_state, (step_metrics, new_model_state) = group_step(batch, device_index)
+    updates, opt_state, (step_metrics, model_state) = _group_step(spec, state, batch,
+                                                                  device_index, extra)
   else:
     grouped = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
-    updates, opt_state, (step_metrics, new_model_state) = jax.vmap(
-        lambda b: group_step(b, device_index * n + jax.lax.axis_index(GROUP)),
-        axis_name=GROUP, out_axes=None)(grouped)
+    updates, opt_state, (step_metrics, model_state) = jax.vmap(
+        lambda b: _group_step(spec, state, b, device_index * n + jax.lax.axis_index(GROUP),
+                              extra), axis_name=GROUP, out_axes=None)(grouped)
   new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state,
-                            model_state=new_model_state if mutable else state.model_state)
+                            opt_state=opt_state, model_state=model_state or state.model_state)
   # Every device holds the same averaged values, so all take the same branch.
   finite = jnp.isfinite(step_metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
-  if skip_nonfinite:
+  if spec.skip_nonfinite:
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
                              new_state, state.replace(step=state.step + 1))
   step_metrics.update(
-      finite=finite, skipped=(~finite if skip_nonfinite else jnp.zeros_like(finite)),
-      learning_rate=learning_rate_fn(state.step),
+      finite=finite, skipped=(~finite if spec.skip_nonfinite else jnp.zeros_like(finite)),
+      learning_rate=spec.learning_rate_fn(state.step),
       rho=optax.tree_utils.tree_get(opt_state, "rho", default=jnp.zeros(())))
   return new_state, step_metrics
 
@@ -202,12 +212,13 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
   BatchNorm on its running statistics, not updated), the others' gradients are zero and
   their backward pass is left out (``tx`` keeps them fixed: ``optim.freeze``).
   """
-  objective = Supervised(loss) if objective is None else objective
+  spec = StepSpec(model, tx, learning_rate_fn, groups,
+                  Supervised(loss) if objective is None else objective,
+                  skip_nonfinite=skip_nonfinite, attack=attack, trainable=trainable)
 
   def compiled(take_sam: bool | None):
-    step = functools.partial(_train_step, model=model, tx=tx, learning_rate_fn=learning_rate_fn,
-                             groups=groups, skip_nonfinite=skip_nonfinite, take_sam=take_sam,
-                             objective=objective, attack=attack, trainable=trainable)
+    extra = {} if take_sam is None else {"take_sam": take_sam}
+    step = functools.partial(_train_step, spec=spec, extra=extra)
     sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(DATA)), out_specs=(P(), P()),
                             check_vma=False)
     return jax.jit(sharded, donate_argnums=(0,))

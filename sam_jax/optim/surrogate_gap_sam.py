@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 
 DECOMPOSE = ("group", "global")
 
@@ -62,14 +62,14 @@ def surrogate_gap_combine(alpha: float, eps: float) -> sam_lib.Combine:
 
 
 def gsam(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float, lr_max: float,
-         lr_min: float = 0.0, alpha: float = 0.4, eps: float = 1e-12,
-         decompose: str = "group", axis_name: sam_lib.AxisNames = None,
+         lr_min: float = 0.0, alpha: float, decompose: str, eps: float = 1e-12,
+         axis_name: sam_lib.AxisNames = None,
          sync_axis_name: sam_lib.AxisNames = None,
          every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:
   """GSAM gradient; ``learning_rate_fn`` is the base optimizer's schedule.
 
   ``decompose``: ``"group"`` (each SAM group's gradients, then the mean; the
-  reference) or ``"global"`` (the mean gradients), see the module docstring.
+  reference, the config's default) or ``"global"`` (the mean gradients), see the module docstring.
   """
   sam_lib.check_eps("gsam", eps)
   if decompose not in DECOMPOSE:

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from sam_jax.optim import masks
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 
 
 def asam_perturbation(eta: float, eps: float, mask: masks.Mask) -> sam_lib.Perturbation:
@@ -33,7 +33,7 @@ def asam_perturbation(eta: float, eps: float, mask: masks.Mask) -> sam_lib.Pertu
   return perturbation
 
 
-def asam(rho: float | optax.Schedule, *, eta: float = 0.01, eps: float = 1e-12,
+def asam(rho: float | optax.Schedule, *, eta: float, eps: float = 1e-12,
          mask: masks.Mask = masks.weight_mask,
          axis_name: sam_lib.AxisNames = None, sync_axis_name: sam_lib.AxisNames = None,
          every_k_steps: int = 1) -> optax.GradientTransformationExtraArgs:

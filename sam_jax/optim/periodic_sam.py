@@ -20,9 +20,9 @@ batches of 4k+ with LAMB) is not implemented: this project trains with small bat
 
 Data parallel: g and g_s are the device-averaged gradients (over ``axis_name``; the
 ascent itself uses the clean gradient averaged over ``sync_axis_name``, as in
-:func:`sam_jax.optim.sam.sharpness_aware`), so d is the same on every device. A full
+:func:`sam_jax.optim.sam_family.sharpness_aware`), so d is the same on every device. A full
 step on the host's schedule is ``update(..., take_sam=True/False)``: one compiled
-program per branch, alternated by ``sam_jax.train_step.AlternatingStep``.
+program per branch, alternated by ``sam_jax.training.train_step.AlternatingStep``.
 """
 
 from typing import NamedTuple
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 from sam_jax.parallel import AxisNames, mean_over
 
 
@@ -53,14 +53,14 @@ def orthogonal_direction(perturbed: optax.Updates, clean: optax.Updates,
   return jax.tree.map(lambda v: inv * v, g_v)
 
 
-def looksam(rho: float | optax.Schedule, *, alpha: float = 0.7, every_k_steps: int = 5,
+def looksam(rho: float | optax.Schedule, *, alpha: float, every_k_steps: int,
             eps: float = 1e-12, axis_name: AxisNames = None,
             sync_axis_name: AxisNames = None) -> optax.GradientTransformationExtraArgs:
   """LookSAM: SAM on steps 0, k, 2k, ...; g + alpha ||g|| d (d stored) otherwise.
 
   ``rho == 0`` is the base optimizer (no second pass). ``update(..., take_sam=...)``
   fixes the branch at trace time; without it the branch is chosen on the device
-  from the count (a ``lax.cond``; see :func:`sam_jax.optim.sam.branch`).
+  from the count (a ``lax.cond``; see :func:`sam_jax.optim.sam_family.branch`).
   """
   if not callable(rho):
     sam_lib.check_rho("looksam", rho)

@@ -12,14 +12,15 @@ plain gradient (ERM, one pass) otherwise:
     SAM step  iff  z_t >= mu_t + c_t sigma_t
 
 With lambda_1 < lambda_2 the threshold falls during training, so SAM fires more often
-late. The defaults delta = 0.9, (lambda_1, lambda_2) = (-1, 1) (a SAM fraction near
-one half) are the values we recall from the paper's experiments section; they are
-unconfirmed here (the paper's text and any official code were not available to us).
-Source of the rule: the paper's AE-SAM algorithm, as transcribed (with the paper's
-symbols) in junaidaliop/zij, ``docs/math/aesam.md``.
+late. The config's defaults (``config.defaults.SAM_KINDS``) delta = 0.9,
+(lambda_1, lambda_2) = (-1, 1) (a SAM fraction near one half) are the values we recall
+from the paper's experiments section; they are unconfirmed here (the paper's text and any
+official code were not available to us). Source of the rule: the paper's AE-SAM
+algorithm, as transcribed (with the paper's symbols) in junaidaliop/zij,
+``docs/math/aesam.md``.
 
 The decision needs this step's gradient, which exists only on the device, so the
-step branches there (``lax.cond``; :func:`sam_jax.optim.sam.branch`): a step without
+step branches there (``lax.cond``; :func:`sam_jax.optim.sam_family.branch`): a step without
 SAM skips the second pass at run time. XLA:CPU runs a convolution net's backward
 pass inside a conditional 10-70x slower (see ``branch``), so on CPU this pays off
 for ViT and Mixer only. All devices decide alike: z_t is the norm of the averaged
@@ -32,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sam_jax.optim import sam as sam_lib
+from sam_jax.optim import sam_family as sam_lib
 from sam_jax.parallel import AxisNames, mean_over
 
 
@@ -55,15 +56,15 @@ def adaptive_decision(state: AdaptiveSamState, sq_norm: jax.Array, *, num_train_
   return sq_norm >= mean + c * jnp.sqrt(var), mean, var
 
 
-def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float = 0.9,
-          lambda1: float = -1.0, lambda2: float = 1.0, eps: float = 1e-12,
+def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float,
+          lambda1: float, lambda2: float, eps: float = 1e-12,
           axis_name: AxisNames = None, sync_axis_name: AxisNames = None
           ) -> optax.GradientTransformationExtraArgs:
   """AE-SAM: the SAM gradient on steps with ||g||² >= mu_t + c_t sigma_t, g otherwise.
 
   ``rho == 0`` is the base optimizer. The SAM step is SAM's (perturbation along
   the clean gradient averaged over ``sync_axis_name``; see
-  :func:`sam_jax.optim.sam.sharpness_aware`), so a trigger that always fires
+  :func:`sam_jax.optim.sam_family.sharpness_aware`), so a trigger that always fires
   (lambda_1 = lambda_2 = -1e30, say) is SAM exactly.
   """
   if not callable(rho):
