@@ -30,7 +30,7 @@ ALLOWED: dict[str, set[str]] = {
                  "parallel"},
     "analysis": LIBRARY,
     "evaluation": LIBRARY | {"objectives"},
-    "cli": set(),
+    "cli": {"config", "models"},  # --config.KEY of keys the defaults and models know.
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
     "evaluate": {"cli", "checkpoints", "evaluation"},
     "analyze": {"cli", "analysis", "checkpoints"},
