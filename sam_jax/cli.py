@@ -22,6 +22,7 @@ module imports them or this one. Exit codes (a wrapper reruns on ``EXIT_STOPPED`
 import contextlib
 import dataclasses
 import difflib
+import logging as std_logging
 import os
 import re
 import sys
@@ -56,12 +57,16 @@ def define_debug_flag() -> None:
   flags.DEFINE_bool("debug", False, "On an error, print its traceback, not just its message.")
 
 
-def define_config_flag(help_string: str, *, lock_config: bool) -> None:
+def define_config_flag(help_string: str, *, lock_config: bool,
+                       flag_values: flags.FlagValues = FLAGS,
+                       sys_argv: list[str] | None = None) -> None:
   """``--config=FILE[:ARG]``: ml_collections' config file flag, where ``--config.KEY=VALUE``
   may also set a key the file leaves out that ``config.defaults`` or the config's model
-  family knows (``settable``)."""
-  config_flags.DEFINE_config_file("config", None, help_string, lock_config=False)
-  FLAGS["config"].parser = _ConfigFileParser(FLAGS["config"].parser, lock_config)
+  family knows (``settable``). ``sys_argv``: the command line (default ``sys.argv``)."""
+  config_flags.DEFINE_config_file("config", None, help_string, flag_values=flag_values,
+                                  lock_config=False, sys_argv=sys_argv)
+  flag_values["config"].parser = _ConfigFileParser(flag_values["config"].parser, lock_config,
+                                                   sys_argv)
 
 
 def define_run_flags(output_help: str) -> None:
@@ -83,9 +88,11 @@ class _ConfigFileParser(flags.ArgumentParser):
   ``ConfigFileError`` and adding each overridden key that the file lacks but ``settable``
   knows (before the overrides apply)."""
 
-  def __init__(self, file_parser: flags.ArgumentParser, lock_config: bool):
+  def __init__(self, file_parser: flags.ArgumentParser, lock_config: bool,
+               sys_argv: list[str] | None):
     self._file_parser = file_parser
     self._lock = lock_config
+    self._argv = sys_argv
 
   def flag_type(self) -> str:
     return self._file_parser.flag_type()
@@ -99,7 +106,7 @@ class _ConfigFileParser(flags.ArgumentParser):
     except Exception as e:  # pylint: disable=broad-except
       raise ConfigFileError(f"the config file {argument} failed to load: {_last_line(e)}") from e
     if isinstance(config, ml_collections.ConfigDict):
-      add_overridden_keys(config, overridden_keys("config", sys.argv))
+      add_overridden_keys(config, overridden_keys("config", self._argv or sys.argv))
       if self._lock:
         config.lock()
     return config
@@ -225,15 +232,34 @@ def _print_traceback_if_debug() -> None:
     traceback.print_exc()
 
 
+def quiet_library_logs(record: std_logging.LogRecord) -> bool:
+  """A console log filter: drops Orbax's INFO chatter, and the tracebacks that Orbax's and
+  asyncio's background threads log for an error the program reports in its own line
+  (e.g. a failed save), unless --debug."""
+  if "/orbax/" not in record.pathname and record.name != "asyncio":
+    return True
+  debug = FLAGS.is_parsed() and FLAGS.debug
+  return record.levelno >= std_logging.WARNING and (not record.exc_info or debug)
+
+
+def _quiet_unraisable(unraisable: Any) -> None:
+  """``sys.unraisablehook`` unless --debug: drops errors raised where nothing can catch them
+  (e.g. "Event loop is closed" from a background writer's coroutine after a failure)."""
+  if FLAGS.is_parsed() and FLAGS.debug:
+    sys.__unraisablehook__(unraisable)
+
+
 def run(program: str, main: Callable[[list[str]], None], codes: Mapping[type, int] = USER_ERRORS,
         interrupted: str = "interrupted (Ctrl-C).") -> None:
-  """``app.run(main)`` with ``flags_parser`` and ``exit_on_errors`` around ``main``; the
-  shared flags (``--config``, ``--run``...) are listed by ``--helpshort`` with the program's own."""
+  """``app.run(main)`` with ``flags_parser``, ``exit_on_errors`` around ``main`` and
+  ``quiet_library_logs`` on the console; the shared flags (``--config``, ``--run``...) are listed by ``--helpshort`` with the program's own."""
   for name in SHARED_FLAGS:
     if name in FLAGS:  # The main module is sys.argv[0] to absl's help.
       FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
 
   def guarded(argv: list[str]) -> None:
+    logging.get_absl_handler().addFilter(quiet_library_logs)
+    sys.unraisablehook = _quiet_unraisable
     with exit_on_errors(program, codes, interrupted):
       main(argv)
   app.run(guarded, flags_parser=flags_parser(program))

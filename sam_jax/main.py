@@ -13,8 +13,6 @@ if __name__ == "__main__":  # A process of its own: importing this module change
   cpu_runtime.configure()  # Before anything starts a thread (JAX, TensorFlow): see the module.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import logging as std_logging
-
 from absl import flags, logging
 
 from sam_jax import cli
@@ -43,17 +41,8 @@ EXIT_CODES = {workdir_lock.WorkdirLocked: cli.EXIT_LOCKED,
               FloatingPointError: cli.EXIT_DIVERGED, **cli.USER_ERRORS}
 
 
-def _quiet_orbax(record) -> bool:
-  """Drops Orbax's per-save INFO chatter from the console, and its errors with tracebacks
-  (a failed save: this program's last line names it) unless --debug; keeps its warnings."""
-  if "/orbax/" not in record.pathname:
-    return True
-  return record.levelno >= std_logging.WARNING and (not record.exc_info or FLAGS.debug)
-
-
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  logging.get_absl_handler().addFilter(_quiet_orbax)
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)

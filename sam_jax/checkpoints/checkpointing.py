@@ -121,7 +121,7 @@ def _reason(error: BaseException) -> str:
   while error.__cause__ is not None or error.__context__ is not None:
     error = error.__cause__ or error.__context__
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-  return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+  return f"{type(error).__name__}: {lines[0] if lines else ''}"[:800]
 
 
 def _shapes(tree: Any) -> dict[str, tuple]:

@@ -151,8 +151,18 @@ def follow_file(config: ml_collections.ConfigDict, flat: npz.Flat) -> ml_collect
   return config
 
 
+def check_npz(path: str) -> None:
+  """Raises ValueError if ``path`` is not a zip archive, as every .npz file is."""
+  with epath.Path(path).open("rb") as f:
+    head = f.read(4)
+  if head != b"PK\x03\x04":
+    raise ValueError(f"{path}: not an .npz file (a zip archive of .npy arrays, starting with "
+                     f"b'PK\\x03\\x04'); it starts with {head!r}.")
+
+
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
   """Parameters from an official .npz (``npz.load_params``), the model following the file."""
+  check_npz(path)
   flat = npz.read_params(path)
   config = follow_file(complete(config), flat)
   model = create_model(config)
