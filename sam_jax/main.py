@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
-  checkpointing.check_reachable(FLAGS.workdir)
+  checkpointing.check_reachable(FLAGS.workdir, tensorstore=True)  # The lock's, Orbax's client.
   state = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                   allow_config_changes=FLAGS.allow_config_changes)
   if int(state.step) < FLAGS.config.num_train_steps:  # Stopped on a signal, after saving.

@@ -7,7 +7,8 @@ from before. The loop saves every ``checkpoint_every_steps``, at eval steps, at 
 end and on a signal; a save is asynchronous and atomic (Orbax writes a temporary directory
 and renames it), so a save cut short by a crash leaves a ``*.orbax-checkpoint-tmp``
 directory that resuming skips with a warning. A background save that fails
-(e.g. a full disk) is raised by ``check_saves``, which the loop calls every step.
+(e.g. a full disk) is raised by ``check_saves``, which the loop calls every step, and its
+temporary directory is removed.
 
 Each save records a CRC-32 of every array (``integrity``) in the step's Orbax
 metadata, and a non-finite state is never saved. ``restore`` takes the newest
@@ -15,6 +16,9 @@ checkpoint that reads back intact (same checksums, finite values); the damaged
 ones newer than it (unreadable, truncated, altered) are moved to
 ``<workdir>/checkpoints_damaged/`` with a warning naming each and why. If none
 reads back intact nothing is moved (an error common to all may not be damage).
+Arrays whose names or shapes differ from the config's model are not damage but a
+``ModelMismatch`` (a config error), raised before anything is read; a partial read
+(``read_params``: the params and model state) is exact in the same way.
 """
 
 import contextlib
@@ -59,10 +63,12 @@ def read_json(path: epath.Path) -> Any:
 REMOTE_TIMEOUT_S = 20.0  # For a first answer of a remote store (gs://): else it is unreachable.
 
 
-def check_reachable(path: str, timeout_s: float = REMOTE_TIMEOUT_S) -> None:
+def check_reachable(path: str, timeout_s: float = REMOTE_TIMEOUT_S, *,
+                    tensorstore: bool = False) -> None:
   """Raises ValueError within ``timeout_s`` if a remote ``path`` (``gs://...``) does not answer
-  through both of its clients (``etils.epath``, and TensorStore, which Orbax and the workdir
-  lock use); without credentials they retry for minutes. Local paths are not checked."""
+  through ``etils.epath`` (and TensorStore, which Orbax and the workdir lock use, if
+  ``tensorstore``): without credentials their clients retry for minutes. Local paths are
+  not checked."""
   if "://" not in str(path):
     return
   failure: list[str] = []
@@ -70,7 +76,8 @@ def check_reachable(path: str, timeout_s: float = REMOTE_TIMEOUT_S) -> None:
   def probe() -> None:
     try:
       epath.Path(path).exists()
-      ts.KvStore.open(str(path).rstrip("/") + "/").result().read(CONFIG_FILE).result()
+      if tensorstore:
+        ts.KvStore.open(str(path).rstrip("/") + "/").result().read(CONFIG_FILE).result()
     except Exception as e:  # pylint: disable=broad-except
       failure.append(_last_line(e))
 
