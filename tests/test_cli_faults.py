@@ -19,8 +19,10 @@ import pytest
 
 from sam_jax import cli
 from sam_jax.checkpoints import checkpointing, loading
+from sam_jax.data import input_pipeline
 from sam_jax.training import loop
 from tests import tiny_digits_config
+from tests.test_input_pipeline import make_folder
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The run of tiny_digits_config from the command line (two blocks: a smaller model exists).
@@ -209,3 +211,12 @@ def test_helpshort_lists_the_programs_flags_and_exits_0(program, own):
   listed = set(re.findall(r"^\s+--(?:\[no\])?(\w+)", result.stdout, re.M))
   assert {flag.removeprefix("--") for flag in own} <= listed, result.stdout
   assert "--jax_" not in result.stdout  # Only the program's flags, not every library's.
+
+
+def test_9_an_eval_split_missing_a_class_warns(tmp_path, caplog):
+  make_folder(str(tmp_path), "train", ["ant", "moth", "zebra"], 2)
+  make_folder(str(tmp_path), "test", ["moth", "zebra"], 1)  # No ant.
+  config = ml_collections.ConfigDict(dict(dataset="folder", data_dir=str(tmp_path),
+                                          image_size=8, train_split="train", eval_split="test"))
+  assert input_pipeline.get_info(config).eval_num_examples == 2
+  assert "has no images of 1 of the 3 classes" in caplog.text and "ant" in caplog.text
