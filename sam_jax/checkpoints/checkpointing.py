@@ -123,12 +123,13 @@ def _last_line(error: BaseException) -> str:
 
 
 def _reason(error: BaseException) -> str:
-  """The innermost error's type and first line: Orbax and TensorStore wrap the cause (e.g.
-  a truncated file) in layers whose last line is a repr."""
+  """The innermost error's type and first line, without TensorStore's spec: Orbax and
+  TensorStore wrap the cause (e.g. a truncated file) in layers whose last line is a repr."""
   while error.__cause__ is not None or error.__context__ is not None:
     error = error.__cause__ or error.__context__
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-  return f"{type(error).__name__}: {lines[0] if lines else ''}"[:800]
+  first = lines[0].split(" [tensorstore_spec=")[0] if lines else ""  # A page of JSON.
+  return f"{type(error).__name__}: {first}"[:800]
 
 
 def _shapes(tree: Any) -> dict[str, tuple]:
