@@ -12,7 +12,7 @@ r"""The paper's analyses of trained models (Tables 1, 3; Figs. 1-3): ``python -m
 module each (its docstring says what it measures).
 """
 
-from absl import app, flags
+from absl import flags
 
 from sam_jax import cli
 from sam_jax.analysis import registry, runner
@@ -23,13 +23,12 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  with cli.exit_on_errors("sam_jax.analyze"):
-    runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
-    runner.run(runs, FLAGS.analyses or None, output_dir)
+  runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
+  runner.run(runs, FLAGS.analyses or None, output_dir)
 
 
 if __name__ == "__main__":
   cli.define_run_flags("Where analysis.json and the PNGs go; default <first workdir>/analysis.")
   flags.DEFINE_list("analyses", [], f"Comma-separated subset of {list(registry.ANALYSES)}; "
                     "empty: all that apply to the runs.")
-  app.run(main, flags_parser=cli.flags_parser("sam_jax.analyze"))
+  cli.run("sam_jax.analyze", main)

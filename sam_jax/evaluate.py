@@ -14,7 +14,7 @@ and the output may be ``gs://``.
   ``evaluation.robustness``): clean, FGSM and PGD accuracy.
 """
 
-from absl import app, flags
+from absl import flags
 
 from sam_jax import cli
 from sam_jax.checkpoints import loading
@@ -25,13 +25,12 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  with cli.exit_on_errors("sam_jax.evaluate"):
-    runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
-    runner.run(runs, FLAGS.eval_sets, output_dir)
+  runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "")
+  runner.run(runs, FLAGS.eval_sets, output_dir)
 
 
 if __name__ == "__main__":
   cli.define_run_flags("Where evaluation.json goes; default the first workdir.")
   flags.DEFINE_list("eval_sets", [], "Eval sets (see the module docstring); empty: the "
                     "config's eval split.")
-  app.run(main, flags_parser=cli.flags_parser("sam_jax.evaluate"))
+  cli.run("sam_jax.evaluate", main)

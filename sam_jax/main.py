@@ -13,10 +13,7 @@ if __name__ == "__main__":  # A process of its own: importing this module change
   cpu_runtime.configure()  # Before anything starts a thread (JAX, TensorFlow): see the module.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-import logging as std_logging
-
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags, logging
 
 from sam_jax import cli
 from sam_jax.checkpoints import checkpointing
@@ -24,8 +21,8 @@ from sam_jax.training import distributed, loop, workdir_lock
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints and TensorBoard summaries.")
-config_flags.DEFINE_config_file("config", None, "Training configuration file.",
-                                lock_config=True)
+cli.define_config_flag("Training configuration file; --config.KEY=VALUE sets any key of it, "
+                       "of config.defaults or of its model.", lock_config=True)
 flags.DEFINE_enum("multihost", "auto", distributed.MODES,
                   "Initialise jax.distributed: auto-detect (Cloud TPU pod, SLURM), on or off.")
 flags.DEFINE_string("coordinator_address", None,
@@ -36,30 +33,26 @@ flags.DEFINE_bool("allow_config_changes", False, "Resume even if the config chan
                   "computes (batch size, schedule, model, data...); the changes are recorded.")
 cli.define_debug_flag()
 flags.mark_flags_as_required(["config", "workdir"])
+INTERRUPTED = ("stopped at once by a second Ctrl-C, without saving: the steps since the last "
+               "checkpoint are lost; rerun to resume from it.")
 # Training's errors with their own exit codes, then the user errors (most specific first).
 EXIT_CODES = {workdir_lock.WorkdirLocked: cli.EXIT_LOCKED,
               checkpointing.CheckpointSaveFailed: cli.EXIT_SAVE_FAILED,
               FloatingPointError: cli.EXIT_DIVERGED, **cli.USER_ERRORS}
 
 
-def _quiet_orbax(record) -> bool:
-  """Drops Orbax's per-save INFO chatter from the console; keeps its warnings."""
-  return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  logging.get_absl_handler().addFilter(_quiet_orbax)
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
   logging.info("Config:\n%s", FLAGS.config)
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
-  with cli.exit_on_errors("sam_jax.main", EXIT_CODES):
-    state = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir,
-                                    allow_config_changes=FLAGS.allow_config_changes)
+  checkpointing.check_reachable(FLAGS.workdir, tensorstore=True)  # The lock's, Orbax's client.
+  state = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                  allow_config_changes=FLAGS.allow_config_changes)
   if int(state.step) < FLAGS.config.num_train_steps:  # Stopped on a signal, after saving.
     raise SystemExit(cli.EXIT_STOPPED)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.flags_parser("sam_jax.main"))
+  cli.run("sam_jax.main", main, EXIT_CODES, INTERRUPTED)

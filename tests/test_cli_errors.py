@@ -22,7 +22,7 @@ def _run(*args):
 
 @pytest.mark.parametrize("args, message", [
     (["sam_jax.main", "--config=configs/default.py", "--config.no_such_key=1"],
-     "sam_jax.main: the config has no key 'no_such_key'"),
+     "sam_jax.main: --config.no_such_key: the config has no key 'no_such_key'"),
     (["sam_jax.main", "--config=configs/default.py", "--config.num_train_steps=0"],
      "sam_jax.main: config.num_train_steps=0 must be a positive integer."),
     (["sam_jax.evaluate", "--run=/no/such/run"],

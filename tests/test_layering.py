@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "analysis": LIBRARY,
     "evaluation": LIBRARY | {"objectives"},
     "compilation": {"config", "data", "models", "objectives", "optim", "parallel", "training"},
-    "cli": set(),
+    "cli": {"config", "models"},  # --config.KEY of keys the defaults and models know.
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
     "evaluate": {"cli", "checkpoints", "evaluation"},
     "analyze": {"cli", "analysis", "checkpoints"},

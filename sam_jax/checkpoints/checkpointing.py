@@ -7,7 +7,8 @@ from before. The loop saves every ``checkpoint_every_steps``, at eval steps, at 
 end and on a signal; a save is asynchronous and atomic (Orbax writes a temporary directory
 and renames it), so a save cut short by a crash leaves a ``*.orbax-checkpoint-tmp``
 directory that resuming skips with a warning. A background save that fails
-(e.g. a full disk) is raised by ``check_saves``, which the loop calls every step.
+(e.g. a full disk) is raised by ``check_saves``, which the loop calls every step, and its
+temporary directory is removed.
 
 Each save records a CRC-32 of every array (``integrity``) in the step's Orbax
 metadata, and a non-finite state is never saved. ``restore`` takes the newest
@@ -15,10 +16,15 @@ checkpoint that reads back intact (same checksums, finite values); the damaged
 ones newer than it (unreadable, truncated, altered) are moved to
 ``<workdir>/checkpoints_damaged/`` with a warning naming each and why. If none
 reads back intact nothing is moved (an error common to all may not be damage).
+Arrays whose names or shapes differ from the config's model are not damage but a
+``ModelMismatch`` (a config error), raised before anything is read; a partial read
+(``read_params``: the params and model state) is exact in the same way.
 """
 
 import contextlib
+import json
 import math
+import threading
 from typing import Any
 
 from absl import logging
@@ -27,6 +33,7 @@ import jax
 from jax.sharding import Mesh
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+import tensorstore as ts
 
 from sam_jax import parallel
 from sam_jax.checkpoints import integrity
@@ -43,8 +50,61 @@ def workdir_path(workdir: str | epath.PathLike) -> epath.Path:
   return root if "://" in str(workdir) else root.absolute()
 
 
+def read_json(path: epath.Path) -> Any:
+  """The JSON value in ``path`` (a run's config.json...); ValueError naming the file if it
+  does not parse."""
+  try:
+    return json.loads(path.read_text())
+  except ValueError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}): the file is damaged; restore it or "
+                     "move it away.") from None
+
+
+REMOTE_TIMEOUT_S = 20.0  # For a first answer of a remote store (gs://): else it is unreachable.
+
+
+def check_reachable(path: str, timeout_s: float = REMOTE_TIMEOUT_S, *,
+                    tensorstore: bool = False) -> None:
+  """Raises ValueError within ``timeout_s`` if a remote ``path`` (``gs://...``) does not answer
+  through ``etils.epath`` (and TensorStore, which Orbax and the workdir lock use, if
+  ``tensorstore``): without credentials their clients retry for minutes. Local paths are
+  not checked."""
+  if "://" not in str(path):
+    return
+  failure: list[str] = []
+
+  def probe() -> None:
+    try:
+      epath.Path(path).exists()
+      if tensorstore:
+        ts.KvStore.open(str(path).rstrip("/") + "/").result().read(CONFIG_FILE).result()
+    except Exception as e:  # pylint: disable=broad-except
+      failure.append(_last_line(e))
+
+  thread = threading.Thread(target=probe, name="check_reachable", daemon=True)
+  thread.start()
+  thread.join(timeout_s)
+  if thread.is_alive() or failure:
+    why = failure[0] if failure else f"no answer within {timeout_s:.0f} s"
+    raise ValueError(f"{path} cannot be reached ({why[:300]}): a gs:// path needs Google Cloud "
+                     "credentials (gcloud auth application-default login, or "
+                     "GOOGLE_APPLICATION_CREDENTIALS) and access to the bucket.")
+
+
 class CheckpointSaveFailed(RuntimeError):
   """A background save did not complete."""
+
+
+class ModelMismatch(ValueError):
+  """A checkpoint's arrays differ in names or shapes from those the config's model has: a
+  config error (another model, classes, image size...), not damage."""
+
+  def __init__(self, step: int, directory: str, problems: list[str]):
+    self.step, self.directory, self.problems = step, directory, problems
+    super().__init__(
+        f"the checkpoint of step {step} in {directory} holds another model or optimizer than "
+        f"the config builds ({len(problems)} differences, nothing loaded): "
+        + "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "") + ".")
 
 
 def _eval_accuracy(metrics: dict) -> float:
@@ -60,6 +120,16 @@ def _negative_train_loss(metrics: dict) -> float:
 def _last_line(error: BaseException) -> str:
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
   return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+
+
+def _reason(error: BaseException) -> str:
+  """The innermost error's type and first line, without TensorStore's spec: Orbax and
+  TensorStore wrap the cause (e.g. a truncated file) in layers whose last line is a repr."""
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__
+  lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+  first = lines[0].split(" [tensorstore_spec=")[0] if lines else ""  # A page of JSON.
+  return f"{type(error).__name__}: {first}"[:800]
 
 
 def _shapes(tree: Any) -> dict[str, tuple]:
@@ -82,6 +152,8 @@ class Checkpoints:
 
   def __init__(self, workdir: str, *, keep: int, read_only: bool = False):
     self.root = workdir_path(workdir)
+    # Created here: removed again by ``close`` if nothing was saved (e.g. init_from failed).
+    self._created = not read_only and not (self.root / LATEST).exists()
     self._pending: int | None = None  # The step of a background save not yet checked.
     self._failed = False
     self._manager = ocp.CheckpointManager(
@@ -128,7 +200,7 @@ class Checkpoints:
                          custom_metadata={CRC_KEY: integrity.checksums(arrays)})
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointSaveFailed(f"Saving the checkpoint of step {step} to {self.directory} "
-                                 f"failed ({_last_line(e)}).") from e
+                                 f"failed ({_last_line(e)}){self._remove_incomplete(step)}.") from e
     self._pending = step
 
   def check_saves(self) -> None:
@@ -144,7 +216,18 @@ class Checkpoints:
     except Exception as e:  # pylint: disable=broad-except
       self._failed = True
       raise CheckpointSaveFailed(f"Saving the checkpoint of step {step} to {self.directory} "
-                                 f"failed ({_last_line(e)}).") from e
+                                 f"failed ({_last_line(e)}){self._remove_incomplete(step)}.") from e
+
+  def _remove_incomplete(self, step: int) -> str:
+    """Removes what a failed save of ``step`` left (its temporary directory); says so."""
+    incomplete = epath.Path(self.directory) / f"{step}{TMP_SUFFIX}"
+    if jax.process_index() != 0 or not incomplete.exists():
+      return ""
+    try:
+      incomplete.rmtree()
+    except OSError as e:
+      return f"; its incomplete {incomplete.name} is left (harmless: resuming skips it; {e})"
+    return f"; removed its incomplete {incomplete.name}"
 
   def describe(self) -> str:
     """The kept checkpoints: newest, lowest training loss, best eval accuracy."""
@@ -161,15 +244,21 @@ class Checkpoints:
     return text + ")."
 
   def _read(self, step: int, target: Any, partial: bool) -> tuple[Any, list[str]]:
-    """``target``'s arrays from ``step`` and what is wrong with them (empty: intact)."""
+    """``target``'s arrays from ``step`` and what is wrong with them (empty: intact).
+
+    ``partial``: ``target`` is a dict of some of the state's entries (e.g. the params), each
+    read exactly: every array of those entries in the checkpoint, and only those.
+    Raises ``ModelMismatch`` if the arrays differ from the checkpoint's in names or shapes.
+    """
     try:
       metadata = self._manager.item_metadata(step)
+      if partial:
+        metadata = {key: metadata.get(key, {}) for key in target}
     except Exception as e:  # pylint: disable=broad-except
-      return None, [f"unreadable ({_last_line(e)})"]
-    mismatch = structure_problems(metadata, target) if not partial else []
+      return None, [f"unreadable ({_reason(e)})"]
+    mismatch = structure_problems(metadata, target)
     if mismatch:
-      raise ValueError(f"The checkpoint of step {step} in {self.directory} holds another model "
-                       "or optimizer than the config builds:\n  " + "\n  ".join(mismatch))
+      raise ModelMismatch(step, self.directory, mismatch)
     try:
       if partial:
         restored = self._manager.restore(step, args=ocp.args.PyTreeRestore(
@@ -177,7 +266,7 @@ class Checkpoints:
       else:
         restored = self._manager.restore(step, args=ocp.args.StandardRestore(target))
     except Exception as e:  # pylint: disable=broad-except
-      return None, [f"unreadable ({_last_line(e)})"]
+      return None, [f"unreadable ({_reason(e)})"]
     expected = (self._manager.metadata(step).custom_metadata or {}).get(CRC_KEY)
     problems = integrity.problems(integrity.host_arrays(restored), expected)
     if expected is None and "train_loss" in (self._manager.metrics(step) or {}):
@@ -254,7 +343,8 @@ class Checkpoints:
     return jax.process_count() > 1 and self._manager.reached_preemption(step)
 
   def close(self) -> None:
-    """Waits for the last save; raises ``CheckpointSaveFailed`` if it failed."""
+    """Waits for the last save; raises ``CheckpointSaveFailed`` if it failed. Removes the
+    checkpoint directory if this object created it and nothing was saved in it."""
     try:
       if self._pending is not None:
         self._wait()
@@ -264,3 +354,7 @@ class Checkpoints:
           self._manager.close()
       else:
         self._manager.close()
+      directory = epath.Path(self.directory)
+      if self._created and jax.process_index() == 0 and directory.is_dir() and not any(
+          directory.iterdir()):
+        directory.rmdir()

@@ -3,8 +3,10 @@
 - A workdir written by ``sam_jax.training.loop`` (local or ``gs://``, all through
   ``etils.epath`` and Orbax): its ``config.json`` (unless a config is given) and the
   newest intact (or a chosen) step of the Orbax checkpoints in ``<workdir>/checkpoints``;
-  only ``params`` and ``model_state`` are read, and verified (checksums, finite values:
-  ``checkpointing.Checkpoints.read_params``).
+  only ``params`` and ``model_state`` are read, exactly (every array of theirs in the
+  checkpoint is one of the model's and of its shape, and none is missing: else an error
+  naming the first differences and the config keys that differ from the run's) and
+  verified (checksums, finite values: ``checkpointing.Checkpoints.read_params``).
 - An official ViT / Mixer ``.npz``, read by ``npz.load_params`` (pre-linen names
   renamed; keys and shapes checked against the config's model, whose fields the file
   fixes, e.g. a ViT's representation layer, follow the file: ``follow_file``).
@@ -16,7 +18,6 @@ adversarial settings checked.
 
 import dataclasses
 import functools
-import json
 from typing import Any
 
 from absl import logging
@@ -29,6 +30,10 @@ from sam_jax import models
 from sam_jax.checkpoints import checkpointing, npz
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
+
+
+# Top-level keys that, with config.model, decide the model's parameter shapes.
+MODEL_SHAPING_KEYS = ("dataset", "num_classes", "classes", "image_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +66,26 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = epath.Path(workdir) / checkpointing.CONFIG_FILE
   if not path.exists():
     raise ValueError(f"loading: {path} does not exist; pass the run's config explicitly.")
-  return complete(ml_collections.ConfigDict(json.loads(path.read_text())))
+  return complete(ml_collections.ConfigDict(checkpointing.read_json(path)))
+
+
+def _model_keys(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config keys that decide the model's parameter names and shapes."""
+  keys = {f"model.{k}": v for k, v in config.model.items()}
+  return keys | {k: config.get(k) for k in MODEL_SHAPING_KEYS}
+
+
+def explain_mismatch(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The model keys in which ``config`` differs from the run's ``config.json``, as a sentence."""
+  if not (epath.Path(workdir) / checkpointing.CONFIG_FILE).exists():
+    return "The run has no config.json to compare the config with."
+  ours, run = _model_keys(config), _model_keys(load_config(workdir))
+  differ = [f"{k}={ours.get(k)!r} (the run's: {run.get(k)!r})" for k in sorted(ours | run)
+            if ours.get(k) != run.get(k)]
+  if not differ:
+    return "The config's model keys are the run's (config.json); the run's checkpoints differ."
+  return (f"The config differs from the run's config.json in {', '.join(differ[:4])}: leave out "
+          "--config to use the run's, or set these keys to its values.")
 
 
 def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
@@ -101,7 +125,9 @@ def from_workdir(workdir: str, config: ml_collections.ConfigDict | None = None,
                         {"params": params, "model_state": model_state})
   manager = checkpointing.Checkpoints(workdir, keep=1, read_only=True)
   try:
-    step, restored = manager.read_params(target, step)  # Verified: checksums, finite values.
+    step, restored = manager.read_params(target, step)  # Exact; checksums, finite values.
+  except checkpointing.ModelMismatch as e:
+    raise ValueError(f"loading: {e} {explain_mismatch(config, workdir)}") from e
   finally:
     manager.close()
   return Loaded(config, model, restored["params"], dict(restored["model_state"]), step, workdir)
@@ -126,8 +152,18 @@ def follow_file(config: ml_collections.ConfigDict, flat: npz.Flat) -> ml_collect
   return config
 
 
+def check_npz(path: str) -> None:
+  """Raises ValueError if ``path`` is not a zip archive, as every .npz file is."""
+  with epath.Path(path).open("rb") as f:
+    head = f.read(4)
+  if head != b"PK\x03\x04":
+    raise ValueError(f"{path}: not an .npz file (a zip archive of .npy arrays, starting with "
+                     f"b'PK\\x03\\x04'); it starts with {head!r}.")
+
+
 def from_npz(path: str, config: ml_collections.ConfigDict) -> Loaded:
   """Parameters from an official .npz (``npz.load_params``), the model following the file."""
+  check_npz(path)
   flat = npz.read_params(path)
   config = follow_file(complete(config), flat)
   model = create_model(config)
@@ -169,12 +205,15 @@ def load_runs(specs: list[str], config: ml_collections.ConfigDict | None,
               output_dir: str | None, default_subdir: str) -> tuple[dict[str, Loaded], str]:
   """Loads each ``[LABEL=]PATH`` run; ``output_dir`` defaults to ``<first workdir>/<subdir>``.
 
-  Each run's dataset is checked first (``FileNotFoundError`` saying how to prepare it),
-  before any weights are read, and so is that it is a classifier: a contrastive
+  Remote paths are checked first (``checkpointing.check_reachable``), then each run's
+  dataset (``FileNotFoundError`` saying how to prepare it), before any weights are read,
+  and that it is a classifier: a contrastive
   pretraining run (``config.contrastive.method``) outputs projections, which the
   evaluations and analyses (of logits) do not take.
   """
   pairs = [parse_run(s) for s in specs]
+  for path in dict.fromkeys([path for _, path in pairs] + [output_dir or ""]):
+    checkpointing.check_reachable(path)  # In seconds: a gs:// client may retry for minutes.
   if output_dir is None:
     if pairs[0][1].endswith(".npz"):
       raise ValueError("loading: --output_dir is required when the first run is an .npz file.")

@@ -35,6 +35,7 @@ def load(config: ml_collections.ConfigDict, params: Any, model_state: dict[str, 
       raise ValueError(f"config.init_from={path}: {config.model.name} has model state "
                        f"{list(model_state)}, which .npz files do not hold; start from a "
                        "training workdir instead.")
+    loading.check_npz(path)
     loaded = npz.load_params(path, config.model.name, params, reinit_head=config.reinit_head)
     logging.info("Initialised parameters from %s.", path)
     return loaded, model_state

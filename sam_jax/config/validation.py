@@ -6,6 +6,7 @@ listed here, as plain data (this package imports no JAX); the modules that act o
 ``tests/test_layering.py`` checks.
 """
 
+import math
 import re
 from typing import Any
 
@@ -35,6 +36,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   if missing:
     raise ValueError(f"config is missing the keys {missing}; see configs/default.py for a "
                      "complete config.")
+  check_finite(config)
   for key in ("image_size", "batch_size", "eval_batch_size", "num_train_steps",
               "log_every_steps", "eval_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     _positive_int(config, key)
@@ -134,8 +136,22 @@ def _check_sam_kind(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.sam.aesam.delta={sam.aesam.delta!r} must be in (0, 1).")
 
 
+def check_finite(config: Any, prefix: str = "config") -> None:
+  """Raises ValueError naming the first float of ``config`` (at any depth) that is NaN or
+  infinite: no key takes one."""
+  items = config.items() if hasattr(config, "items") else (
+      enumerate(config) if isinstance(config, (list, tuple)) else ())
+  for key, value in items:
+    name = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"{name}={value!r} must be a finite number.")
+    check_finite(value, name)
+
+
 def validate_sections(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad value of ``config.analysis`` or ``.adversarial``."""
+  """Raises ValueError naming the first bad value of ``config.analysis`` or ``.adversarial``,
+  or a non-finite float anywhere in ``config``."""
+  check_finite(config)
   for key in ("analysis.batch_size", "analysis.hessian.num_batches", "analysis.hessian.num_steps",
               "analysis.ntk.batch_size", "analysis.neurons.num_batches",
               "analysis.landscape.num_batches", "analysis.landscape.points_1d",

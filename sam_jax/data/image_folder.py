@@ -149,14 +149,17 @@ def _list_split(root: str, split: str, classes: tuple[str, ...], known: tuple[st
   if not paths:
     raise FileNotFoundError(f"Image folder split {split_dir} has no {IMAGE_EXTENSIONS} images "
                             "in its class folders (expected root/<split>/<class>/<image>).")
-  if split == classes_split:
-    present = set(labels)
-    empty = [os.path.join(split_dir, name) for label, name in enumerate(classes)
-             if label not in present]
-    if empty:
-      raise ValueError(f"Image folder class folder(s) {empty[:5]} have no images: a class "
-                       "without training images can never be learned. Add images or remove "
-                       "the folders.")
+  present = set(labels)
+  empty = [os.path.join(split_dir, name) for label, name in enumerate(classes)
+           if label not in present]
+  if empty and split != classes_split:
+    logging.warning("Image folder split %s has no images of %d of the %d classes (e.g. %s): "
+                    "its accuracy covers the other classes only.", split_dir, len(empty),
+                    len(classes), empty[:3])
+  elif empty:
+    raise ValueError(f"Image folder class folder(s) {empty[:5]} have no images: a class "
+                     "without training images can never be learned. Add images or remove "
+                     "the folders.")
   if skip_corrupt:
     bad = set(unreadable(tuple(paths)))
     if bad:

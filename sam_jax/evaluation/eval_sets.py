@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 from jax.sharding import Mesh
+import tensorflow_datasets as tfds
 
 from sam_jax import metrics, parallel
 from sam_jax.checkpoints import loading
@@ -27,7 +28,12 @@ def default_name(config: ml_collections.ConfigDict) -> str:
 
 def eval_sets(names: Sequence[str], config: ml_collections.ConfigDict
               ) -> dict[str, tuple[str, str | None]]:
-  """Name -> (dataset, split or None for the dataset's default)."""
+  """Name -> (dataset, split or None for the dataset's default).
+
+  Raises:
+    ValueError: a name that is none of the paper's sets, the config's dataset or a TFDS
+      dataset, listing the valid ones.
+  """
   sets = {}
   for name in names:
     if name == "imagenet_c":
@@ -36,7 +42,14 @@ def eval_sets(names: Sequence[str], config: ml_collections.ConfigDict
       sets[name] = catalog.PAPER_EVAL_SETS[name]
     else:
       dataset, _, split = name.partition(":")
-      sets[name] = (dataset or config.dataset, split or None)
+      dataset = dataset or config.dataset
+      if dataset != config.dataset and dataset.split("/")[0] not in tfds.list_builders(
+          with_community_datasets=False):
+        paper = sorted({n.split("/")[0] for n in catalog.PAPER_EVAL_SETS})
+        raise ValueError(f"--eval_sets: {name!r} is not an eval set; valid: {paper}, the "
+                         f"config's dataset {config.dataset!r}, or a TFDS dataset, each with "
+                         "an optional :SPLIT.")
+      sets[name] = (dataset, split or None)
   return sets
 
 

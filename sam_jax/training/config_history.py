@@ -79,15 +79,15 @@ def last_recorded(workdir: str) -> dict[str, Any] | None:
   root = epath.Path(workdir)
   entries = _entries(root)
   if entries:
-    return defaults.upgrade(json.loads(entries[-1].read_text())["config"])
+    return defaults.upgrade(checkpointing.read_json(entries[-1])["config"])
   if (root / checkpointing.CONFIG_FILE).exists():
-    return defaults.upgrade(json.loads((root / checkpointing.CONFIG_FILE).read_text()))
+    return defaults.upgrade(checkpointing.read_json(root / checkpointing.CONFIG_FILE))
   return None
 
 
 def start_steps(workdir: str) -> list[int]:
   """The step each recorded start of the run began at, oldest first (0: a fresh start)."""
-  return [json.loads(p.read_text())["start_step"] for p in _entries(epath.Path(workdir))]
+  return [checkpointing.read_json(p)["start_step"] for p in _entries(epath.Path(workdir))]
 
 
 def check_resume(workdir: str, config: ml_collections.ConfigDict, step: int, *,
