@@ -1,6 +1,6 @@
 r"""The paper's analyses of trained models (Tables 1, 3; Figs. 1-3): ``python -m sam_jax.analyze``.
 
-  python -m sam_jax.analyze --run=SAM=/tmp/digits_sam --run="no SAM=/tmp/digits_base" \
+  python -m sam_jax.analyze --run=SAM=/tmp/sam_jax_default --run="no SAM=/tmp/sam_jax_default_rho0" \
       --analyses=hessian,block_hessian,ntk,neurons,norms,landscape,attention,curves
 
 ``--run=[LABEL=]PATH`` (repeatable) is a training workdir, local or ``gs://`` (its

@@ -2,7 +2,7 @@
 model know settable), ``--run``/``--output_dir``, ``--debug``, and the exit codes, with one
 line for an error the user can fix.
 
-``sam_jax.main``, ``sam_jax.evaluate`` and ``sam_jax.analyze`` are programs; no library
+``sam_jax.main``, ``sam_jax.evaluate``, ``sam_jax.analyze`` and ``sam_jax.preflight`` are programs; no library
 module imports them or this one. Exit codes (a wrapper reruns on ``EXIT_STOPPED`` only):
 
 ====  ==================================================================================
@@ -13,6 +13,7 @@ module imports them or this one. Exit codes (a wrapper reruns on ``EXIT_STOPPED`
 3     the workdir is held by another run (``training.workdir_lock``)
 4     diverged: a non-finite loss, gradient or state stopped training
 5     a checkpoint could not be written (e.g. a full disk)
+6     ``sam_jax.preflight``: the run does not fit the TPU slice's memory
 75    stopped by SIGTERM or SIGINT after saving a checkpoint: rerun to resume
 130   interrupted by Ctrl-C without saving (training: a second Ctrl-C; the steps since the
       last checkpoint are lost, rerun to resume from it)
@@ -40,6 +41,7 @@ from sam_jax.config import defaults
 FLAGS = flags.FLAGS
 EXIT_FINISHED, EXIT_INTERNAL, EXIT_USER_ERROR = 0, 1, 2
 EXIT_LOCKED, EXIT_DIVERGED, EXIT_SAVE_FAILED = 3, 4, 5
+EXIT_DOES_NOT_FIT = 6  # sam_jax.preflight: the compiled step exceeds the core's HBM.
 EXIT_STOPPED = 75  # sysexits.h EX_TEMPFAIL: "the user is invited to retry".
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a process ended by Ctrl-C.
 # Errors whose message says what to fix; a program adds its own (``run``).

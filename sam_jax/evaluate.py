@@ -1,6 +1,6 @@
 r"""Eval-set accuracy and adversarial robustness of trained models: ``python -m sam_jax.evaluate``.
 
-  python -m sam_jax.evaluate --run=SAM=/tmp/digits_sam --run="no SAM=/tmp/digits_base"
+  python -m sam_jax.evaluate --run=SAM=/tmp/sam_jax_default --run="no SAM=/tmp/sam_jax_default_rho0"
 
 ``--run`` and ``--config`` as for ``sam_jax.analyze``. Results go to
 ``<output_dir>/evaluation.json`` (default ``<first workdir>/evaluation.json``); workdirs

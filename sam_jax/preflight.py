@@ -11,22 +11,21 @@ the train and eval steps training would run on the slice are compiled for it
 core's HBM, the FLOPs, a projected step and run time, and the collectives per step; a run
 that does not fit is compiled again with each remedy (rematerialisation, bf16 activations).
 
-Exit codes: those of ``sam_jax.cli`` (0: fits; 2: bad flags or config, or no libtpu) and
-``EXIT_DOES_NOT_FIT`` = 6: the train or eval step does not fit the core's HBM.
+Exit codes: those of ``sam_jax.cli`` (0: fits; 2: bad flags or config, or no libtpu;
+``cli.EXIT_DOES_NOT_FIT``, 6: the train or eval step does not fit the core's HBM).
 """
 
 import json
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from sam_jax import cli
 from sam_jax.compilation import preflight, summary, topology
 
-EXIT_DOES_NOT_FIT = 6
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Training configuration file.",
-                                lock_config=False)
+cli.define_config_flag("Training configuration file; --config.KEY=VALUE sets any key of it, "
+                       "of config/defaults.py or of the model family.", lock_config=False)
 flags.DEFINE_string("topology", None, "TPU slice: v3-256, v4-128, v5litepod-256, v3:8x16...")
 flags.DEFINE_string("json", None, "Also write the report as JSON to this path.")
 flags.DEFINE_list("remedies", list(preflight.REMEDIES), "When the run does not fit, compile "
@@ -38,16 +37,15 @@ EXIT_CODES = {topology.LibtpuMissing: cli.EXIT_USER_ERROR, **cli.USER_ERRORS}
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
-  with cli.exit_on_errors("sam_jax.preflight", EXIT_CODES):
-    report = preflight.preflight(FLAGS.config, FLAGS.topology, remedies=FLAGS.remedies,
-                                 config_name=config_flags.get_config_filename(FLAGS["config"]))
+  report = preflight.preflight(FLAGS.config, FLAGS.topology, remedies=FLAGS.remedies,
+                               config_name=config_flags.get_config_filename(FLAGS["config"]))
   print(summary.format_report(report), flush=True)
   if FLAGS.json:
     with open(FLAGS.json, "w", encoding="utf-8") as f:
       json.dump(summary.to_dict(report), f, indent=1, default=str)
   if not report.verdict:
-    raise SystemExit(EXIT_DOES_NOT_FIT)
+    raise SystemExit(cli.EXIT_DOES_NOT_FIT)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.flags_parser("sam_jax.preflight"))
+  cli.run("sam_jax.preflight", main, EXIT_CODES)

@@ -10,7 +10,7 @@ Writes TensorBoard summaries (clu metric writers), the completed config
 a checkpoint resumes from the newest intact one and continues exactly: batches and
 dropout keys are functions of the step.
 
-Faults (README, "Checkpoints, preemption and faults"): the run holds the workdir's lock
+Faults (docs/faults.md): the run holds the workdir's lock
 (``workdir_lock``), so a second run on it fails at once; every input is checked before
 the first step (image folders: both splits decoded); a resume uses the newest checkpoint
 that reads back intact (``checkpointing``) and stops if the config changes the run
