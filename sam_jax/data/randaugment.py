@@ -267,7 +267,7 @@ class RandAugment:
     ops, signs, centers = self.draws(seed, tf.shape(image)[0], tf.shape(image)[1])
     levels = self.levels
     for layer in range(self.num_layers):
-      branches = [lambda op=op, image=image: apply(op, image, levels, signs[layer],
-                                                   centers[layer]) for op in OPS]
+      branches = [lambda op=op, image=image, layer=layer: apply(op, image, levels, signs[layer],
+                                                                centers[layer]) for op in OPS]
       image = tf.ensure_shape(tf.switch_case(ops[layer], branches), pixels.shape)
     return tf.cast(image, tf.float32)
