@@ -108,7 +108,7 @@ class _ConfigFileParser(flags.ArgumentParser):
       raise ConfigFileError(f"the config file {argument} failed to load: {_last_line(e)}") from e
     if isinstance(config, ml_collections.ConfigDict):
       add_overridden_keys(config, overridden_keys("config", self._argv or sys.argv))
-      if self._lock:  # (ml_collections is untyped: pyright's isinstance leaves None in.)
+      if self._lock:  # ml_collections is untyped, so isinstance does not rule out None.
         config.lock()  # pyright: ignore[reportOptionalMemberAccess]
     return config
 
