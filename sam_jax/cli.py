@@ -44,8 +44,9 @@ EXIT_LOCKED, EXIT_DIVERGED, EXIT_SAVE_FAILED = 3, 4, 5
 EXIT_DOES_NOT_FIT = 6  # sam_jax.preflight: the compiled step exceeds the core's HBM.
 EXIT_STOPPED = 75  # sysexits.h EX_TEMPFAIL: "the user is invited to retry".
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's code for a process ended by Ctrl-C.
+ErrorCodes = Mapping[type[Exception], int]  # An error's type -> the exit code.
 # Errors whose message says what to fix; a program adds its own (``run``).
-USER_ERRORS: Mapping[type, int] = {ValueError: EXIT_USER_ERROR, OSError: EXIT_USER_ERROR}
+USER_ERRORS: ErrorCodes = {ValueError: EXIT_USER_ERROR, OSError: EXIT_USER_ERROR}
 SHARED_FLAGS = ("config", "run", "output_dir", "debug")
 HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
 
@@ -109,8 +110,8 @@ class _ConfigFileParser(flags.ArgumentParser):
       raise ConfigFileError(f"the config file {argument} failed to load: {_last_line(e)}") from e
     if isinstance(config, ml_collections.ConfigDict):
       add_overridden_keys(config, overridden_keys("config", self._argv or sys.argv))
-      if self._lock:
-        config.lock()
+      if self._lock:  # ml_collections is untyped, so isinstance does not rule out None.
+        config.lock()  # pyright: ignore[reportOptionalMemberAccess]
     return config
 
 
@@ -140,11 +141,12 @@ def settable(config: ml_collections.ConfigDict) -> dict[str, Any]:
   the variant's sizes, else the module's defaults)."""
   known = _flatten(defaults.complete(config))
   model = config.get("model") or {}
-  if model.get("name") in models.MODELS:
-    family = models.family(model.name)
+  name = model.get("name")
+  if name in models.MODELS:
+    family = models.family(name)
     fields = {f.name: f.default for f in dataclasses.fields(family.module)}
     fields |= family.sizes.get(str(model.get("variant", "")).partition("/")[0], {})
-    known |= {f"model.{k}": fields.get(k) for k in models.model_fields(model.name)}
+    known |= {f"model.{k}": fields.get(k) for k in models.model_fields(name)}
   return known | _flatten(config)
 
 
@@ -198,7 +200,7 @@ def flags_parser(program: str) -> Callable[[list[str]], list[str]]:
   def parse(argv: list[str]) -> list[str]:
     try:
       return FLAGS(argv)
-    except SystemExit as e:  # absl exits 1 after printing a help flag's help.
+    except SystemExit:  # absl exits 1 after printing a help flag's help.
       if any(a.split("=")[0] in HELP_FLAGS for a in argv[1:]):
         raise SystemExit(EXIT_FINISHED) from None
       raise
@@ -213,7 +215,7 @@ def flags_parser(program: str) -> Callable[[list[str]], list[str]]:
 
 
 @contextlib.contextmanager
-def exit_on_errors(program: str, codes: Mapping[type, int] = USER_ERRORS,
+def exit_on_errors(program: str, codes: ErrorCodes = USER_ERRORS,
                    interrupted: str = "interrupted (Ctrl-C).") -> Iterator[None]:
   """An error of a type in ``codes`` (most specific first) exits with its code after one
   line ``program: message`` (and its traceback with --debug); Ctrl-C exits
@@ -251,7 +253,7 @@ def _quiet_unraisable(unraisable: Any) -> None:
     sys.__unraisablehook__(unraisable)
 
 
-def run(program: str, main: Callable[[list[str]], None], codes: Mapping[type, int] = USER_ERRORS,
+def run(program: str, main: Callable[[list[str]], None], codes: ErrorCodes = USER_ERRORS,
         interrupted: str = "interrupted (Ctrl-C).") -> None:
   """``app.run(main)`` with ``flags_parser``, ``exit_on_errors`` around ``main`` and
   ``quiet_library_logs`` on the console; the shared flags (``--config``, ``--run``...) are listed by ``--helpshort`` with the program's own."""

@@ -125,8 +125,8 @@ def _last_line(error: BaseException) -> str:
 def _reason(error: BaseException) -> str:
   """The innermost error's type and first line, without TensorStore's spec: Orbax and
   TensorStore wrap the cause (e.g. a truncated file) in layers whose last line is a repr."""
-  while error.__cause__ is not None or error.__context__ is not None:
-    error = error.__cause__ or error.__context__
+  while (inner := error.__cause__ or error.__context__) is not None:
+    error = inner
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
   first = lines[0].split(" [tensorstore_spec=")[0] if lines else ""  # A page of JSON.
   return f"{type(error).__name__}: {first}"[:800]
@@ -211,6 +211,7 @@ class Checkpoints:
 
   def _wait(self) -> None:
     step, self._pending = self._pending, None
+    assert step is not None  # Callers wait only on a pending save.
     try:
       self._manager.wait_until_finished()  # Raises the background save's error.
     except Exception as e:  # pylint: disable=broad-except

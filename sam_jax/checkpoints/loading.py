@@ -22,7 +22,7 @@ from typing import Any
 
 from absl import logging
 from etils import epath
-import flax
+import flax.linen as nn
 import jax
 import ml_collections
 
@@ -40,7 +40,7 @@ MODEL_SHAPING_KEYS = ("dataset", "num_classes", "classes", "image_size")
 class Loaded:
   """A model, its weights and where they came from (``step`` None for .npz and init)."""
   config: ml_collections.ConfigDict
-  model: flax.linen.Module
+  model: nn.Module
   params: Any
   model_state: dict[str, Any]
   step: int | None
@@ -88,18 +88,18 @@ def explain_mismatch(config: ml_collections.ConfigDict, workdir: str) -> str:
           "--config to use the run's, or set these keys to its values.")
 
 
-def create_model(config: ml_collections.ConfigDict) -> flax.linen.Module:
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   """The config's model; the class count from ``config.num_classes`` or the dataset."""
   return models.from_config(config.model, input_pipeline.num_classes(config))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _init(model: flax.linen.Module, image_size: int, rng: jax.Array):
+def _init(model: nn.Module, image_size: int, rng: jax.Array):
   """(params, model state) at initialisation, as training starts (``models.initialize``)."""
   return models.initialize(model, rng, image_size)[:2]
 
 
-def _init_args(model: flax.linen.Module, config: ml_collections.ConfigDict):
+def _init_args(model: nn.Module, config: ml_collections.ConfigDict):
   return model, config.image_size, jax.random.PRNGKey(config.seed)
 
 

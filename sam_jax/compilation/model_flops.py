@@ -10,25 +10,31 @@ Elementwise work (softmax, GELU, LayerNorm) is left out, as MFU counts do.
 """
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
+from jax.core import ShapedArray
 import jax.numpy as jnp
 from jax.extend import core
 
 
+def _shape(atom: core.Var | core.Literal) -> tuple[int, ...]:
+  """An operand's shape (its ``aval`` is a ``ShapedArray``; jax types it ``AbstractValue``)."""
+  return cast(ShapedArray, atom.aval).shape
+
+
 def _dot_flops(eqn: core.JaxprEqn) -> int:
   (lhs_contract, _), _ = eqn.params["dimension_numbers"]
-  lhs = eqn.invars[0].aval.shape
-  return 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
+  lhs = _shape(eqn.invars[0])
+  return 2 * math.prod(_shape(eqn.outvars[0])) * math.prod(lhs[d] for d in lhs_contract)
 
 
 def _conv_flops(eqn: core.JaxprEqn) -> int:
-  rhs = eqn.invars[1].aval.shape
+  rhs = _shape(eqn.invars[1])
   spec = eqn.params["dimension_numbers"].rhs_spec  # (out features, in features, *window).
   window = math.prod(rhs[d] for d in spec[2:])
-  return 2 * math.prod(eqn.outvars[0].aval.shape) * rhs[spec[1]] * window
+  return 2 * math.prod(_shape(eqn.outvars[0])) * rhs[spec[1]] * window
 
 
 def _subjaxprs(eqn: core.JaxprEqn):

@@ -25,6 +25,7 @@ import numpy as np
 from sam_jax.compilation import model_flops, programs, topology
 from sam_jax.config import defaults
 from sam_jax.data import input_pipeline
+from sam_jax.parallel import Devices
 from sam_jax.training import setup as setup_lib
 from sam_jax.training import train_step
 
@@ -42,7 +43,7 @@ NOT_YET = ("gradient accumulation (micro-batches of whole SAM groups): not yet a
            "the train step")
 
 
-def build(config: ml_collections.ConfigDict, devices: Sequence[jax.Device]) -> setup_lib.Setup:
+def build(config: ml_collections.ConfigDict, devices: Devices) -> setup_lib.Setup:
   """``setup.build`` of ``config`` (completed here) on ``devices``; a config without
   ``num_classes`` gets its dataset's."""
   config = defaults.complete(config)

@@ -14,9 +14,8 @@ import dataclasses
 import math
 import os
 import re
-from typing import Sequence
 
-import jax
+from sam_jax.parallel import Devices
 
 LIBTPU_HINT = ("compiling for a TPU needs libtpu: pip install 'sam_jax[tpu-compile]' "
                "(libtpu==0.0.42.*, the version jax[tpu] 0.10.2 pins)")
@@ -85,14 +84,13 @@ def resolve(name: str) -> Slice:
     ValueError: an unknown generation or size, naming the valid forms.
   """
   match = re.fullmatch(r"(v\w+?)(?:-(\d+)|:(\d+(?:x\d+)*))", name.strip().lower())
-  generation = ALIASES.get(match.group(1), match.group(1)) if match else None
-  chip = CHIPS.get(generation)
-  if chip is not None and match.group(2):
+  chip = CHIPS.get(ALIASES.get(match.group(1), match.group(1))) if match else None
+  if match and chip is not None and match.group(2):
     size = int(match.group(2))
     chips = size // chip.cores_in_name
     if size % chip.cores_in_name == 0 and chips in chip.grids:
       return Slice(name, f"{chip.libtpu}:{chip.grids[chips]}", chips, chip)
-  elif chip is not None:
+  elif match and chip is not None:
     grid = match.group(3)
     chips = math.prod(int(n) for n in grid.split("x"))
     if grid in chip.grids.values():
@@ -100,7 +98,7 @@ def resolve(name: str) -> Slice:
   raise ValueError(f"--topology={name!r} is not a TPU slice this knows; use {valid_forms()}.")
 
 
-def devices(tpu_slice: Slice) -> Sequence[jax.Device]:
+def devices(tpu_slice: Slice) -> Devices:
   """The slice's compile-only devices.
 
   Raises:

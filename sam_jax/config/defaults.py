@@ -244,8 +244,8 @@ def complete(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def _complete_sections(config: ml_collections.ConfigDict, sections: Mapping[str, Any]) -> None:
   """Each section of ``sections`` (name -> defaults builder) completed in place."""
   for name, defaults in sections.items():
-    given = config.get(name) or {}
-    given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given)
+    given = config.get(name)
+    given = given.to_dict() if isinstance(given, ml_collections.ConfigDict) else dict(given or {})
     section = defaults()
     section.lock()
     try:

@@ -63,10 +63,10 @@ HEAD_BIAS = {"vit": -10.0, "mixer": -6.9}  # With the sigmoid cross-entropy (R18
 # the last lr is 1e-3 * 1e-5. optax.adamw steps w -= lr(t) (adam(g) + weight_decay * w) with
 # lr(t) = 1e-3 s(t): the same step for weight_decay = 1e-4 / 1e-3 = 0.1.
 BIG_VISION_MIXER_LR, BIG_VISION_MIXER_WD, BIG_VISION_MIXER_LINEAR_END = 1e-3, 1e-4, 1e-5
-MIXER = dict(learning_rate=BIG_VISION_MIXER_LR,
-             end_learning_rate=BIG_VISION_MIXER_LR * BIG_VISION_MIXER_LINEAR_END,
-             decay="linear", weight_decay=BIG_VISION_MIXER_WD / BIG_VISION_MIXER_LR,
-             stochastic_depth=0.1)
+MIXER: dict[str, Any] = dict(
+    learning_rate=BIG_VISION_MIXER_LR,
+    end_learning_rate=BIG_VISION_MIXER_LR * BIG_VISION_MIXER_LINEAR_END,
+    decay="linear", weight_decay=BIG_VISION_MIXER_WD / BIG_VISION_MIXER_LR, stochastic_depth=0.1)
 
 
 class Transfer(NamedTuple):

@@ -241,11 +241,12 @@ class ImageFolder:
     return paths[lo:hi], labels[lo:hi]
 
   @staticmethod
-  def _epoch_order(epoch: tf.Tensor, n: int, seed_key: int) -> tf.Tensor:
+  def _epoch_order(epoch: tf.Tensor | int, n: int, seed_key: int) -> tf.Tensor:
     """The epoch's permutation of 0..n-1 (int64 [n])."""
     seed = tf.stack([tf.constant(seed_key, tf.int64), tf.cast(epoch, tf.int64)])
-    return tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), seed=seed,
-                                                max_index=n - 1)
+    # tf's stubs lack tf.random.experimental.
+    shuffle = tf.random.experimental.index_shuffle  # pyright: ignore[reportAttributeAccessIssue]
+    return shuffle(tf.range(n, dtype=tf.int64), seed=seed, max_index=n - 1)
 
   def train_records(self, split: str, *, process_index: int, process_count: int, seed_key: int,
                     start: int, shuffle_buffer: int) -> tf.data.Dataset:
@@ -258,8 +259,9 @@ class ImageFolder:
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
       order = self._epoch_order(e, n, seed_key)
-      return tf.data.Dataset.from_tensor_slices(
-          {"path": tf.gather(paths_t, order), "label": tf.gather(labels_t, order)})
+      records = {"path": tf.gather(paths_t, order), "label": tf.gather(labels_t, order)}
+      # tf's stubs take one tensor in from_tensor_slices, not a dict of them.
+      return tf.data.Dataset.from_tensor_slices(records)  # pyright: ignore[reportArgumentType]
 
     return epochs.stream_from(start, n, epoch)
 
@@ -268,7 +270,9 @@ class ImageFolder:
     """This process's part of ``split`` in order, and the size of the whole split."""
     paths, labels = self._local(split, process_index, process_count)
     records = {"path": list(paths), "label": np.asarray(labels, np.int32)}
-    return tf.data.Dataset.from_tensor_slices(records), self.num_examples(split)
+    # tf's stubs take one tensor in from_tensor_slices, not a dict of them.
+    dataset = tf.data.Dataset.from_tensor_slices(records)  # pyright: ignore[reportArgumentType]
+    return dataset, self.num_examples(split)
 
   def raise_if_unreadable(self, split: str, positions: range, *, train: bool, process_index: int,
                           process_count: int, seed_key: int) -> None:

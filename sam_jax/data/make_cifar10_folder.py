@@ -75,7 +75,9 @@ def read_archive(path: str | os.PathLike) -> Iterator[Split]:
       if name not in members:
         raise ValueError(f"{path} is not the CIFAR-10 python archive: it lacks {name} (expected "
                          "cifar-10-batches-py/ with data_batch_1..5, test_batch, batches.meta).")
-      return _ArrayUnpickler(tar.extractfile(members[name]), encoding="bytes").load()
+      member = tar.extractfile(members[name])
+      assert member is not None  # Members are regular files.
+      return _ArrayUnpickler(member, encoding="bytes").load()
     _check_classes([n.decode() for n in load("batches.meta")[b"label_names"]], str(path))
     for split, names in SPLITS.items():
       batches = [load(name) for name in names]
@@ -126,23 +128,23 @@ def _files(root: epath.Path) -> list[str]:
 
 def folder_digest(root: str | os.PathLike) -> str:
   """sha256 of the lines ``SPLIT/CLASS/FILE NUL sha256(file)`` of train/ and test/, sorted."""
-  root, digest = epath.Path(root), hashlib.sha256()
-  for name in _files(root):
-    digest.update(f"{name}\0{hashlib.sha256((root / name).read_bytes()).hexdigest()}\n".encode())
+  base, digest = epath.Path(root), hashlib.sha256()
+  for name in _files(base):
+    digest.update(f"{name}\0{hashlib.sha256((base / name).read_bytes()).hexdigest()}\n".encode())
   return digest.hexdigest()
 
 
 def compare(root: str | os.PathLike, other: str | os.PathLike) -> dict[str, float]:
   """How far ``root``'s decoded images are from ``other``'s of the same names (0-255 units)."""
-  root, other = epath.Path(root), epath.Path(other)
-  names = _files(root)
-  missing = [n for n in names if not (other / n).exists()]
+  root_dir, other_dir = epath.Path(root), epath.Path(other)
+  names = _files(root_dir)
+  missing = [n for n in names if not (other_dir / n).exists()]
   if missing:
-    raise ValueError(f"{other} lacks {len(missing)} of the {len(names)} files of {root} "
+    raise ValueError(f"{other_dir} lacks {len(missing)} of the {len(names)} files of {root_dir} "
                      f"(e.g. {missing[0]}).")
   identical, total, largest = 0, 0.0, 0
   for name in names:
-    a, b = (root / name).read_bytes(), (other / name).read_bytes()
+    a, b = (root_dir / name).read_bytes(), (other_dir / name).read_bytes()
     identical += a == b
     diff = np.abs(_decode(a) - _decode(b))
     total, largest = total + diff.mean(), max(largest, int(diff.max()))
@@ -156,18 +158,18 @@ def _decode(data: bytes) -> np.ndarray:
 
 def make_folder(out: str | os.PathLike, source: str = "tfds", data_dir: str | None = None) -> str:
   """Writes the folder (see the module docstring) from ``source``; returns its digest."""
-  out = epath.Path(out)
-  existing = [split for split in SPLITS if (out / split).exists()]
+  folder = epath.Path(out)
+  existing = [split for split in SPLITS if (folder / split).exists()]
   if existing:
-    raise ValueError(f"{out / existing[0]} exists already; remove it or choose another --out.")
+    raise ValueError(f"{folder / existing[0]} exists already; remove it or choose another --out.")
   if source != "tfds" and not epath.Path(source).is_file():
     raise ValueError(f"--source={source!r} is neither 'tfds' nor a file (the CIFAR-10 python "
                      "archive cifar-10-python.tar.gz).")
   for split, images, labels in read_tfds(data_dir) if source == "tfds" else read_archive(source):
-    write_split(out, split, images, labels)
-    print(f"{out / split}: {len(labels)} images, per class "
+    write_split(folder, split, images, labels)
+    print(f"{folder / split}: {len(labels)} images, per class "
           f"{np.bincount(labels, minlength=len(CLASSES)).tolist()}", flush=True)
-  return folder_digest(out)
+  return folder_digest(folder)
 
 
 FLAGS = flags.FLAGS

@@ -157,7 +157,9 @@ def inception_crop_pixels(image_bytes: tf.Tensor, seed: tf.Tensor,
   formats decode fully, then slice. One random draw gives the crop's seed and the
   flip (the sign of a uniform int64: probability exactly 1/2).
   """
-  bits = tf.random.stateless_uniform([3], seed, minval=None, maxval=None, dtype=tf.int64)
+  # minval=maxval=None: the full int64 range (tf's stubs do not allow None).
+  bits = tf.random.stateless_uniform([3], seed, minval=None,  # pyright: ignore[reportArgumentType]
+                                     maxval=None, dtype=tf.int64)
   crop_seed, flip = bits[:2], bits[2] < 0
 
   def jpeg():

@@ -54,6 +54,7 @@ wraps modulo 256: 384 -> 128 at M = 15).
 
 import dataclasses
 import math
+from typing import Sequence
 
 import tensorflow as tf
 
@@ -142,7 +143,8 @@ def sharpness(image: tf.Tensor, factor: float) -> tf.Tensor:
   return _blend(degenerate, image, factor)
 
 
-def affine(image: tf.Tensor, matrix: tf.Tensor) -> tf.Tensor:
+def affine(image: tf.Tensor,
+           matrix: tf.Tensor | Sequence[Sequence[tf.Tensor | float]]) -> tf.Tensor:
   """Output (x, y) <- input nearest to ``matrix`` [[a, b, c], [d, e, f]] (x, y, 1); 128 outside."""
   transform = tf.concat([tf.reshape(tf.cast(matrix, tf.float32), [6]), tf.zeros([2])], 0)
   return tf.raw_ops.ImageProjectiveTransformV3(
@@ -253,7 +255,7 @@ class RandAugment:
   def draws(self, seed: tf.Tensor, height, width) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Per layer: the op's index in ``OPS`` (int32 [N]), the sign (float32 +-1 [N]) and the
     cutout centre (int32 [N, 2], a uniform pixel (y, x)), each from its own part of ``seed``."""
-    seeds = tf.random.experimental.stateless_split(seed, 3)
+    seeds = tf.random.split(seed, 3)
     n = self.num_layers
     ops = tf.random.stateless_uniform([n], seeds[0], 0, len(OPS), tf.int32)
     signs = 1.0 - 2.0 * tf.cast(tf.random.stateless_uniform([n], seeds[1], 0, 2, tf.int32),
@@ -267,7 +269,7 @@ class RandAugment:
     ops, signs, centers = self.draws(seed, tf.shape(image)[0], tf.shape(image)[1])
     levels = self.levels
     for layer in range(self.num_layers):
-      branches = [lambda op=op, image=image: apply(op, image, levels, signs[layer],
-                                                   centers[layer]) for op in OPS]
+      branches = [lambda op=op, image=image, layer=layer: apply(op, image, levels, signs[layer],
+                                                                centers[layer]) for op in OPS]
       image = tf.ensure_shape(tf.switch_case(ops[layer], branches), pixels.shape)
     return tf.cast(image, tf.float32)

@@ -28,7 +28,7 @@ the N examples is counted exactly once over all processes.
 """
 
 import math
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, cast
 
 import jax
 import ml_collections
@@ -99,7 +99,7 @@ def _finish(ds: tf.data.Dataset, batch_size: int,
 
 def _numpy_batches(ds: tf.data.Dataset, check: Callable[[int], None]) -> Iterator[Batch]:
   """Batches of ``ds``; if batch k fails, ``check(k)`` may raise a clearer error."""
-  batches = ds.as_numpy_iterator()
+  batches = cast(Iterator[Batch], ds.as_numpy_iterator())  # tf's stubs say arrays, not dicts.
   k = 0
   while True:
     try:
@@ -129,7 +129,7 @@ def check_readable(config: ml_collections.ConfigDict) -> None:
   cannot be decoded (``ImageFolder.check_readable``). TFDS data is read as prepared."""
   source = _source(config)
   if isinstance(source, image_folder.ImageFolder):
-    for split in dict.fromkeys([_train_split(config, source),
+    for split in dict.fromkeys([config.train_split or source.default_train_split,
                                 config.eval_split or source.default_eval_split]):
       source.check_readable(split)
 
@@ -178,6 +178,7 @@ def train_iterator(config: ml_collections.ConfigDict, *, local_batch_size: int, 
   num_classes = source.num_classes if alpha > 0 else None
 
   def mix(step: tf.Tensor, batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    assert num_classes is not None  # Only with mixup (alpha > 0).
     a = mixup.weight(tf.stack([tf.constant(keys.mixup, tf.int64), step]), alpha)
     return mixup.mix(batch, a, num_classes)
 

@@ -102,9 +102,12 @@ class TfdsSource:
                        f"process {process_index} of {process_count}.")
 
     def epoch(e: tf.Tensor) -> tf.data.Dataset:
+      # tf's stubs allow neither None bounds (the full int64 range) nor a tensor seed.
       seed = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed_key, tf.int64), e]),
-                                         minval=None, maxval=None, dtype=tf.int64)
-      return records.shuffle(min(shuffle_buffer, n), seed=seed, reshuffle_each_iteration=False)
+                                         minval=None,  # pyright: ignore[reportArgumentType]
+                                         maxval=None, dtype=tf.int64)
+      return records.shuffle(min(shuffle_buffer, n), seed=seed,  # pyright: ignore[reportArgumentType]
+                             reshuffle_each_iteration=False)
 
     return epochs.stream_from(start, n, epoch)
 

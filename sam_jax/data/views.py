@@ -63,7 +63,7 @@ def _jitter(image: tf.Tensor, seeds: tf.Tensor, strength: float) -> tf.Tensor:
 
 def color_distortion(image: tf.Tensor, seed: tf.Tensor, views: ViewOptions) -> tf.Tensor:
   """SimCLR's colour distortion of a float image [H, W, 3] in [0, 1], from a seed [2]."""
-  seeds = tf.random.experimental.stateless_split(seed, 6)
+  seeds = tf.random.split(seed, 6)
   draws = tf.random.stateless_uniform([2], seeds[0])
   if views.color_jitter > 0:
     image = tf.cond(draws[0] < views.color_jitter_prob,
@@ -77,8 +77,8 @@ def decode_two_views(image_bytes: tf.Tensor, seed: tf.Tensor,
                      views: ViewOptions) -> dict[str, tf.Tensor]:
   """``{"image", "image2"}``: two float32 [S, S, 3] views in [-1, 1] of encoded bytes."""
   out = {}
-  for key, view_seed in zip(VIEW_KEYS, tf.unstack(tf.random.experimental.stateless_split(seed, 2))):
-    crop_seed, color_seed = tf.unstack(tf.random.experimental.stateless_split(view_seed, 2))
+  for key, view_seed in zip(VIEW_KEYS, tf.unstack(tf.random.split(seed, 2))):
+    crop_seed, color_seed = tf.unstack(tf.random.split(view_seed, 2))
     image = preprocessing.decode_and_inception_crop(image_bytes, crop_seed, options)
     image = color_distortion((image + 1.0) * 0.5, color_seed, views)
     out[key] = tf.clip_by_value(image * 2.0 - 1.0, -1.0, 1.0)

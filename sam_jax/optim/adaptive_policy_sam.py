@@ -92,6 +92,7 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float,
     if plain:
       return clean, state._replace(count=count)
     rho_t = sam_lib.step_radius("aesam", rho_fn, state.count, params, grad_fn)
+    assert grad_fn is not None  # step_radius raises otherwise.
     take, mean, var = adaptive_decision(
         state, jnp.square(sam_lib.global_norm_f32(clean)), num_train_steps=num_train_steps,
         delta=delta, lambda1=lambda1, lambda2=lambda2)

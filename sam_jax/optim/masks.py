@@ -39,9 +39,9 @@ def _key_name(key) -> str:
 
 def leaf_name_mask(names: Sequence[str]) -> Mask:
   """params -> a tree of bools, True where the leaf's own name is one of ``names``."""
-  names = frozenset(names)
+  wanted = frozenset(names)
   return lambda params: jax.tree_util.tree_map_with_path(
-      lambda path, _: _key_name(path[-1]) in names, params)
+      lambda path, _: _key_name(path[-1]) in wanted, params)
 
 
 def path_mask(pattern: str) -> Mask:

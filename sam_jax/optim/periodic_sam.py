@@ -86,6 +86,7 @@ def looksam(rho: float | optax.Schedule, *, alpha: float, every_k_steps: int,
     rho_t = sam_lib.step_radius("looksam", rho_fn, state.count, params, grad_fn)
 
     def full_step(_):
+      assert grad_fn is not None  # step_radius raised otherwise.
       perturbed = sam_lib.perturbed_gradient(perturbation, updates, params, grad_fn, rho_t,
                                              axis_name=axis_name, sync_axis_name=sync_axis_name)
       return perturbed, orthogonal_direction(perturbed, clean, eps)

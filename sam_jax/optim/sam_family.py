@@ -181,11 +181,11 @@ def sharpness_aware(perturbation: Perturbation,
     rho_t = step_radius("sharpness-aware", rho_fn, state.count, params, grad_fn)
     if every_k_steps == 1:
       return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
-    if take_sam is None:  # One program: the branch is chosen on the device from the count.
-      take_sam = state.count % every_k_steps == 0
-    out = branch(take_sam, lambda g: sam_gradient(g, params, grad_fn, state.count),
+    # take_sam None: one program, the branch chosen on the device from the count.
+    take = state.count % every_k_steps == 0 if take_sam is None else take_sam
+    out = branch(take, lambda g: sam_gradient(g, params, grad_fn, state.count),
                  lambda g: mean_over(g, axis_name), updates)
-    return out, SharpnessAwareState(count, jnp.where(take_sam, rho_t, 0.0))
+    return out, SharpnessAwareState(count, jnp.where(take, rho_t, 0.0))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

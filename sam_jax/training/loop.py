@@ -30,7 +30,7 @@ from typing import Iterator
 
 from absl import logging
 from clu import metric_writers, metrics, parameter_overview, periodic_actions
-import flax
+from flax import struct
 import jax
 import ml_collections
 import numpy as np
@@ -43,14 +43,15 @@ from sam_jax.data import input_pipeline
 from sam_jax.training import config_history, setup, train_step, workdir_lock
 
 
-@flax.struct.dataclass
+@struct.dataclass
 class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output("loss")
-  accuracy: metrics.Average.from_output("accuracy")
-  grad_norm: metrics.Average.from_output("grad_norm")
-  learning_rate: metrics.LastValue.from_output("learning_rate")
-  rho: metrics.LastValue.from_output("rho")
-  skipped_steps: metrics.Average.from_output("skipped")
+  # clu declares a collection's metrics by calls in the annotations.
+  loss: metrics.Average.from_output("loss")               # pyright: ignore[reportInvalidTypeForm]
+  accuracy: metrics.Average.from_output("accuracy")       # pyright: ignore[reportInvalidTypeForm]
+  grad_norm: metrics.Average.from_output("grad_norm")     # pyright: ignore[reportInvalidTypeForm]
+  learning_rate: metrics.LastValue.from_output("learning_rate")  # pyright: ignore[reportInvalidTypeForm]
+  rho: metrics.LastValue.from_output("rho")               # pyright: ignore[reportInvalidTypeForm]
+  skipped_steps: metrics.Average.from_output("skipped")   # pyright: ignore[reportInvalidTypeForm]
 
 
 @jax.jit
@@ -188,10 +189,10 @@ def _start(run: setup.Setup, workdir: str, manager: checkpointing.Checkpoints,
            allow_config_changes: bool) -> train_step.TrainState:
   """The state the run starts from: the newest intact checkpoint (once the config's
   changes are checked, ``config_history``), else a fresh one; the start is recorded."""
-  config, changes = run.config, []
-  if manager.latest_step() is not None:
-    _check_steps(manager.latest_step(), config, manager)
-    changes = config_history.check_resume(workdir, config, manager.latest_step(),
+  config, changes, latest = run.config, [], manager.latest_step()
+  if latest is not None:
+    _check_steps(latest, config, manager)
+    changes = config_history.check_resume(workdir, config, latest,
                                           allow_changes=allow_config_changes)
   state = manager.restore(jax.eval_shape(run.init_state, jax.random.PRNGKey(config.seed)),
                           run.mesh) or initial_state(run)

@@ -12,10 +12,10 @@ the logits) on the same group batch with the same dropout key.
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-import flax
 import flax.linen as nn
+from flax import struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -75,7 +75,7 @@ def sam_groups(m: int | None, global_batch: int, num_devices: int) -> SamGroups:
   return SamGroups(devices_per_group=m // local)
 
 
-@flax.struct.dataclass
+@struct.dataclass
 class TrainState:
   """Everything a run needs to continue exactly: replicated over the mesh."""
   step: jax.Array
@@ -114,7 +114,7 @@ def _forward(spec: StepSpec, state: TrainState) -> Forward:
   def forward(params, images, dropout_rng):
     out = spec.model.apply({"params": params, **state.model_state}, images, train=train,
                            rngs={"dropout": dropout_rng}, mutable=mutable)
-    return out if mutable else (out, {})
+    return cast(tuple[jax.Array, dict], out) if mutable else (cast(jax.Array, out), {})
 
   return forward
 
@@ -178,13 +178,14 @@ def _train_step(state: TrainState, batch: Batch, *, spec: StepSpec,
     updates, opt_state, (step_metrics, model_state) = jax.vmap(
         lambda b: _group_step(spec, state, b, device_index * n + jax.lax.axis_index(GROUP),
                               extra), axis_name=GROUP, out_axes=None)(grouped)
-  new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                            opt_state=opt_state, model_state=model_state or state.model_state)
+  new_state = dataclasses.replace(
+      state, step=state.step + 1, params=optax.apply_updates(state.params, updates),
+      opt_state=opt_state, model_state=model_state or state.model_state)
   # Every device holds the same averaged values, so all take the same branch.
   finite = jnp.isfinite(step_metrics["loss"]) & jnp.isfinite(optax.tree.norm(updates))
   if spec.skip_nonfinite:
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
-                             new_state, state.replace(step=state.step + 1))
+                             new_state, dataclasses.replace(state, step=state.step + 1))
   step_metrics.update(
       finite=finite, skipped=(~finite if spec.skip_nonfinite else jnp.zeros_like(finite)),
       learning_rate=spec.learning_rate_fn(state.step),
@@ -194,16 +195,17 @@ def _train_step(state: TrainState, batch: Batch, *, spec: StepSpec,
 
 def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     mesh: Mesh, learning_rate_fn: Callable[[jax.Array], jax.Array],
-                    groups: SamGroups = SamGroups(), *, skip_nonfinite: bool = False,
+                    groups: SamGroups | None = None, *, skip_nonfinite: bool = False,
                     every_k_steps: int = 1, loss: str = "softmax_xent",
                     attack: PgdAttack | None = None, objective: Objective | None = None,
                     trainable: masks.Mask | None = None):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
-  ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``). With
-  ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only) the SAM and the plain
-  step are compiled apart and alternated (see ``AlternatingStep``). ``objective``: what
-  both passes minimise (None: ``Supervised(loss)``, ``loss`` a ``metrics.LOSSES`` name).
+  ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``; ``groups`` None:
+  one group per device). With ``every_k_steps`` > 1 (``tx``'s SAM every k-th step only)
+  the SAM and the plain step are compiled apart and alternated (see ``AlternatingStep``).
+  ``objective``: what both passes minimise (None: ``Supervised(loss)``, ``loss`` a
+  ``metrics.LOSSES`` name).
   ``attack``: adversarial training on its PGD images of each SAM group; each example's
   random start folds from the step's key and its place in the global batch, so without
   dropout the examples do not depend on the device count (the attack's dropout key, like
@@ -212,7 +214,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
   BatchNorm on its running statistics, not updated), the others' gradients are zero and
   their backward pass is left out (``tx`` keeps them fixed: ``optim.freeze``).
   """
-  spec = StepSpec(model, tx, learning_rate_fn, groups,
+  spec = StepSpec(model, tx, learning_rate_fn, SamGroups() if groups is None else groups,
                   Supervised(loss) if objective is None else objective,
                   skip_nonfinite=skip_nonfinite, attack=attack, trainable=trainable)
 
@@ -255,7 +257,7 @@ def _eval_step(state: TrainState, batch: Batch, *, model: nn.Module,
                loss: str) -> dict[str, jax.Array]:
   """``metrics.masked_sums`` of the batch, summed over the mesh."""
   variables = {"params": state.params, **state.model_state}
-  logits = model.apply(variables, batch["image"], train=False)
+  logits = cast(jax.Array, model.apply(variables, batch["image"], train=False))
   return jax.lax.psum(metrics.masked_sums(logits, batch["label"], batch["mask"], loss), DATA)
 
 
