@@ -93,8 +93,8 @@ def test_the_report_and_the_collectives_sam_adds_for_its_grouping():
 def _run_preflight(*flags, env_python=""):
   env = dict(os.environ, PYTHONPATH=ROOT, ALLOW_MULTIPLE_LIBTPU_LOAD="1")
   command = [sys.executable, "-c", env_python + "from sam_jax import preflight; "
-             "from absl import app; app.run(preflight.main, flags_parser="
-             "preflight.cli.flags_parser('sam_jax.preflight'))", *flags]
+             "preflight.cli.run('sam_jax.preflight', preflight.main, preflight.EXIT_CODES)",
+             *flags]
   return subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT,
                         timeout=1200, check=False)
 

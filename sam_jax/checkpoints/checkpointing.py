@@ -118,8 +118,11 @@ def _negative_train_loss(metrics: dict) -> float:
 
 
 def _last_line(error: BaseException) -> str:
+  """The error's type and last line; a long one keeps its start and its end (the cause, e.g.
+  "File too large", closes TensorStore's messages after long paths)."""
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-  return f"{type(error).__name__}: {lines[-1] if lines else ''}"[:500]
+  line = f"{type(error).__name__}: {lines[-1] if lines else ''}"
+  return line if len(line) <= 500 else f"{line[:200]} ... {line[-280:]}"
 
 
 def _reason(error: BaseException) -> str:

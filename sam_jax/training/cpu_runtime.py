@@ -17,8 +17,9 @@ After the first few steps the buffer lands on pages the process already holds an
 step takes no page faults. The process keeps its peak heap until it exits, which a
 training process reaches every step anyway. One arena serialises large allocations
 of concurrent threads (small ones have glibc's per-thread cache), so the settings are
-applied only where XLA runs on the CPU: no accelerator plugin (``libtpu``,
-``jax_plugins``) installed and ``JAX_PLATFORMS`` unset or ``cpu``; and not with
+applied only where XLA runs on the CPU: no ``jax_plugins`` accelerator plugin installed,
+no libtpu with a TPU chip on the PCI bus (libtpu alone only compiles for TPUs), and
+``JAX_PLATFORMS`` unset or ``cpu``; and not with
 ``SAM_JAX_HEAP_REUSE=0`` in the environment (the opt-out).
 
 glibc fixes a thread's arena at its first allocation, so ``configure()`` must run
@@ -31,10 +32,12 @@ import ctypes
 import importlib.metadata
 import importlib.util
 import os
+import pathlib
 import platform
 
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8  # glibc <malloc.h>.
 SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
+TPU_PCI_VENDOR = "0x1ae0"  # Google's PCI vendor id, which TPU chips carry.
 OPT_OUT = "SAM_JAX_HEAP_REUSE"  # "0" leaves glibc's defaults.
 _applied = False
 
@@ -44,8 +47,20 @@ def runs_on_cpu() -> bool:
   platforms = os.environ.get("JAX_PLATFORMS", "")
   if platforms:
     return platforms.split(",")[0].strip() == "cpu"
-  return not (importlib.util.find_spec("libtpu") or importlib.util.find_spec("jax_plugins")
-              or importlib.metadata.entry_points(group="jax_plugins"))
+  if importlib.util.find_spec("jax_plugins") or importlib.metadata.entry_points(group="jax_plugins"):
+    return False
+  return not (importlib.util.find_spec("libtpu") and tpu_chips_present())
+
+
+def tpu_chips_present() -> bool:
+  """Whether a Google TPU chip is on the PCI bus (vendor 0x1ae0), where libtpu looks for
+  its chips: libtpu installed without one (to compile for TPUs, ``sam_jax.preflight``)
+  leaves JAX on the CPU."""
+  try:
+    return any(path.read_text().strip() == TPU_PCI_VENDOR
+               for path in pathlib.Path("/sys/bus/pci/devices").glob("*/vendor"))
+  except OSError:
+    return False
 
 
 def configure() -> bool:
