@@ -48,8 +48,9 @@ def _batch(n=BATCH, seed=1):
 
 def _config(rho=RHO, m=None, *, momentum=0.0, adversarial_training=None, loss="softmax_xent",
             **sam):
-  """The default config with ``kind``'s SAM at ``rho`` (m examples per perturbation), SGD at
-  LR (constant, no weight decay, no clipping) on batches of BATCH 4x4 images."""
+  """The default config with SAM at ``rho`` (m examples per perturbation; ``sam``: other
+  ``config.sam`` keys, e.g. its kind), SGD at LR (constant, no weight decay, no clipping) on
+  batches of BATCH 4x4 images."""
   config = default.get_config()
   config.update(image_size=4, batch_size=BATCH, eval_batch_size=BATCH, loss=loss)
   config.sam = defaults.sam(rho, m=m, **sam)
