@@ -86,15 +86,16 @@ def _loss(model, params, x, y, variables=None, rng=None):
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def _hand_sam_step(params, batch, m, model=TinyNet()):
+def _hand_sam_step(params, batch, m):
   """SGD step on the mean over groups of m examples of ∇L_k(w + rho g_k/||g_k||)."""
-  grads = []
-  for start in range(0, len(batch["label"]), m):
-    x, y = batch["image"][start:start + m], batch["label"][start:start + m]
-    g = jax.grad(lambda p: _loss(model, p, x, y))(params)
+  def perturbed_gradient(x, y):
+    loss = lambda p: _loss(TinyNet(), p, x, y)
+    g = jax.grad(loss)(params)
     norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
-    w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, params, g)
-    grads.append(jax.grad(lambda p: _loss(model, p, x, y))(w_adv))
+    return jax.grad(loss)(jax.tree.map(lambda w, gi: w + RHO * gi / norm, params, g))
+
+  grads = [perturbed_gradient(batch["image"][start:start + m], batch["label"][start:start + m])
+           for start in range(0, len(batch["label"]), m)]
   mean = jax.tree.map(lambda *gs: np.mean(gs, axis=0), *grads)
   return jax.tree.map(lambda w, g: w - LR * g, params, mean)
 
