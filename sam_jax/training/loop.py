@@ -181,13 +181,12 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
   signals = StopSignals()
   try:
     state, last_eval = _loop(run, state, _Run(manager, writer, lock, signals))
-    summary = run_log.summary(int(state.step), config.num_train_steps, last_eval, manager,
-                              time.time() - started, workdir)
   finally:
     signals.restore()
     writer.flush()
     manager.close()  # Waits for the last save; raises CheckpointSaveFailed if it failed.
-  logging.info("%s", summary)
+  logging.info("%s", run_log.summary(int(state.step), config.num_train_steps, last_eval, manager,
+                                     time.time() - started, workdir))  # Once all is saved.
   return state
 
 
