@@ -4,7 +4,8 @@ parameter counts, and one closing summary line.
 - ``workdir``: the workdir and what it holds, at the start.
 - ``parameters``: the parameter count per block group (``models.param_blocks``; numbered
   blocks of one kind summed, e.g. ``block_*/mlp``) in one line; the table of every array
-  (shape, size, mean, std: clu's ``parameter_overview``) goes to ``<workdir>/params.txt``.
+  (shape, size, mean, std: clu's ``parameter_overview``) goes to ``<workdir>/params.txt``,
+  rewritten at each start (a resume's: the restored parameters).
 - ``summary``: the step reached, the last eval's metrics, the best checkpoint (highest eval
   accuracy), the wall time and where the TensorBoard event files are.
 """
@@ -38,8 +39,9 @@ def block_groups(params: Any, model: str) -> dict[str, tuple[int, int]]:
   sizes = {path: int(np.size(x)) for path, x in param_blocks.flatten(params).items()}
   groups: dict[str, tuple[int, int]] = {}
   for block, paths in param_blocks.partition(params, models.family(model).param_blocks).items():
-    blocks, count = groups.get(re.sub(r"\d+", "*", block), (0, 0))
-    groups[re.sub(r"\d+", "*", block)] = (blocks + 1, count + sum(sizes[p] for p in paths))
+    group = re.sub(r"\d+", "*", block)
+    blocks, count = groups.get(group, (0, 0))
+    groups[group] = (blocks + 1, count + sum(sizes[p] for p in paths))
   return groups
 
 
