@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "compilation": {"config", "data", "models", "objectives", "optim", "parallel", "training"},
     "cli": {"config", "models"},  # --config.KEY of keys the defaults and models know.
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
-    "evaluate": {"cli", "checkpoints", "evaluation"},
+    "evaluate": {"cli", "checkpoints", "evaluation", "training"},  # training.cpu_runtime.
     "analyze": {"cli", "analysis", "checkpoints"},
     "preflight": {"cli", "compilation"},
 }
