@@ -8,6 +8,8 @@ mean without accumulation) and metrics, on 1 and 8 devices, for every SAM kind t
 accumulation; the others are refused by name before any work.
 """
 
+import functools
+
 import jax
 import numpy as np
 import pytest
@@ -33,9 +35,12 @@ def _config(accumulation_steps: int, m: int | None, **sam):
 MODEL = TinyNet(batch_norm=True, dropout=0.2)  # BatchNorm statistics and dropout keys.
 
 
-def _train(config, num_devices: int):
-  """``STEPS`` steps of ``setup.build(config)`` on the first ``num_devices`` devices."""
-  run = setup.build(defaults.complete(config), jax.devices()[:num_devices], model=MODEL)
+@functools.cache
+def _train(case: str, k: int, num_devices: int):
+  """``STEPS`` steps of ``setup.build`` of ``CASES[case]`` with k micro-batches on the first
+  ``num_devices`` devices: (state, last metrics) on the host."""
+  config = defaults.complete(_case_config(case, k))
+  run = setup.build(config, jax.devices()[:num_devices], model=MODEL)
   state = parallel.replicate(jax.jit(run.init_state)(jax.random.PRNGKey(0)), run.mesh)
   rng = np.random.default_rng(0)
   for _ in range(STEPS):
@@ -67,10 +72,12 @@ CASES = {  # name -> (m, config.sam keys, other config keys)
     "l2_in_loss_sgd": (M, {}, {"optimizer.name": "sgd", "optimizer.weight_decay_in_loss": True,
                                "optimizer.weight_decay": 0.01}),
 }
+OTHER_RUNS = {"m_per_device": (None, {}, {}),  # m = the per-device (micro-)batch.
+              "sam_rho_0.1001": (M, {"rho": 0.1001}, {})}
 
 
 def _case_config(case: str, k: int):
-  m, sam, other = CASES[case]
+  m, sam, other = (CASES | OTHER_RUNS)[case]
   config = _config(k, m, **sam)
   for key, value in other.items():
     section, name = key.split(".")
@@ -79,26 +86,28 @@ def _case_config(case: str, k: int):
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_k_micro_batches_equal_one_batch_on_1_and_8_devices(case):
-  """1 device with 8 micro-batches == 1 device without; 8 devices with 2 == 8 without (m
-  dividing the micro-batch: the same groups, the same dropout keys)."""
+def test_8_micro_batches_equal_one_batch_on_one_device(case):
+  """The same groups, the same dropout keys, one update: equal to float rounding."""
+  _assert_same_run(_train(case, 1, 1), _train(case, 8, 1))
+
+
+def test_2_micro_batches_equal_one_batch_on_8_devices():
+  """Micro-batches of whole groups on every device, the mean over devices once."""
   assert jax.device_count() == 8
-  for num_devices, k in [(1, 8), (8, 2)]:
-    _assert_same_run(_train(_case_config(case, 1), num_devices),
-                     _train(_case_config(case, k), num_devices))
+  _assert_same_run(_train("sam", 1, 8), _train("sam", 2, 8))
 
 
 def test_one_device_with_8_micro_batches_runs_the_8_device_step():
   """What a user with one device runs is the paper slice's step (m = the per-device batch of
-  8 devices = the micro-batch of 8 on one device): the same groups and keys,
-  apart only as far as the reduction order moves 1 device from 8 without accumulation
-  (3 AdamW steps; Adam's moments are the loosest at 2e-3 of their largest value)."""
-  _assert_same_run(_train(_config(8, None), 1), _train(_config(1, None), 8), tolerance=2e-3)
+  8 devices = the micro-batch of 8 on one device): the same groups and keys, apart only as
+  far as the reduction order moves 1 device from 8 without accumulation (3 AdamW steps;
+  Adam's moments are the loosest at 2e-3 of their largest value)."""
+  _assert_same_run(_train("m_per_device", 8, 1), _train("m_per_device", 1, 8), tolerance=2e-3)
 
 
 def test_the_comparison_sees_a_small_change():
   with pytest.raises(AssertionError):
-    _assert_same_run(_train(_config(1, M), 1), _train(_config(8, M, rho=0.1001), 1))
+    _assert_same_run(_train("sam", 1, 1), _train("sam_rho_0.1001", 8, 1))
 
 
 def test_a_group_larger_than_a_micro_batch_is_refused():
