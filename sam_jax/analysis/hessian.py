@@ -260,7 +260,8 @@ def figures(results: Results, output_dir: epath.Path, first: Context) -> list[st
                     **r.get("block_hessian", {}).get("lambda_max", {})}
             for label, r in results.items()}
   return [plots.block_bars(output_dir / FIGURE, values, ylabel="lambda_max",
-                           title="Dominant Hessian eigenvalue (network and blocks)", log=True)]
+                           title="Dominant Hessian eigenvalue: whole network and its blocks",
+                           log=True, whole="network")]
 
 
 ANALYSIS = Analysis("hessian", run, figures)
