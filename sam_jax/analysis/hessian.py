@@ -15,12 +15,13 @@ that may be sharded across devices (e.g. ``NamedSharding(mesh, P("data"))``): XL
 splits the work and reduces the mean over the whole batch.
 
 A diagonal block H_BB of a parameter subset B (Table 3) is the Hessian of
-``w_B -> L(w_B, w_rest)`` with the rest fixed. With the 0/1 mask m of B's entries,
-H_BB acts on vectors v that are zero outside B as v -> m * (H v), so every block
-uses the same compiled product. The blocks' iterations run together: each product
-takes a stack of k vectors [k, P] (one per block) and ``vmap``s the tangent of
-``jax.jvp`` over it, so the gradient's own forward and backward pass is computed once
-for all k blocks, and each step is one dispatch for all of them.
+``w_B -> L(w_B, w_rest)`` with the rest fixed, so its product differentiates B's
+parameters only, ``H_BB v_B = jax.jvp(jax.grad(L_B), (w_B,), (v_B,))[1]``: the tangent
+starts at B's layers and the backward pass stops there (the head's block costs about a
+forward pass, the embedding's a whole product). The iteration runs on flat vectors
+that are zero outside B. The blocks' iterations run together: each product takes a
+stack of k vectors [k, P], one per block, in one compiled program (the blocks share
+its forward pass), so each step is one dispatch for all of them.
 
 Eigenvalues come from the Lanczos iteration (default) or power iteration on the
 flattened parameters:
@@ -131,15 +132,28 @@ def power_iteration(matvec: MatVec, v0: jax.Array, num_steps: int, *, tol: float
   return eigenvalues
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=(0, 4))
 def _add_hvps(loss_fn: LossFn, params: Params, batch: Batch, vectors: jax.Array,
-              masks: jax.Array, weight: float, totals: jax.Array) -> jax.Array:
-  """totals + weight * masks * (H v) for each row v of ``vectors`` [k, P] on one batch, the
-  gradient's own forward and backward pass shared by the rows (``vmap`` of the tangents);
-  vectors flattened like ``ravel_pytree``."""
-  flat, unravel = ravel_pytree(params)
-  grad = jax.grad(lambda x: loss_fn(unravel(x), batch))
-  return totals + weight * masks * jax.vmap(lambda v: jax.jvp(grad, (flat,), (v,))[1])(vectors)
+              blocks: tuple[tuple[str, ...], ...], weight: float, totals: jax.Array
+              ) -> jax.Array:
+  """totals + weight * H_BB v_B on one batch for each row v of ``vectors`` [k, P] and its
+  block B (``blocks[j]``: flat parameter paths), vectors flattened like ``ravel_pytree``.
+
+  Each product differentiates the block's parameters only, the rest held fixed: its
+  tangent starts at the block and its backward pass stops there, and the rows share the
+  forward pass (one program).
+  """
+  tree = param_blocks.flatten(params)
+  unravel = ravel_pytree(params)[1]
+  zeros = {path: jnp.zeros_like(leaf) for path, leaf in tree.items()}
+  rows = []
+  for vector, paths in zip(vectors, blocks):
+    def block_loss(leaves: list[jax.Array], paths=paths) -> jax.Array:
+      return loss_fn(param_blocks.unflatten({**tree, **dict(zip(paths, leaves))}), batch)
+    tangent = param_blocks.flatten(unravel(vector))
+    hv = hvp(block_loss, [tree[p] for p in paths], [tangent[p] for p in paths])
+    rows.append(ravel_pytree(param_blocks.unflatten({**zeros, **dict(zip(paths, hv))}))[0])
+  return totals + weight * jnp.stack(rows)
 
 
 def block_mask(params: Params, paths: Sequence[str]) -> jax.Array:
@@ -163,14 +177,12 @@ def lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch], *,
       a hashable function (jit caches on it), e.g. a module-level function or a
       ``model_functions.Loss``.
     paths: restrict to the diagonal block of these flat parameter paths (see
-      ``param_blocks``); None for all parameters. The iteration then runs on vectors
-      that are zero outside the block, with H_BB v = mask * (H v).
+      ``param_blocks``); None for all parameters.
     method: ``"lanczos"`` (largest Ritz value) or ``"power"`` (largest |eigenvalue|).
     num_steps: Lanczos steps, or the most power iterations.
   """
-  dim = sum(np.size(x) for x in jax.tree.leaves(params))
-  mask = jnp.ones((1, dim), jnp.float32) if paths is None else block_mask(params, paths)[None]
-  return float(_lambda_maxes(loss_fn, params, batches, mask, method=method,
+  every = tuple(param_blocks.flatten(params)) if paths is None else tuple(paths)
+  return float(_lambda_maxes(loss_fn, params, batches, (every,), method=method,
                              num_steps=num_steps, seed=seed, progress=progress)[0])
 
 
@@ -181,7 +193,8 @@ def block_lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
 
   The blocks' iterations run together, ``blocks_at_once`` of them (0: all) in each
   compiled product (``_add_hvps``), with the values of ``lambda_max(paths=...)`` one block
-  after another (each row's arithmetic is the same). Memory: a few [k, P] float32 stacks.
+  after another (each row's arithmetic is the same). Memory: a few [k, P] float32 stacks;
+  compile time grows with k.
   """
   if blocks_at_once < 0:
     raise ValueError(f"hessian: blocks_at_once={blocks_at_once} must be >= 0 (0: all).")
@@ -190,10 +203,10 @@ def block_lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
   values: dict[str, float] = {}
   for start in range(0, len(names), size):
     group = names[start:start + size]
-    masks = jnp.stack([block_mask(params, blocks[name]) for name in group])
     label = None if progress is None else (
         f"{progress} {', '.join(group)} ({start + 1}-{start + len(group)} of {len(names)})")
-    found = _lambda_maxes(loss_fn, params, batches, masks, progress=label, **kwargs)
+    found = _lambda_maxes(loss_fn, params, batches, tuple(tuple(blocks[n]) for n in group),
+                          progress=label, **kwargs)
     for name, value in zip(group, found):
       values[name] = float(value)
       if progress is not None:
@@ -201,17 +214,19 @@ def block_lambda_max(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
   return values
 
 
-def _lambda_maxes(loss_fn: LossFn, params: Params, batches: Sequence[Batch], masks: jax.Array,
-                  *, method: str = "lanczos", num_steps: int = 20, seed: int = 0,
-                  progress: str | None = None) -> np.ndarray:
-  """lambda_max of the diagonal block of each row of ``masks`` [k, P], run together; each
-  row starts from the same seed's random vector, masked."""
+def _lambda_maxes(loss_fn: LossFn, params: Params, batches: Sequence[Batch],
+                  blocks: tuple[tuple[str, ...], ...], *, method: str = "lanczos",
+                  num_steps: int = 20, seed: int = 0, progress: str | None = None
+                  ) -> np.ndarray:
+  """lambda_max of the diagonal block of each of ``blocks`` (flat parameter paths), run
+  together; each starts from the same seed's random vector, zero outside its block."""
   if method not in METHODS:
     raise ValueError(f"hessian: method={method!r} is not one of {METHODS}.")
   if not batches:
     raise ValueError("hessian: needs at least one batch.")
   if num_steps < 1:
     raise ValueError(f"hessian: num_steps={num_steps} must be >= 1.")
+  masks = jnp.stack([block_mask(params, paths) for paths in blocks])
   # Vectors live where the parameters do, so every product sees the same input shardings.
   masks = jax.device_put(masks, jax.tree.leaves(params)[0].sharding)
   weight = 1 / len(batches)
@@ -219,7 +234,7 @@ def _lambda_maxes(loss_fn: LossFn, params: Params, batches: Sequence[Batch], mas
   def matvec(v):
     total = 0 * v
     for batch in batches:
-      total = _add_hvps(loss_fn, params, batch, v, masks, weight, total)
+      total = _add_hvps(loss_fn, params, batch, v, blocks, weight, total)
     return total
 
   v0 = masks * jax.random.normal(jax.random.PRNGKey(seed), masks.shape[1:], jnp.float32)
