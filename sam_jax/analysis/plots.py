@@ -8,6 +8,7 @@ through ``etils.epath``) and returns ``path`` as a string.
 from typing import Mapping, Sequence
 
 from etils import epath
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -82,7 +83,7 @@ def _labels(values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
   return list(dict.fromkeys(label for g in values for label in values[g]))
 
 
-def _bars(ax, values: Mapping[str, Mapping[str, Sequence[float]]], *, log: bool,
+def _bars(ax: Axes, values: Mapping[str, Mapping[str, Sequence[float]]], *, log: bool,
           short: bool) -> None:
   """``grouped_bars``'s bars, value labels, ticks and legend on ``ax``."""
   groups, labels = list(values), _labels(values)
