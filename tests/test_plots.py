@@ -18,8 +18,9 @@ def test_two_runs_side_by_side_whole_model_apart_values_on_bars(tmp_path):
   whole, blocks = fig.axes
   assert [t.get_text() for t in whole.get_xticklabels()] == ["network"]
   assert [t.get_text() for t in blocks.get_xticklabels()] == BLOCKS
+  assert whole.get_legend() is None and whole.get_ylim() == blocks.get_ylim()  # Log: shared.
+  assert [t.get_text() for t in blocks.get_legend().get_texts()] == ["base", "SAM"]
   for ax, names in ((whole, ["network"]), (blocks, BLOCKS)):
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["base", "SAM"]
     expected = [values[run][name] for run in values for name in names]
     assert [p.get_height() for p in ax.patches] == expected  # Per run and block.
     assert [t.get_text() for t in ax.texts] == [f"{v:.3g}" for v in expected]

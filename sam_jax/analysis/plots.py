@@ -46,18 +46,20 @@ def draw_block_bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str, t
   order), one bar per run side by side, each bar labelled with its value.
 
   ``whole``: the key of the whole model's value (e.g. the network's lambda_max, the norm
-  of all weights), drawn in its own panel on the left with its own y axis, so that it
-  neither hides the blocks nor reads as one of them.
+  of all weights), drawn in its own panel on the left, so that it neither reads as one
+  of the blocks nor, on a linear scale, dwarfs them (its own y axis; a log scale shares
+  the blocks' axis).
   """
   order = list(dict.fromkeys(block for v in values.values() for block in v))
   panels = [p for p in ([b for b in order if b == whole], [b for b in order if b != whole]) if p]
   fig = Figure(figsize=(max(6.0, 0.45 * len(order) * len(values) + 3), 4.5))
-  axes = fig.subplots(1, len(panels), squeeze=False,
+  axes = fig.subplots(1, len(panels), squeeze=False, sharey=log,
                       width_ratios=[len(p) * len(values) + 2 for p in panels])[0]
   for ax, blocks in zip(axes, panels):
     _bars(ax, {b: {label: [v.get(b, np.nan)] for label, v in values.items()} for b in blocks},
-          log=log, short=False)
-    ax.set_ylabel(ylabel)
+          log=log, short=False, legend=ax is axes[-1])  # The narrow panel has no room.
+    if ax is axes[0] or not log:
+      ax.set_ylabel(ylabel)
   fig.suptitle(title)
   return fig
 
@@ -84,8 +86,8 @@ def _labels(values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
 
 
 def _bars(ax: Axes, values: Mapping[str, Mapping[str, Sequence[float]]], *, log: bool,
-          short: bool) -> None:
-  """``grouped_bars``'s bars, value labels, ticks and legend on ``ax``."""
+          short: bool, legend: bool = True) -> None:
+  """``grouped_bars``'s bars, value labels, ticks and (``legend``) legend on ``ax``."""
   groups, labels = list(values), _labels(values)
   width = 0.8 / len(labels)
   x = np.arange(len(groups))
@@ -105,7 +107,8 @@ def _bars(ax: Axes, values: Mapping[str, Mapping[str, Sequence[float]]], *, log:
   if log:
     ax.set_yscale("log")
   ax.margins(y=0.3)  # Room for the value labels and the legend above the bars.
-  ax.legend(loc="upper center", ncol=len(labels), fontsize=8)
+  if legend:
+    ax.legend(loc="upper center", ncol=len(labels), fontsize=8)
 
 
 def landscape_1d(path: epath.PathLike, alphas: Sequence[float],
