@@ -23,6 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
+  runner.check_names(FLAGS.analyses)  # Before any checkpoint loads.
   runs, output_dir = loading.load_runs(FLAGS.run, FLAGS.config, FLAGS.output_dir, "analysis")
   runner.run(runs, FLAGS.analyses or None, output_dir)
 

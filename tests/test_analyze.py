@@ -3,6 +3,7 @@
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -69,15 +70,32 @@ def test_all_analyses_and_figures(workdir, tmp_path):
     assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0
 
 
+def _analyze(*flags: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "sam_jax.analyze", *flags], capture_output=True,
+                        text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def test_command_line(workdir, tmp_path):
-  subprocess.run([sys.executable, "-m", "sam_jax.analyze", f"--run=SAM={workdir}",
-                  f"--run={workdir}", "--analyses=norms,curves",
-                  f"--output_dir={tmp_path}"], check=True, capture_output=True,
-                 cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  done = _analyze(f"--run=SAM={workdir}", f"--run={workdir}", "--analyses=norms,curves",
+                  f"--output_dir={tmp_path}")
+  assert done.returncode == 0, done.stderr
+  # The training loop's progress line (clu), one per analysis of both runs, with the ETA.
+  lines = [line for line in done.stderr.splitlines() if "Setting work unit notes" in line]
+  assert [re.search(r"steps/s, [\d.]+% \((\d/\d)\), ETA: \d+m$", line)[1]
+          for line in lines] == ["1/4", "2/4", "3/4", "4/4"]
   result = json.load(open(tmp_path / "analysis.json"))
   assert list(result["runs"]) == ["SAM", os.path.basename(workdir)]
   assert set(result["figures"]) == {"weight_norms.png", "activation_norms.png",
                                     "training_curves.png"}
+
+
+def test_bad_analysis_name_fails_before_loading(tmp_path):
+  """A missing run would fail the load: the name check comes first."""
+  done = _analyze(f"--run={tmp_path / 'missing'}", "--analyses=hesian,norms")
+  assert done.returncode == 2
+  assert done.stderr.splitlines()[-1] == (
+      f"sam_jax.analyze: analyze: unknown analyses ['hesian']; valid: {list(registry.ANALYSES)}.")
+  assert "missing" not in done.stderr
 
 
 def test_each_analysis_lives_in_the_module_named_after_it():

@@ -44,9 +44,30 @@ def test_quadratic_known_spectrum(method):
 def test_lanczos_ritz_values_bracket_spectrum():
   eigenvalues = np.linspace(-3.0, 6.0, 12)
   a, params = _quadratic(eigenvalues)
-  matvec = lambda v: a @ v
-  ritz = hessian.lanczos(matvec, jnp.ones(12), num_steps=12)
+  matvec = lambda v: v @ a  # Rows of [k, 12]; A is symmetric.
+  ritz, = hessian.lanczos(matvec, jnp.ones((1, 12)), num_steps=12)
   np.testing.assert_allclose(ritz, eigenvalues, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", hessian.METHODS)
+def test_blocks_together_match_closed_form_and_one_at_a_time(method):
+  """Blocks of 9 and 3 entries of a quadratic, run together: the 3-entry block's Krylov
+  space is exhausted after 3 Lanczos steps while the other goes on; each value is the
+  largest eigenvalue of A's diagonal block, as one block at a time gives."""
+  a, params = _quadratic(np.concatenate([[9.0, 7.0], np.linspace(-2.0, 4.0, 10)]))
+  blocks = {"x": ("x/w",), "y": ("y",)}
+  loss, batches = _quadratic_loss(a), [{"scale": jnp.float32(1.0)}]
+  together = hessian.block_lambda_max(loss, params, batches, blocks, method=method,
+                                      num_steps=60)
+  alone = {name: hessian.lambda_max(loss, params, batches, paths=paths, method=method,
+                                    num_steps=60) for name, paths in blocks.items()}
+  dense = np.asarray(a, np.float64)
+  top = lambda e: e[-1] if method == "lanczos" else e[np.argmax(np.abs(e))]
+  expected = {"x": top(np.linalg.eigvalsh(dense[:9, :9])),
+              "y": top(np.linalg.eigvalsh(dense[9:, 9:]))}
+  for name in blocks:
+    np.testing.assert_allclose(together[name], alone[name], rtol=1e-5)
+    np.testing.assert_allclose(together[name], expected[name], rtol=1e-3)
 
 
 class _Mlp(nn.Module):
@@ -87,6 +108,8 @@ def test_blocks_match_dense_diagonal_blocks():
   blocks = param_blocks.partition(params, ())
   assert list(blocks) == ["Dense_0", "Dense_1"]
   values = hessian.block_lambda_max(loss, params, batches, blocks, num_steps=40)
+  assert hessian.block_lambda_max(loss, params, batches, blocks, num_steps=40,
+                                  blocks_at_once=1) == pytest.approx(values, rel=1e-5)
   for name, paths in blocks.items():
     index = np.flatnonzero(np.asarray(hessian.block_mask(params, paths)))
     expected = np.linalg.eigvalsh(dense[np.ix_(index, index)])[-1]

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import pytest
 
 from sam_jax import models
+from sam_jax.analysis import model_functions
 from sam_jax.models import param_blocks
 
 
@@ -30,6 +31,29 @@ def test_partition_in_network_order(name, variant, size, overrides, expected):
   assert list(blocks) == expected
   paths = [p for block in blocks.values() for p in block]
   assert sorted(paths) == sorted(param_blocks.flatten(params))  # Each parameter exactly once.
+
+
+@pytest.mark.parametrize("name, variant, size, overrides, expected", [
+    ("vit", "Ti/4", 8, dict(hidden_size=8, mlp_dim=16, num_heads=2, num_layers=2),
+     dict(hidden=["block_0/mlp", "block_1/mlp"], out=["block_0", "block_1"])),
+    ("mixer", "S/4", 8, dict(hidden_dim=8, num_blocks=1, tokens_mlp_dim=4, channels_mlp_dim=8),
+     dict(hidden=["block_0/token_mlp", "block_0/channel_mlp"], out=["block_0"])),
+    ("resnet", "18", 16, dict(num_filters=2), dict(out=[f"block_{i}" for i in range(8)])),
+])
+def test_sown_modules_are_named_by_their_blocks(name, variant, size, overrides, expected):
+  """The analyses' per-module values (active units, block outputs) get the block names
+  that the per-block values (Hessian, weight norms) have."""
+  model = models.create_model(name, variant, num_classes=3, **overrides)
+  x = jnp.zeros((1, size, size, 3))
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
+  sown = jax.eval_shape(lambda v: model.apply(v, x, train=False, mutable=["intermediates"])[1],
+                        variables)
+  blocks = param_blocks.partition(variables["params"], models.family(name).param_blocks)
+  for unit, names in expected.items():
+    modules = list(model_functions.sown(sown, unit))
+    assert list(param_blocks.module_blocks(modules, blocks).values()) == names
+  assert list(param_blocks.module_blocks(["nowhere", "head"], blocks).items()) == [
+      ("head", "head"), ("nowhere", "nowhere")]
 
 
 def test_vit_blocks_hold_the_right_modules():

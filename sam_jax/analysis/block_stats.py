@@ -12,7 +12,9 @@ name (``model_functions.sown``):
 - weight norm of a parameter block B (see ``param_blocks``): ||w_B||_2, all its
   parameters as one vector; ``"total"`` is the norm of all parameters.
 
-Statistics of several batches are averaged with ``mean_dicts``.
+Statistics of several batches are averaged with ``mean_dicts``; ``by_block`` names the
+sown modules' values by their parameter blocks (``param_blocks.module_blocks``) for the
+figures.
 """
 
 from typing import Any, Mapping, Sequence
@@ -57,6 +59,14 @@ def weight_norms(params: Mapping[str, Any], blocks: Mapping[str, Sequence[str]]
 def mean_dicts(dicts: Sequence[Mapping[str, float]]) -> dict[str, float]:
   """The mean of each key over dicts with the same keys (e.g. one per batch)."""
   return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
+
+
+def by_block(values: Mapping[str, Mapping[str, float]], blocks: Mapping[str, Sequence[str]]
+             ) -> dict[str, dict[str, float]]:
+  """``{run label: {module path: value}}`` with each module named by its block, in network
+  order (``param_blocks.module_blocks``), as the per-block figures label them."""
+  return {label: {name: v[module] for module, name in param_blocks.module_blocks(
+      list(v), blocks).items()} for label, v in values.items()}
 
 
 def _require(intermediates: Mapping[str, Any], name: str) -> dict[str, jax.Array]:

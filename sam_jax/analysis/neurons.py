@@ -2,7 +2,8 @@
 
 Units > 0 of the family's hidden units (``models.Family.hidden_units``: post-GELU MLP
 units, or a ResNet's post-ReLU block outputs) on the first ``neurons.num_batches``
-batches of ``analysis.split`` (``block_stats.active_fractions``).
+batches of ``analysis.split`` (``block_stats.active_fractions``), keyed by the sown module;
+the figure names them by block (``block_stats.by_block``).
 """
 
 from typing import Any
@@ -22,10 +23,10 @@ def run(context: Context) -> dict[str, Any]:
 
 
 def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
-  del first
   values = {label: r["neurons"]["active_fraction"] for label, r in results.items()}
-  return [plots.block_bars(output_dir / FIGURE, values, ylabel="fraction of units > 0",
-                           title="Active neurons per layer")]
+  return [plots.block_bars(output_dir / FIGURE, block_stats.by_block(values, first.blocks),
+                           ylabel="fraction of units > 0",
+                           title="Active neurons per block (hidden units > 0)")]
 
 
 ANALYSIS = Analysis("neurons", run, figures)

@@ -2,7 +2,8 @@
 
 Table 3's norms (``block_stats``): ||w_B||_2 of each parameter block and of all
 parameters; the mean over examples of each block output's norm on the first
-``neurons.num_batches`` batches of ``analysis.split``.
+``neurons.num_batches`` batches of ``analysis.split``. The figures draw the total in its
+own panel and name the block outputs by block (``block_stats.by_block``).
 """
 
 from typing import Any
@@ -20,11 +21,12 @@ def run(context: Context) -> dict[str, Any]:
 
 
 def figures(results: Results, output_dir: epath.Path, first: Context) -> list[str]:
-  del first
   pick = lambda key: {label: r["norms"][key] for label, r in results.items()}
   return [plots.block_bars(output_dir / "weight_norms.png", pick("weight_norm"),
-                           ylabel="||w||_2", title="Weight norm per block"),
-          plots.block_bars(output_dir / "activation_norms.png", pick("activation_norm"),
+                           ylabel="||w||_2", title="Weight norm: all weights and per block",
+                           whole="total"),
+          plots.block_bars(output_dir / "activation_norms.png",
+                           block_stats.by_block(pick("activation_norm"), first.blocks),
                            ylabel="mean ||a||_2", title="Activation norm per block output")]
 
 

@@ -8,6 +8,7 @@ through ``etils.epath``) and returns ``path`` as a string.
 from typing import Mapping, Sequence
 
 from etils import epath
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -34,45 +35,80 @@ def _short_names(names: Sequence[str]) -> list[str]:
 
 
 def block_bars(path: epath.PathLike, values: Mapping[str, Mapping[str, float]], *,
-               ylabel: str, title: str, log: bool = False) -> str:
-  """Grouped bars: one group per block (in the first run's order), one bar per run."""
-  blocks = list(next(iter(values.values())))
-  return grouped_bars(path, {b: {label: [v.get(b, np.nan)] for label, v in values.items()}
-                             for b in blocks}, ylabel=ylabel, title=title, log=log, short=True)
+               ylabel: str, title: str, log: bool = False, whole: str | None = None) -> str:
+  """``draw_block_bars`` written to ``path``."""
+  return _save(draw_block_bars(values, ylabel=ylabel, title=title, log=log, whole=whole), path)
+
+
+def draw_block_bars(values: Mapping[str, Mapping[str, float]], *, ylabel: str, title: str,
+                    log: bool = False, whole: str | None = None) -> Figure:
+  """Grouped bars of ``{run label: {block: value}}``: one group per block (in the runs'
+  order), one bar per run side by side, each bar labelled with its value.
+
+  ``whole``: the key of the whole model's value (e.g. the network's lambda_max, the norm
+  of all weights), drawn in its own panel on the left, so that it neither reads as one
+  of the blocks nor, on a linear scale, dwarfs them (its own y axis; a log scale shares
+  the blocks' axis).
+  """
+  order = list(dict.fromkeys(block for v in values.values() for block in v))
+  panels = [p for p in ([b for b in order if b == whole], [b for b in order if b != whole]) if p]
+  fig = Figure(figsize=(max(6.0, 0.45 * len(order) * len(values) + 3), 4.5))
+  axes = fig.subplots(1, len(panels), squeeze=False, sharey=log,
+                      width_ratios=[len(p) * len(values) + 2 for p in panels])[0]
+  for ax, blocks in zip(axes, panels):
+    _bars(ax, {b: {label: [v.get(b, np.nan)] for label, v in values.items()} for b in blocks},
+          log=log, short=False, legend=ax is axes[-1])  # The narrow panel has no room.
+    if ax is axes[0] or not log:
+      ax.set_ylabel(ylabel)
+  fig.suptitle(title)
+  return fig
 
 
 def grouped_bars(path: epath.PathLike, values: Mapping[str, Mapping[str, Sequence[float]]],
                  *, ylabel: str, title: str, log: bool = False, short: bool = False) -> str:
-  """One group of bars per key of ``values``, one bar per label: the mean of the label's values.
+  """One group of bars per key of ``values``, one bar per label: the mean of the label's
+  values, written on the bar.
 
   Where a bar has several values (e.g. seeds), the bar also shows their standard
   deviation as an error bar and each value as a dot. ``short``: drop the path
-  components all group names share (block names).
+  components all group names share (module paths).
   """
-  groups = list(values)
-  labels = list(dict.fromkeys(label for g in groups for label in values[g]))
-  width = 0.8 / len(labels)
-  fig = Figure(figsize=(max(6.0, 0.45 * len(groups) * len(labels) + 2), 4))
+  fig = Figure(figsize=(max(6.0, 0.45 * len(values) * len(_labels(values)) + 2), 4))
   ax = fig.subplots()
+  _bars(ax, values, log=log, short=short)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  return _save(fig, path)
+
+
+def _labels(values: Mapping[str, Mapping[str, Sequence[float]]]) -> list[str]:
+  return list(dict.fromkeys(label for g in values for label in values[g]))
+
+
+def _bars(ax: Axes, values: Mapping[str, Mapping[str, Sequence[float]]], *, log: bool,
+          short: bool, legend: bool = True) -> None:
+  """``grouped_bars``'s bars, value labels, ticks and (``legend``) legend on ``ax``."""
+  groups, labels = list(values), _labels(values)
+  width = 0.8 / len(labels)
   x = np.arange(len(groups))
   for i, label in enumerate(labels):
     xs = x + (i - (len(labels) - 1) / 2) * width
     runs = [np.asarray(values[g].get(label, [np.nan]), np.float64) for g in groups]
     spread = [r.std() if len(r) > 1 else np.nan for r in runs]
-    ax.bar(xs, [r.mean() for r in runs], width, label=label, color=f"C{i}",
-           yerr=None if np.all(np.isnan(spread)) else spread, capsize=3)
+    bars = ax.bar(xs, [r.mean() for r in runs], width, label=label, color=f"C{i}",
+                  yerr=None if np.all(np.isnan(spread)) else spread, capsize=3)
+    ax.bar_label(bars, fmt="%.3g", fontsize=7, rotation=90, padding=2)
     for xi, r in zip(xs, runs):
       if len(r) > 1:
         ax.plot(np.full(len(r), xi), r, "k.", markersize=4)
-  ax.set_xticks(x, _short_names(groups) if short else groups,
-                rotation=60 if short else 0, ha="right" if short else "center", fontsize=8)
-  ax.set_ylabel(ylabel)
-  ax.set_title(title)
+  rotate = short or len(groups) > 3
+  ax.set_xticks(x, _short_names(groups) if short else groups, rotation=60 if rotate else 0,
+                ha="right" if rotate else "center", fontsize=8)
   if log:
     ax.set_yscale("log")
-  ax.margins(y=0.25)  # Room for the legend above the bars.
-  ax.legend(loc="upper center", ncol=len(labels))
-  return _save(fig, path)
+  ax.margins(y=0.3)  # Room for the value labels and the legend above the bars.
+  if legend:
+    ax.legend(loc="upper center", ncol=len(labels), fontsize=8)
 
 
 def landscape_1d(path: epath.PathLike, alphas: Sequence[float],

@@ -133,7 +133,8 @@ def analysis() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       split=placeholder(str),       # None: config.train_split, the data of the training loss.
       batch_size=placeholder(int),  # None: config.eval_batch_size (global; a device multiple).
-      hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0),
+      hessian=dict(num_batches=4, method="lanczos", num_steps=20, seed=0,
+                   blocks_at_once=0),  # block_hessian: blocks per batched product; 0: all.
       ntk=dict(batch_size=32),  # TE-NAS's measure (analysis.ntk.weight_ntk).
       neurons=dict(num_batches=2),   # Also the data of the activation norms.
       landscape=dict(num_batches=2, radius=1.0, points_1d=41, points_2d=21, seed=0),

@@ -187,6 +187,10 @@ def validate_sections(config: ml_collections.ConfigDict) -> None:
               "adversarial.batch_size", "adversarial.pgd_steps"):
     _positive_int(config, key)
   _choice(config, "analysis.hessian.method", HESSIAN_METHODS)
+  at_once = _get(config, "analysis.hessian.blocks_at_once")
+  if not isinstance(at_once, int) or isinstance(at_once, bool) or at_once < 0:
+    raise ValueError(f"config.analysis.hessian.blocks_at_once={at_once!r} must be an integer "
+                     ">= 0 (0: all blocks at once).")
   for key in ("analysis.landscape.radius", "adversarial.epsilon", "adversarial.pgd_step_size"):
     if not _get(config, key) >= 0:
       raise ValueError(f"config.{key}={_get(config, key)!r} must be >= 0.")

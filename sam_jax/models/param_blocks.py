@@ -16,9 +16,12 @@ Each family's rules are ``param_blocks`` in its ``sam_jax.models.Family`` entry 
 in its module); with no rules, parameters group by their top-level module.
 
 ``flatten`` / ``unflatten`` are the "/"-joined parameter paths used everywhere (the
-official ``.npz`` keys are the same paths).
+official ``.npz`` keys are the same paths). ``module_blocks`` names a module (e.g. one
+whose output the analyses measure) by the blocks of its parameters, so every figure
+labels blocks the same way.
 """
 
+import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -72,3 +75,17 @@ def partition(params: Mapping[str, Any], rules: Sequence[tuple[str, str]]
       raise ValueError(f"param_blocks: parameter {path!r} matches no block rule; rules: "
                        f"{[p for p, _ in rules]}.")
   return {b: tuple(blocks[b]) for b in sorted(blocks, key=keys.__getitem__)}
+
+
+def module_blocks(modules: Sequence[str], blocks: Mapping[str, Sequence[str]]
+                  ) -> dict[str, str]:
+  """Each module path -> the block name of its parameters (``blocks``: ``partition``'s
+  output), in the blocks' (network) order: their one block, else the leading "/"-parts
+  their blocks share (an encoder block holding ``block_0/attention`` and ``block_0/mlp``
+  is ``block_0``). A module with no parameters in ``blocks``, or whose blocks share
+  nothing, keeps its path and comes last."""
+  rank = {path: (i, name) for i, (name, paths) in enumerate(blocks.items()) for path in paths}
+  found = {m: sorted(rank[p] for p in rank if p.startswith(m + "/")) for m in modules}
+  names = {m: "/".join(os.path.commonprefix([n.split("/") for _, n in f])) or m
+           for m, f in found.items()}
+  return {m: names[m] for m in sorted(modules, key=lambda m: found[m][:1] or [(len(rank), m)])}
