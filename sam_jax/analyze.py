@@ -12,6 +12,12 @@ r"""The paper's analyses of trained models (Tables 1, 3; Figs. 1-3): ``python -m
 module each (its docstring says what it measures).
 """
 
+from sam_jax.training import cpu_runtime
+
+if __name__ == "__main__":  # A process of its own: importing this module changes nothing.
+  cpu_runtime.skip_tpu_probe()  # Before JAX starts: see the module.
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
 from sam_jax import cli

@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "cli": {"config", "models"},  # --config.KEY of keys the defaults and models know.
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
     "evaluate": {"cli", "checkpoints", "evaluation", "training"},  # training.cpu_runtime.
-    "analyze": {"cli", "analysis", "checkpoints"},
+    "analyze": {"cli", "analysis", "checkpoints", "training"},  # training.cpu_runtime.
     "preflight": {"cli", "compilation"},
 }
 
