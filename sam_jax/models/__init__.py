@@ -77,14 +77,17 @@ class Family:
 
 
 MODELS: dict[str, Family] = {
-    "vit": Family(vit.VisionTransformer, vit.SIZES, patched=True, param_blocks=vit.PARAM_BLOCKS,
+    "vit": Family(vit.VisionTransformer, vit.SIZES, patched=True,
+                  param_blocks=vit.PARAM_BLOCKS + projection.PARAM_BLOCKS,
                   npz_marker=vit.NPZ_MARKER, npz_adapt=vit_npz.adapt,
                   npz_fields=vit_npz.model_fields),
-    "mixer": Family(mixer.MlpMixer, mixer.SIZES, patched=True, param_blocks=mixer.PARAM_BLOCKS,
+    "mixer": Family(mixer.MlpMixer, mixer.SIZES, patched=True,
+                    param_blocks=mixer.PARAM_BLOCKS + projection.PARAM_BLOCKS,
                     npz_marker=mixer.NPZ_MARKER),
     # Post-ReLU block outputs: a ResNet has no separate hidden layer to sow.
     "resnet": Family(resnet.ResNet, resnet.SIZES, patched=False,
-                     param_blocks=resnet.PARAM_BLOCKS, hidden_units="out"),
+                     param_blocks=resnet.PARAM_BLOCKS + projection.PARAM_BLOCKS,
+                     hidden_units="out"),
 }
 
 

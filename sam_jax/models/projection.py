@@ -21,6 +21,9 @@ import jax
 import jax.numpy as jnp
 
 PROJECTION = "projection"  # The top-level parameter subtree of the head.
+# The head's parameters as one block after the backbone's (``param_blocks.partition``), in
+# every family's rules.
+PARAM_BLOCKS = ((rf"^{PROJECTION}/", PROJECTION),)
 
 
 class ProjectionHead(nn.Module):
