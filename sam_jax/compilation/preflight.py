@@ -1,9 +1,10 @@
 """Preflight: the run's train and eval steps compiled for a TPU slice, before paying for it.
 
 ``preflight(config, slice_name)`` builds the exact steps training would run on the slice's
-devices (``build``, through ``training.setup.build``; parameters and optimizer state abstract, never allocated), compiles
-them for the TPU (``programs``) and returns a ``Report``: per core the state, batch,
-temporaries and outputs against the core's HBM and a verdict; FLOPs per step (XLA's beside
+devices (``build``, through ``training.setup.build``; parameters and optimizer state
+abstract, never allocated), compiles them (``Setup.programs``) for the TPU (``programs``)
+and returns a ``Report``: per core the state, batch, temporaries and outputs against the
+core's HBM and a verdict; FLOPs per step (XLA's beside
 the model's, ``model_flops``); a roofline time per step and the projected one
 
     t_roofline = max(XLA FLOPs / peak FLOP/s, bytes accessed / HBM bytes/s)    (per core)
@@ -94,22 +95,21 @@ class Report:
     return self.model_flops / (self.peaks.flops * self.step_seconds(program))
 
 
-def train_step_of(setup) -> Callable:
-  """The step compiled: with SAM every k-th step, the SAM one (the larger)."""
-  return getattr(setup.train_step, "sam_step", setup.train_step)
+def _step_and_args(setup: setup_lib.Setup, train: bool) -> tuple[Callable, tuple[Any, Any]]:
+  """The program compiled (``Setup.programs``) and its abstract arguments: the train step,
+  with SAM every k-th step the SAM one (the larger); or the eval step."""
+  found = setup.programs()
+  name = ("train_sam" if "train_sam" in found else "train") if train else "eval"
+  return found[name], (setup.abstract_state(), setup.abstract_batch(train))
 
 
-def _step_and_args(setup, train: bool) -> tuple[Callable, tuple[Any, Any]]:
-  step = train_step_of(setup) if train else setup.eval_step
-  return step, (setup.abstract_state(), setup.abstract_batch(train))
-
-
-def compile_setup(setup, train: bool = True) -> programs.Program:
+def compile_setup(setup: setup_lib.Setup, train: bool = True) -> programs.Program:
   """The train (or eval) step of ``setup`` compiled on abstract arguments."""
   return programs.compile_program(*_step_and_args(setup, train), setup.mesh.devices.size)
 
 
-def lowered_collectives(setup, train: bool = True) -> tuple[programs.Collective, ...]:
+def lowered_collectives(setup: setup_lib.Setup,
+                        train: bool = True) -> tuple[programs.Collective, ...]:
   """The collectives the train (or eval) step of ``setup`` asks for, lowered, not compiled."""
   step, args = _step_and_args(setup, train)
   return programs.lowered_collectives(step.lower(*args), setup.mesh.devices.size)
@@ -146,6 +146,7 @@ def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name
                                       config.image_size)
   sam = config.sam.rho > 0
   per_core = config.batch_size // len(devices)
+  evaluated = evaluate and "eval" in setup.programs()
   report = Report(
       config_name, tpu_slice, len(devices), topology.device_peaks(tpu_slice, len(devices)),
       config.batch_size, sam, setup.groups, config.num_train_steps,
@@ -153,7 +154,7 @@ def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name
        "other state": _bytes((state.model_state, state.step, state.rng))},
       _bytes(setup.abstract_batch(True)) // len(devices),
       model_flops.train_flops_per_example(forward, sam) * per_core,
-      compile_setup(setup), compile_setup(setup, False) if evaluate and setup.eval_step else None)
+      compile_setup(setup), compile_setup(setup, False) if evaluated else None)
   if remedies and not report.fits(report.train):
     report = dataclasses.replace(report, remedies={
         name: compile_setup(build(with_overrides(config, o), devices))
