@@ -6,6 +6,7 @@ HBM with one remedy.
 """
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -88,6 +89,20 @@ def test_the_report_and_the_collectives_sam_adds_for_its_grouping():
     added = {key: sam[key] - base[key] for key in sam if sam[key] != base[key]}
     assert not base - sam, m  # SAM removes none of the base step's collectives.
     assert added == ({} if group is None else {("all-reduce", group): parameter_bytes}), m
+
+
+def test_the_calibrated_efficiency_is_the_compiled_roofline_over_big_visions_step():
+  """big_vision's Mixer-B/16 (configs/mlp_mixer_i1k.py: 2h11m on v3-128, batch 4096, no SAM,
+  300 epochs of 99% of ImageNet's train split) against this library's run compiled for it."""
+  with open(os.path.join(ROOT, "benchmarks/preflight/mixer_b16_v3-128_base.json"),
+            encoding="utf-8") as f:
+    compiled = json.load(f)
+  assert (compiled["slice"]["name"], compiled["batch_size"], compiled["sam"],
+          compiled["num_train_steps"]) == ("v3-128", 4096, False, 300 * 1_268_355 // 4096)
+  train, peaks = compiled["train"], compiled["peaks"]
+  roofline = max(train["flops"] / peaks["flops"], train["bytes_accessed"] / peaks["hbm_bandwidth"])
+  measured = (2 * 3600 + 11 * 60) / compiled["num_train_steps"]
+  assert preflight.CALIBRATED_EFFICIENCY == pytest.approx(roofline / measured, abs=5e-4)
 
 
 def _run_preflight(*flags, env_python=""):
