@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from sam_jax.compilation import preflight, summary, topology
