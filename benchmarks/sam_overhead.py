@@ -1,7 +1,8 @@
 r"""What SAM and its cheaper variants cost on top of the base optimizer, measured in one run.
 
 For each model (default ViT-S/16 and ResNet-18 at 224 px, a CPU-sized batch, one
-device), the full train step (``sam_jax.training.train_step``, AdamW + clipping) with:
+device), the train step training runs (``training.setup.build`` of a config: AdamW with
+weight decay on the kernels, gradient clipping) with:
 
   * ``base``: rho = 0, the base optimizer; ``sam``: SAM every step;
   * ``sam_every_2``: SAM on every 2nd step, a SAM and a plain program alternated from
@@ -29,16 +30,19 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
+from configs import default
 from sam_jax import models, parallel
 from sam_jax.config import defaults
-from sam_jax.optim import aesam, looksam, momentum_sam, sam
-from sam_jax.training import train_step
+from sam_jax.optim import sam
+from sam_jax.training import setup, train_step
 
 RHO, MSAM_RHO, NEVER = 0.05, 3.0, 1e30  # MSAM: its authors' scale (see optim/msam.py).
-LOOKSAM, AESAM = defaults.SAM_KINDS["looksam"], defaults.SAM_KINDS["aesam"]  # Their options.
+LR, CLIP, WEIGHT_DECAY = 1e-3, 1.0, 1e-4
+BASE_OPT = lambda: optax.chain(optax.clip_by_global_norm(CLIP), optax.adamw(LR))  # The bare step's.
 
 
 def _bare_step(model, tx, batch):
@@ -63,51 +67,67 @@ def _memory(compiled) -> int:
   return m.temp_size_in_bytes + m.output_size_in_bytes
 
 
-def _variants(axis):
-  """name -> (transformation, host every_k_steps (1: one program), steps per timing)."""
-  base_opt = lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(1e-3))
-  chained = lambda t: optax.chain(t, base_opt())
-  aesam_forced = lambda c: chained(aesam(RHO, 1000, delta=AESAM["delta"], lambda1=c,
-                                         lambda2=c, axis_name=axis))
-  return {
-      "base": (chained(sam(0.0, axis_name=axis)), 1, 2),
-      "sam": (chained(sam(RHO, axis_name=axis)), 1, 2),
-      "sam_every_2": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 2, 2),
-      "sam_every_2_cond": (chained(sam(RHO, axis_name=axis, every_k_steps=2)), 1, 2),
-      "looksam_k5": (chained(looksam(RHO, **LOOKSAM, every_k_steps=5, axis_name=axis)), 5, 5),
-      "msam": (momentum_sam(base_opt(), MSAM_RHO, axis_name=axis), 1, 2),
-      "aesam_sam": (aesam_forced(-NEVER), 1, 2),
-      "aesam_erm": (aesam_forced(NEVER), 1, 2),
-  }, base_opt
+def _config(name: str, variant: str, batch_size: int, image_size: int,
+            **sam_section) -> ml_collections.ConfigDict:
+  """The model with AdamW (constant LR, weight decay on the kernels), clipping and
+  ``config.sam`` = ``sam_section``."""
+  config = default.get_config()
+  config.update(image_size=image_size, batch_size=batch_size, eval_batch_size=batch_size,
+                num_classes=1000, num_train_steps=1000)
+  config.model = ml_collections.ConfigDict(dict(name=name, variant=variant))
+  config.optimizer = defaults.optimizer("adamw", LR, 0, "constant", weight_decay=WEIGHT_DECAY,
+                                        grad_clip_norm=CLIP)
+  config.sam = defaults.sam(**sam_section)
+  return defaults.complete(config)
+
+
+# name -> (config.sam, steps per timing); "sam_every_2_cond": sam_every_2's optimizer in one
+# program with a lax.cond (training alternates two programs instead: the cost it avoids).
+VARIANTS = {
+    "base": (dict(rho=0.0), 2),
+    "sam": (dict(rho=RHO), 2),
+    "sam_every_2": (dict(rho=RHO, every_k_steps=2), 2),
+    "sam_every_2_cond": (dict(rho=RHO, every_k_steps=2), 2),
+    "looksam_k5": (dict(rho=RHO, kind="looksam", every_k_steps=5), 5),
+    "msam": (dict(rho=MSAM_RHO, kind="msam"), 2),
+    "aesam_sam": (dict(rho=RHO, kind="aesam", aesam=dict(lambda1=-NEVER, lambda2=-NEVER)), 2),
+    "aesam_erm": (dict(rho=RHO, kind="aesam", aesam=dict(lambda1=NEVER, lambda2=NEVER)), 2),
+}
+
+
+def _compiled(key: str, run: setup.Setup, state, batch):
+  """The variant's step compiled for ``state`` and ``batch``, and its memory (the largest of
+  its programs)."""
+  fn = run.train_step
+  if key.endswith("_cond"):  # The one program training does not build (it alternates two).
+    fn = train_step.make_train_step(run.model, run.tx, run.mesh, run.schedule)
+  if isinstance(fn, train_step.AlternatingStep):  # Each program compiled once.
+    fn.sam_step, fn.plain_step = (p.lower(state, batch).compile()
+                                  for p in (fn.sam_step, fn.plain_step))
+    return fn, max(_memory(p) for p in (fn.sam_step, fn.plain_step))
+  fn = fn.lower(state, batch).compile()
+  return fn, _memory(fn)
 
 
 def measure(name: str, variant: str, batch_size: int, repeats: int,
             image_size: int = 224) -> list[dict]:
-  model = models.create_model(name, variant, num_classes=1000)
   rng = np.random.default_rng(0)
   shape = (image_size, image_size, 3)
   batch = {"image": rng.uniform(-1, 1, (batch_size, *shape)).astype(np.float32),
            "label": rng.integers(0, 1000, batch_size).astype(np.int32)}
-  mesh = parallel.create_mesh(jax.devices()[:1])
-  full, base_opt = _variants(train_step.SamGroups().axis_name)
   steps, states, memory, cycle = {}, {}, {}, {}
-  sharded = parallel.shard_batch(batch, mesh)
-  for key, (tx, every_k, per_timing) in full.items():
-    state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), image_size),
-                               mesh)
-    fn = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(1e-3),
-                                    every_k_steps=every_k)
-    if every_k > 1:  # Each program compiled once, for running and for its memory analysis.
-      fn.sam_step, fn.plain_step = (p.lower(state, sharded).compile()
-                                    for p in (fn.sam_step, fn.plain_step))
-      memory[key] = max(_memory(p) for p in (fn.sam_step, fn.plain_step))
-    else:
-      fn = fn.lower(state, sharded).compile()
-      memory[key] = _memory(fn)
-    steps[key], states[key], cycle[key] = (lambda s, f=fn: f(s, sharded)[0]), state, per_timing
+  for key, (sam_section, per_timing) in VARIANTS.items():
+    config = _config(name, variant, batch_size, image_size, **sam_section)
+    run = setup.build(config, jax.devices()[:1])
+    state = parallel.replicate(run.init_state(jax.random.PRNGKey(0)), run.mesh)
+    sharded = parallel.shard_batch(batch, run.mesh)
+    fn, memory[key] = _compiled(key, run, state, sharded)
+    steps[key] = lambda s, f=fn, b=sharded: f(s, b)[0]
+    states[key], cycle[key] = state, per_timing
+  model = models.create_model(name, variant, num_classes=1000)
   bare = {
-      "ours": optax.chain(sam(RHO), base_opt()),
-      "optax_contrib": optax.contrib.sam(base_opt(), optax.chain(optax.contrib.normalize(),
+      "ours": optax.chain(sam(RHO), BASE_OPT()),
+      "optax_contrib": optax.contrib.sam(BASE_OPT(), optax.chain(optax.contrib.normalize(),
                                                                  optax.sgd(RHO)),
                                          sync_period=2, opaque_mode=True),
   }
@@ -141,7 +161,7 @@ def measure(name: str, variant: str, batch_size: int, repeats: int,
   rows = [{"model": f"{name} {variant}", "batch": batch_size, "variant": key,
            "s/step": med[key], "/ base": med[key] / med["base"],
            "extra memory (param copies)": (memory[key] - memory["base"]) / param_bytes}
-          for key in full]
+          for key in VARIANTS]
   rows.append({"model": f"{name} {variant}", "batch": batch_size,
                "variant": "our SAM / optax.contrib.sam (bare step)", "s/step": med["ours"],
                "/ base": med["ours"] / med["optax_contrib"],

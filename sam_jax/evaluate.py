@@ -14,6 +14,12 @@ and the output may be ``gs://``.
   ``evaluation.robustness``): clean, FGSM and PGD accuracy.
 """
 
+from sam_jax.training import cpu_runtime
+
+if __name__ == "__main__":  # A process of its own: importing this module changes nothing.
+  cpu_runtime.skip_tpu_probe()  # Before JAX starts: see the module.
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 
 from sam_jax import cli

@@ -10,10 +10,12 @@ by a signal after saving: rerun to resume).
 from sam_jax.training import cpu_runtime
 
 if __name__ == "__main__":  # A process of its own: importing this module changes nothing.
-  cpu_runtime.configure()  # Before anything starts a thread (JAX, TensorFlow): see the module.
+  cpu_runtime.skip_tpu_probe()  # Both before JAX or TensorFlow start: see the module.
+  cpu_runtime.configure()
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags, logging
+from ml_collections import config_flags
 
 from sam_jax import cli
 from sam_jax.checkpoints import checkpointing
@@ -45,7 +47,10 @@ def main(argv: list[str]) -> None:
   cli.no_arguments(argv)
   distributed.initialize(FLAGS.multihost, FLAGS.coordinator_address, FLAGS.num_processes,
                          FLAGS.process_id)
-  logging.info("Config:\n%s", FLAGS.config)
+  overrides = config_flags.get_override_values(FLAGS["config"])
+  logging.info("Config %s%s; the whole config goes to the workdir's config.json.",
+               config_flags.get_config_filename(FLAGS["config"]),
+               f" with {overrides}" if overrides else "")
   logging.info("CPU runtime: %s.", cpu_runtime.describe())
   checkpointing.check_reachable(FLAGS.workdir, tensorstore=True)  # The lock's, Orbax's client.
   state = loop.train_and_evaluate(FLAGS.config, FLAGS.workdir,

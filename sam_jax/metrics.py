@@ -21,6 +21,11 @@ original ViT pipeline and big_vision (docs/paper.md R18).
 Eval batches are padded to a fixed size; their ``mask`` m_i is 1 on real examples and 0
 on padding, so a pass over a split sums ``m_i l_i``, ``m_i c_i`` and ``m_i`` and divides
 at the end (``sum_over``), each real example counted exactly once.
+
+TensorBoard tags are ``<group>/<name>`` (``tagged``: ``train/loss``, ``eval/accuracy``), so
+TensorBoard shows one section per group, as clu's and big_vision's runs do. Runs written
+before that hold flat tags (``train_loss``, ``eval_accuracy``); ``grouped_tag`` maps both
+forms to the grouped one, for every reader of the event files.
 """
 
 from typing import Any, Callable, Iterable, Mapping
@@ -30,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 Sums = Mapping[str, jax.Array]
+TAG_GROUPS = ("train", "eval")  # The groups of the TensorBoard tags (``tagged``).
 
 
 def _soft(logits: jax.Array, labels: jax.Array) -> bool:
@@ -111,3 +117,15 @@ def sum_over(sums_fn: Callable[[Any], Sums], items: Iterable[Any], *,
 
 def _floats(totals: Sums) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(dict(totals)).items()}
+
+
+def tagged(group: str, values: Mapping[str, float]) -> dict[str, float]:
+  """``values`` under TensorBoard tags ``group/name``; ``group`` one of ``TAG_GROUPS``."""
+  return {f"{group}/{name}": value for name, value in values.items()}
+
+
+def grouped_tag(tag: str) -> str:
+  """A flat tag of an older run as ``tagged`` writes it (``train_loss`` -> ``train/loss``);
+  any other tag (grouped, or ungrouped as clu's ``steps_per_sec``) as it is."""
+  group, sep, name = tag.partition("_")
+  return f"{group}/{name}" if sep and group in TAG_GROUPS and "/" not in tag else tag

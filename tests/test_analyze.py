@@ -60,7 +60,7 @@ def test_all_analyses_and_figures(workdir, tmp_path):
     land = result["landscape"]
     assert land["loss_1d"][2] == pytest.approx(land["loss_2d"][1][1], rel=1e-6)  # Both at w.
     assert np.array(result["attention"]["maps"]).shape == (3, 2, 2)
-    assert result["curves"]["train_loss"]["steps"] == [2, 4]
+    assert result["curves"]["train/loss"]["steps"] == [2, 4]
   first, second = summary["runs"].values()
   assert first["hessian"] == second["hessian"] and first["landscape"] == second["landscape"]
   assert len(summary["figures"]) == 9

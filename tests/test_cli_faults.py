@@ -162,7 +162,7 @@ def test_8_a_second_ctrl_c_is_one_line_and_exit_130(tmp_path):
   lines = []
   for line in process.stderr:
     lines.append(line)
-    if "train_loss=" in line and not any("SIGINT received" in l for l in lines):
+    if "train/loss=" in line and not any("SIGINT received" in l for l in lines):
       process.send_signal(signal.SIGINT)  # Training: the first Ctrl-C asks for a save.
     if "SIGINT received" in line:
       process.send_signal(signal.SIGINT)  # The second, before the save: stop at once.

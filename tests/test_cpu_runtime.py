@@ -1,9 +1,11 @@
-"""Heap reuse: a repeated large allocation in a worker thread stops page-faulting.
+"""Heap reuse: a repeated large allocation in a worker thread stops page-faulting; and JAX
+starts on the CPU without trying a TPU backend where libtpu has no chip (``skip_tpu_probe``).
 
 Each case runs in a fresh interpreter, because the settings must precede any thread's
 first allocation and would change this test process's heap.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -95,3 +97,32 @@ def test_main_applies_it_before_jax_starts_and_importing_it_does_not(run_name, e
           "print(cpu_runtime.describe().startswith('heap reuse on'),\n"
           "      xla_bridge.backends_are_initialized())")
   assert _python(code, timeout=120)[-2:] == expected  # After the usage text.
+
+
+LIBTPU_WITHOUT_CHIPS = (importlib.util.find_spec("libtpu") is not None
+                        and not cpu_runtime.tpu_chips_present())
+# Whether JAX tried a TPU backend on its first device query, after skip_tpu_probe() or not.
+TPU_PROBE = """
+import os, sys
+from sam_jax.training import cpu_runtime
+skipped = cpu_runtime.skip_tpu_probe() if sys.argv[1] == "skip" else False
+import jax
+from jax._src import xla_bridge
+print(skipped, os.environ.get("JAX_PLATFORMS", "unset"), jax.devices()[0].platform,
+      "tpu" in xla_bridge._backend_errors)
+"""
+
+
+@pytest.mark.skipif(not LIBTPU_WITHOUT_CHIPS, reason="needs libtpu installed without a TPU chip")
+@pytest.mark.parametrize("mode, expected", [("skip", ["True", "cpu", "cpu", "False"]),
+                                            ("probe", ["False", "unset", "cpu", "True"])])
+def test_skip_tpu_probe_starts_jax_on_the_cpu_without_trying_the_tpu(mode, expected):
+  assert _python(f"import sys; sys.argv = ['', {mode!r}]\n" + TPU_PROBE, timeout=120) == expected
+
+
+def test_skip_tpu_probe_leaves_a_chosen_platform_and_a_tpu_host(monkeypatch):
+  monkeypatch.setenv("JAX_PLATFORMS", "tpu")
+  assert not cpu_runtime.skip_tpu_probe() and os.environ["JAX_PLATFORMS"] == "tpu"
+  monkeypatch.delenv("JAX_PLATFORMS")
+  monkeypatch.setattr(cpu_runtime, "tpu_chips_present", lambda: True)  # A TPU VM's PCI bus.
+  assert not cpu_runtime.skip_tpu_probe() and "JAX_PLATFORMS" not in os.environ

@@ -9,9 +9,10 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from configs import default
 from sam_jax.config import defaults, validation
-from sam_jax.optim import aesam, looksam, momentum_sam, optimizer, sam
+from sam_jax.optim import aesam, looksam, momentum_sam, sam
 from sam_jax.optim.msam import MomentumSamState
 from sam_jax.optim.protocol import gradient_point
+from sam_jax.training import setup
 
 C = {"kernel": np.array([[3.0, 0.5], [1.0, 2.0]], np.float32), "bias": np.array([4.0, 0.2], np.float32)}
 W = {"kernel": np.array([[1.0, -2.0], [0.5, 0.3]], np.float32), "bias": np.array([0.1, -1.0], np.float32)}
@@ -283,10 +284,11 @@ def test_kinds_get_their_every_k_steps_and_momentum_sam_wraps_clipping_and_the_b
   assert [_config(k).sam.every_k_steps for k in ("sam", "looksam", "msam", "aesam")] == [
       1, defaults.LOOKSAM_K, 1, 1]
   assert _config("looksam", **{"sam.every_k_steps": 2}).sam.every_k_steps == 2
-  params = {"w": jnp.ones((2, 2))}
-  sam_state = optimizer.create_optimizer(_config("sam"))[0].init(params)
+  opt_state = lambda kind: setup.build(_config(kind), jax.devices()[:1],
+                                       num_classes=10).abstract_state().opt_state
+  sam_state = opt_state("sam")
   assert len(sam_state) == 3  # (SAM, clipping, AdamW): the layout of existing checkpoints.
-  msam_state = optimizer.create_optimizer(_config("msam"))[0].init(params)
+  msam_state = opt_state("msam")
   assert isinstance(msam_state, MomentumSamState) and len(msam_state.inner) == 2
 
 

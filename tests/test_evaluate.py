@@ -63,7 +63,7 @@ def test_accuracy_matches_training_and_attacks_only_lower_it(run):
   loaded = loading.load(path)
   result = runner.evaluate(loaded)
   accuracy = result["eval"]["digits:test"]["accuracy"]
-  steps, values = curves.read_scalars(path)["eval_accuracy"]
+  steps, values = curves.read_scalars(path)["eval/accuracy"]
   assert steps[-1] == STEPS and accuracy == pytest.approx(values[-1], abs=1e-6)
   adv = result["adversarial"]
   assert adv["num_examples"] == 360 and adv["clean_accuracy"] == pytest.approx(accuracy)

@@ -66,7 +66,7 @@ def reference(tmp_path_factory):
 
 
 class _Run:
-  """A CLI run whose logged steps ("[k] train_loss=...") are followed as they come."""
+  """A CLI run whose logged steps ("[k] train/loss=...") are followed as they come."""
 
   def __init__(self, workdir, **overrides):
     self.proc = subprocess.Popen(_command(workdir, **overrides), cwd=ROOT,
@@ -78,7 +78,7 @@ class _Run:
   def _read(self):
     for line in self.proc.stderr:
       self.lines.append(line)
-      if "train_loss=" in line and "] [" in line:  # clu's logging writer: "[step] name=value".
+      if "train/loss=" in line and "] [" in line:  # clu's logging writer: "[step] name=value".
         self.logged = max(self.logged, int(line.split("] [")[1].split("]")[0]))
 
   def wait_for(self, condition):
@@ -169,7 +169,7 @@ def test_a_failed_save_stops_the_run_at_once_with_one_line(tmp_path):
   last = run.stderr.strip().splitlines()[-1]
   assert "Saving the checkpoint of step 10" in last and "File too large" in last, last
   logged = [int(line.split("] [")[1].split("]")[0]) for line in run.stderr.splitlines()
-            if "train_loss=" in line and "] [" in line]
+            if "train/loss=" in line and "] [" in line]
   assert 10 <= max(logged) < 20  # Stopped before the next save was due.
   assert _steps(workdir) == []
 

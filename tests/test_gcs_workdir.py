@@ -97,6 +97,6 @@ def test_evaluate_and_analyze_a_gs_workdir(local_run, fake_gcs):
   assert sorted(summary["figures"]) == ["activation_norms.png", "training_curves.png",
                                         "weight_norms.png"]
   assert all((out / name).stat().st_size > 0 for name in summary["figures"])
-  steps, values = curves.read_scalars(local_run)["train_loss"]
-  curve = summary["runs"]["run"]["curves"]["train_loss"]
+  steps, values = curves.read_scalars(local_run)["train/loss"]
+  curve = summary["runs"]["run"]["curves"]["train/loss"]
   assert curve == {"steps": steps.tolist(), "values": values.tolist()}

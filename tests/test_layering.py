@@ -34,7 +34,7 @@ ALLOWED: dict[str, set[str]] = {
     "compilation": {"config", "data", "models", "objectives", "optim", "parallel", "training"},
     "cli": {"config", "models"},  # --config.KEY of keys the defaults and models know.
     "main": {"cli", "checkpoints", "training"},  # CheckpointSaveFailed: an exit code.
-    "evaluate": {"cli", "checkpoints", "evaluation"},
+    "evaluate": {"cli", "checkpoints", "evaluation", "training"},  # training.cpu_runtime.
     "analyze": {"cli", "analysis", "checkpoints"},
     "preflight": {"cli", "compilation"},
 }
@@ -154,7 +154,9 @@ def test_valid_choices_match_what_the_library_builds():
   from sam_jax.config import defaults, validation
   from sam_jax.optim import masks, optimizer
   from sam_jax.optim.surrogate_gap_sam import DECOMPOSE
+  from sam_jax.training import setup
   from sam_jax import metrics
+  import jax
   assert set(defaults.SAM_KINDS) == set(optimizer.SAM_BUILDERS)
   assert set(validation.OPTIMIZERS) == set(optimizer.BASE_OPTIMIZERS)
   assert set(validation.HESSIAN_METHODS) == set(hessian.METHODS)
@@ -167,7 +169,8 @@ def test_valid_choices_match_what_the_library_builds():
   for decay in validation.DECAYS:
     config.optimizer.decay = decay
     assert optimizer.learning_rate_schedule(config.optimizer, 1000)(500) > 0
-  for kind in defaults.SAM_KINDS:
+  config.model.update(hidden_size=8, mlp_dim=8, num_heads=1, num_layers=1)
+  for kind in defaults.SAM_KINDS:  # Each kind's step builds with either base optimizer.
     for name in validation.OPTIMIZERS:
       config.sam.kind, config.optimizer.name = kind, name
-      optimizer.create_optimizer(config)
+      setup.build(config, jax.devices()[:1], num_classes=10)

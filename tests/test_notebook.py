@@ -82,7 +82,7 @@ def test_notebook_runs_on_a_tiny_run(tmp_path: pathlib.Path):
 
   executable, devices, accuracy = json.loads(nb.cells[-1].outputs[-1]["text"])
   assert executable == sys.executable and devices == 1
-  _, eval_accuracy = curves.read_scalars(workdir)["eval_accuracy"]
+  _, eval_accuracy = curves.read_scalars(workdir)["eval/accuracy"]
   assert accuracy == pytest.approx(eval_accuracy[-1], abs=1e-6)
   top_k = next(c for c in nb.cells if "top_k(" in c.source)
   lines = "".join(o.get("text", "") for o in top_k.outputs).splitlines()

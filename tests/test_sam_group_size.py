@@ -1,8 +1,9 @@
 """The paper configs' SAM group size m is the same on 1, 8 and 64 devices (docs/paper.md R23).
 
 Each device count runs in a fresh interpreter with that many emulated CPU devices; there
-the training loop's own resolution (``setup.sam_groups`` with ``jax.device_count()``, then
-the mesh it builds) gives the examples per perturbation group of every paper config.
+the groups and the mesh of ``setup.build`` on all of them (as the training loop builds its
+step; a one-layer model stands in, as they do not depend on it) give the examples per
+perturbation group of every paper config.
 """
 
 import json
@@ -16,17 +17,22 @@ PAPER_CONFIGS = ["vit_b16", "vit_b32", "vit_s16", "vit_s32", "vit_s8", "mixer_b1
                  "mixer_s16", "mixer_s32", "mixer_s8", "resnet50", "resnet101", "resnet152"]
 RESOLVE = """
 import importlib, json, sys
+import flax.linen as nn
 import jax
-from sam_jax import parallel
 from sam_jax.config import defaults
 from sam_jax.training import setup
+
+class Linear(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, train):
+    return nn.Dense(2)(x.reshape((x.shape[0], -1)))
+
 out = {}
 for name in sys.argv[1:]:
   config = defaults.complete(importlib.import_module(f"configs.{name}").get_config())
-  groups = setup.sam_groups(config, jax.device_count())
-  mesh = parallel.create_mesh(devices_per_group=groups.devices_per_group)
-  per_device = config.batch_size // jax.device_count()
-  out[name] = {"devices": int(mesh.devices.size), "config_m": config.sam.m,
+  run = setup.build(config, model=Linear())
+  groups, per_device = run.groups, config.batch_size // jax.device_count()
+  out[name] = {"devices": int(run.mesh.devices.size), "config_m": config.sam.m,
                "m": per_device // groups.groups_per_device * groups.devices_per_group}
 print(json.dumps(out))
 """

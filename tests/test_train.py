@@ -16,15 +16,19 @@ def _tiny_config(num_train_steps, **overrides):
   return tiny_digits_config.get_config(num_train_steps, **overrides)
 
 
-@pytest.mark.parametrize("kind", ["sam", "looksam", "msam", "aesam", "adversarial"])
+@pytest.mark.parametrize("kind", ["sam", "looksam", "msam", "aesam", "adversarial",
+                                  "accumulation"])
 def test_resume_continues_exactly(tmp_path, kind):
   """N steps, then M more from the step-N checkpoint, equal N + M steps in one go (LookSAM:
   k = 3, so the resumed run starts between full steps and reuses the stored direction;
-  adversarial: SAM on PGD examples, whose random starts follow the step)."""
+  adversarial: SAM on PGD examples, whose random starts follow the step; accumulation: two
+  micro-batches per step)."""
   total, first = 7, 4
   config = _tiny_config(total, checkpoint_every_steps=first)
   if kind == "adversarial":
     config.adversarial_training = dict(epsilon=8.0, step_size=2.0, num_steps=2)
+  elif kind == "accumulation":
+    config.accumulation_steps = 2
   else:
     config.sam.kind, config.sam.every_k_steps = kind, 3 if kind == "looksam" else None
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))

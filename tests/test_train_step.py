@@ -1,6 +1,9 @@
-"""The shard_map train step: device counts, m-sharpness groups, BatchNorm and dropout in SAM."""
+"""The shard_map train step: device counts, m-sharpness groups, BatchNorm and dropout in SAM.
 
-import functools
+Each step is the one training runs: ``training.setup.build`` of a config (SGD at LR, no
+weight decay, no clipping) with a small model.
+"""
+
 import re
 
 import flax.linen as nn
@@ -10,11 +13,12 @@ import numpy as np
 import optax
 import pytest
 
+from configs import default
 from sam_jax import metrics as metrics_lib
 from sam_jax import parallel
+from sam_jax.config import defaults
 from sam_jax.objectives.adversarial import PgdAttack
-from sam_jax.optim import looksam, momentum_sam, sam
-from sam_jax.training import train_step
+from sam_jax.training import setup, train_step
 
 RHO, LR, BATCH = 0.1, 0.5, 16
 
@@ -42,18 +46,35 @@ def _batch(n=BATCH, seed=1):
           "label": rng.integers(0, 4, size=n).astype(np.int32)}
 
 
-def _run(rho, m, num_devices, batch, model=TinyNet(), attack=None):
-  """One SGD(LR)+SAM step with m examples per perturbation on ``num_devices`` devices."""
-  groups = train_step.sam_groups(m, len(batch["label"]), num_devices)
-  mesh = parallel.create_mesh(jax.devices()[:num_devices], groups.devices_per_group)
-  tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
-                   optax.sgd(LR))
-  state = train_step.init_state(model, tx, jax.random.PRNGKey(0), 4)
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups,
-                                    attack=attack)
-  state = parallel.replicate(state, mesh)
+def _config(rho=RHO, m=None, *, momentum=0.0, adversarial_training=None, loss="softmax_xent",
+            **sam):
+  """The default config with SAM at ``rho`` (m examples per perturbation; ``sam``: other
+  ``config.sam`` keys, e.g. its kind), SGD at LR (constant, no weight decay, no clipping) on
+  batches of BATCH 4x4 images."""
+  config = default.get_config()
+  config.update(image_size=4, batch_size=BATCH, eval_batch_size=BATCH, loss=loss)
+  config.sam = defaults.sam(rho, m=m, **sam)
+  config.optimizer = defaults.optimizer("sgd", LR, 0, "constant", weight_decay=0.0,
+                                        grad_clip_norm=0.0, momentum=momentum)
+  if adversarial_training:
+    config.adversarial_training = adversarial_training
+  return defaults.complete(config)
+
+
+def _build(config, num_devices, model=None):
+  """The Setup of ``config`` on the first ``num_devices`` devices (``model`` None: TinyNet)."""
+  return setup.build(config, jax.devices()[:num_devices],
+                     model=TinyNet() if model is None else model)
+
+
+def _run(rho, m, num_devices, batch, model=None, attack=False):
+  """One SGD(LR)+SAM step with m examples per perturbation on ``num_devices`` devices
+  (with ``attack``: adversarial training on ATTACK's PGD images)."""
+  run = _build(_config(rho, m, adversarial_training=ATTACK_PIXELS if attack else None),
+               num_devices, model)
+  state = parallel.replicate(run.init_state(jax.random.PRNGKey(0)), run.mesh)
   init = jax.device_get(state)
-  state, metrics = step(state, parallel.shard_batch(batch, mesh))
+  state, metrics = run.train_step(state, parallel.shard_batch(batch, run.mesh))
   return init, jax.device_get(state), jax.device_get(metrics)
 
 
@@ -65,15 +86,16 @@ def _loss(model, params, x, y, variables=None, rng=None):
   return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-def _hand_sam_step(params, batch, m, model=TinyNet()):
+def _hand_sam_step(params, batch, m):
   """SGD step on the mean over groups of m examples of ∇L_k(w + rho g_k/||g_k||)."""
-  grads = []
-  for start in range(0, len(batch["label"]), m):
-    x, y = batch["image"][start:start + m], batch["label"][start:start + m]
-    g = jax.grad(lambda p: _loss(model, p, x, y))(params)
+  def perturbed_gradient(x, y):
+    loss = lambda p: _loss(TinyNet(), p, x, y)
+    g = jax.grad(loss)(params)
     norm = np.sqrt(sum(np.sum(np.square(v)) for v in jax.tree.leaves(g)))
-    w_adv = jax.tree.map(lambda w, gi: w + RHO * gi / norm, params, g)
-    grads.append(jax.grad(lambda p: _loss(model, p, x, y))(w_adv))
+    return jax.grad(loss)(jax.tree.map(lambda w, gi: w + RHO * gi / norm, params, g))
+
+  grads = [perturbed_gradient(batch["image"][start:start + m], batch["label"][start:start + m])
+           for start in range(0, len(batch["label"]), m)]
   mean = jax.tree.map(lambda *gs: np.mean(gs, axis=0), *grads)
   return jax.tree.map(lambda w, g: w - LR * g, params, mean)
 
@@ -157,7 +179,8 @@ def test_dropout_masks_are_identical_in_both_passes():
   assert not np.allclose(other["Dense_1"]["kernel"], state.params["Dense_1"]["kernel"], atol=1e-5)
 
 
-ATTACK = PgdAttack(epsilon=0.1, step_size=0.04, num_steps=3)
+ATTACK_PIXELS = dict(epsilon=12.75, step_size=5.1, num_steps=3)  # config.adversarial_training.
+ATTACK = PgdAttack.from_pixels(**ATTACK_PIXELS)  # epsilon 0.1, step 0.04 in model units.
 
 
 def test_adversarial_training_takes_both_sam_passes_at_the_pgd_images():
@@ -165,7 +188,7 @@ def test_adversarial_training_takes_both_sam_passes_at_the_pgd_images():
   key), then SAM on the PGD images, whose pass alone updates the BatchNorm statistics."""
   model, batch = TinyNet(batch_norm=True, dropout=0.25), _batch()
   batch["image"] = np.clip(batch["image"], -0.8, 0.8)  # Images live in [-1, 1].
-  init, state, _ = _run(RHO, None, 1, batch, model, attack=ATTACK)
+  init, state, _ = _run(RHO, None, 1, batch, model, attack=True)
   key = jax.random.fold_in(jax.random.fold_in(init.rng, 0), 0)  # step 0, group 0.
   variables = dict(init.model_state)
 
@@ -193,23 +216,16 @@ def test_adversarial_training_takes_both_sam_passes_at_the_pgd_images():
 @pytest.mark.parametrize("m", [2, BATCH])
 def test_adversarial_training_is_the_same_on_1_and_8_devices(m):
   batch = _batch()
-  _, s1, m1 = _run(RHO, m, 1, batch, attack=ATTACK)
-  _, s8, m8 = _run(RHO, m, 8, batch, attack=ATTACK)
+  _, s1, m1 = _run(RHO, m, 1, batch, attack=True)
+  _, s8, m8 = _run(RHO, m, 8, batch, attack=True)
   _assert_close(s1.params, s8.params)
   np.testing.assert_allclose(m1["loss"], m8["loss"], rtol=1e-5)
 
 
 def _all_reduced_elements(rho, m):
   """(number of all-reduce ops, elements they reduce) in the compiled 8-device step."""
-  groups = train_step.sam_groups(m, BATCH, 8)
-  mesh = parallel.create_mesh(None, groups.devices_per_group)
-  tx = optax.chain(sam(rho, axis_name=groups.axis_name, sync_axis_name=groups.sync_axis_name),
-                   optax.sgd(LR))
-  model = TinyNet()
-  state = parallel.replicate(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4),
-                               mesh)
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR), groups)
-  hlo = step.lower(state, parallel.shard_batch(_batch(), mesh)).compile().as_text()
+  run = _build(_config(rho, m), 8)
+  hlo = run.train_step.lower(run.abstract_state(), run.abstract_batch(True)).compile().as_text()
   ops = re.findall(r"= (\(.*?\)|\S+) all-reduce(?:-start)?\(", hlo)
   elements = sum(int(np.prod([int(d) for d in dims.split(",") if d] or [1]))
                  for shapes in ops for dims in re.findall(r"\[([\d,]*)\]", shapes))
@@ -224,26 +240,23 @@ def test_per_device_sam_adds_compute_not_communication():
   assert _all_reduced_elements(RHO, BATCH)[1] > base[1]
 
 
-@pytest.mark.parametrize("transform", [sam, functools.partial(looksam, alpha=0.7)],
-                         ids=["sam", "looksam"])
-def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond(transform):
+@pytest.mark.parametrize("kind", ["sam", "looksam"])
+def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond(kind):
   """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
   model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]
-  mesh = parallel.create_mesh(jax.devices()[:2])
-  tx = optax.chain(transform(RHO, axis_name=train_step.SamGroups().axis_name, every_k_steps=3),
-                   optax.sgd(LR))
-  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
-  schedule = optax.constant_schedule(LR)
-  cond = train_step.make_train_step(model, tx, mesh, schedule)
-  alternating = train_step.make_train_step(model, tx, mesh, schedule, every_k_steps=3)
+  run = _build(_config(kind=kind, every_k_steps=3, looksam=dict(alpha=0.7)), 2, model)
+  init = jax.device_get(run.init_state(jax.random.PRNGKey(0)))
+  alternating = run.train_step
   assert isinstance(alternating, train_step.AlternatingStep)
+  # The reference, which no config builds: one program, the optimizer's own lax.cond.
+  cond = train_step.make_train_step(run.model, run.tx, run.mesh, run.schedule)
   states, rhos = {}, {}
   for name, step in (("cond", cond), ("alternating", alternating)):
-    state, rhos[name] = parallel.replicate(init, mesh), []
+    state, rhos[name] = parallel.replicate(init, run.mesh), []
     for i, batch in enumerate(batches):
       if i == 4:  # A state the step did not return (as after a restore): its step is read.
-        state = parallel.replicate(jax.device_get(state), mesh)
-      state, metrics = step(state, parallel.shard_batch(batch, mesh))
+        state = parallel.replicate(jax.device_get(state), run.mesh)
+      state, metrics = step(state, parallel.shard_batch(batch, run.mesh))
       rhos[name].append(float(metrics["rho"]))
     states[name] = jax.device_get(state)
   assert rhos["cond"] == rhos["alternating"]
@@ -259,13 +272,11 @@ def test_momentum_sam_takes_each_step_one_pass_ahead_along_the_momentum(num_devi
   w1 - rho v1/||v1||, whose loss and BatchNorm statistics the step reports. (BatchNorm
   normalises each device's batch, so only the model without it is device-count free.)"""
   mu, model, batches = 0.9, TinyNet(batch_norm=batch_norm), [_batch(seed=s) for s in (1, 2)]
-  mesh = parallel.create_mesh(jax.devices()[:num_devices])
-  tx = momentum_sam(optax.sgd(LR, momentum=mu), RHO, axis_name=train_step.SamGroups().axis_name)
-  init = jax.device_get(train_step.init_state(model, tx, jax.random.PRNGKey(0), 4))
-  step = train_step.make_train_step(model, tx, mesh, optax.constant_schedule(LR))
-  state = parallel.replicate(init, mesh)
+  run = _build(_config(kind="msam", momentum=mu), num_devices, model)
+  init = jax.device_get(run.init_state(jax.random.PRNGKey(0)))
+  state = parallel.replicate(init, run.mesh)
   for batch in batches:
-    state, metrics = step(state, parallel.shard_batch(batch, mesh))
+    state, metrics = run.train_step(state, parallel.shard_batch(batch, run.mesh))
   state, metrics = jax.device_get((state, metrics))
 
   def loss_and_stats(params, model_state, batch):
@@ -302,5 +313,5 @@ def test_losses_equal_their_formulas():
     np.testing.assert_allclose(metrics_lib.cross_entropy(jnp.asarray(logits, jnp.float32),
                                                         jnp.asarray(labels), name),
                                expected.mean(), rtol=1e-5)
-  with pytest.raises(ValueError, match="sigmoid_xent"):
-    train_step.make_train_step(None, None, None, None, loss="hinge")
+  with pytest.raises(ValueError, match="config.loss='hinge' .*sigmoid_xent"):
+    _build(_config(loss="hinge"), 1)

@@ -1,23 +1,29 @@
 """Weight-decay and ASAM masks on real models; decoupled decay and the L2 penalty in the loss."""
 
 import jax
+from jax.sharding import PartitionSpec as P
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
+from configs import default
 from sam_jax import models
 from sam_jax.config import defaults
-from sam_jax.optim import create_optimizer, masks, sam
+from sam_jax.optim import masks, sam
 from sam_jax.optim.l2_penalty import l2_in_loss
 from sam_jax.optim.optimizer import learning_rate_schedule
+from sam_jax.training import setup
 
 TINY_VIT = dict(hidden_size=8, mlp_dim=16, num_heads=2, num_layers=1)
 
 
+def _vit():
+  return models.create_model("vit", "Ti/8", num_classes=3, **TINY_VIT)
+
+
 def _vit_params():
-  model = models.create_model("vit", "Ti/8", num_classes=3, **TINY_VIT)
-  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), train=False)["params"]
+  return _vit().init(jax.random.PRNGKey(0), jnp.zeros((1, 16, 16, 3)), train=False)["params"]
 
 
 def _selected(mask_fn, params):
@@ -48,17 +54,28 @@ def test_weight_mask_is_the_kernels_and_norm_scales():
 
 
 def _config(name: str, in_loss: bool, rho: float = 0.0) -> ml_collections.ConfigDict:
-  return defaults.complete(ml_collections.ConfigDict(dict(
-      num_train_steps=10, sam=defaults.sam(rho),
-      optimizer=defaults.optimizer(name, 0.5, 0, "constant", weight_decay=0.1, grad_clip_norm=0.0,
-                                   momentum=0.0, weight_decay_in_loss=in_loss))))
+  config = default.get_config()
+  config.update(num_train_steps=10, image_size=16)
+  config.sam = defaults.sam(rho)
+  config.optimizer = defaults.optimizer(name, 0.5, 0, "constant", weight_decay=0.1,
+                                        grad_clip_norm=0.0, momentum=0.0,
+                                        weight_decay_in_loss=in_loss)
+  return defaults.complete(config)
+
+
+def _first_update(config: ml_collections.ConfigDict, grads, params, **extra):
+  """The first update of ``params`` by the optimizer training builds (``setup.build`` on one
+  device), run on its mesh as the train step runs it."""
+  run = setup.build(config, jax.devices()[:1], model=_vit())
+  update = lambda g, p: run.tx.update(g, run.tx.init(p), p, **extra)[0]
+  return jax.shard_map(update, mesh=run.mesh, in_specs=(P(), P()), out_specs=P(),
+                       check_vma=False)(grads, params)
 
 
 def test_decoupled_decay_shrinks_exactly_the_masked_leaves():
   params = _vit_params()
-  tx, _ = create_optimizer(_config("adamw", in_loss=False))
   zeros = jax.tree.map(jnp.zeros_like, params)
-  updates, _ = tx.update(zeros, tx.init(params), params)
+  updates = _first_update(_config("adamw", in_loss=False), zeros, params)
   decayed = masks.decay_mask(params)
   jax.tree.map(lambda u, w, m: np.testing.assert_allclose(
       u, -0.5 * 0.1 * w if m else np.zeros_like(w), rtol=1e-6, atol=1e-8),
@@ -90,8 +107,7 @@ def test_config_weight_decay_in_loss_builds_the_l2_chain():
   c = {"kernel": jnp.array([[3.0, 0.5], [1.0, 2.0]]), "bias": jnp.array([4.0, 0.2])}
   loss = lambda p: sum(0.5 * jnp.sum(c[k] * p[k] ** 2) for k in p)
   config = _config("sgd", in_loss=True, rho=0.2)
-  tx, _ = create_optimizer(config)
-  got, _ = tx.update(jax.grad(loss)(params), tx.init(params), params, grad_fn=jax.grad(loss))
+  got = _first_update(config, jax.grad(loss)(params), params, grad_fn=jax.grad(loss))
   reference = l2_in_loss(optax.chain(sam(0.2), optax.sgd(learning_rate_schedule(
       config.optimizer, 10))), 0.1)
   expected, _ = reference.update(jax.grad(loss)(params), reference.init(params), params,

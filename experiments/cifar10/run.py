@@ -119,8 +119,8 @@ def measure(workdir: str, loss_window: int) -> dict:
   loaded = loading.load(workdir)
   results = runner.analyze(loaded, ["hessian", "neurons", "ntk"])
   scalars = curves.read_scalars(workdir)
-  _, train_loss = scalars["train_loss"]
-  eval_steps, eval_accuracy = scalars["eval_accuracy"]
+  _, train_loss = scalars["train/loss"]
+  eval_steps, eval_accuracy = scalars["eval/accuracy"]
   return {
       **(measure_fit(loaded) if loaded.config.regime == "fit" else {}),
       "step": loaded.step,

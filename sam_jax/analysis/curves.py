@@ -1,9 +1,10 @@
 """Analysis ``curves``: the runs' training loss, training error and eval accuracy.
 
 ``read_scalars`` reads them from the TensorBoard event files of a training workdir
-(local or ``gs://``). The train loop (clu metric writers) writes ``train_loss``,
-``train_accuracy``, ``eval_loss``, ``eval_accuracy``... as TF2 tensor summaries; older
-writers use ``simple_value`` scalars. Both are read with TensorBoard's
+(local or ``gs://``). The train loop (clu metric writers) writes ``train/loss``,
+``train/accuracy``, ``eval/loss``, ``eval/accuracy``... as TF2 tensor summaries; older
+writers use ``simple_value`` scalars, and older runs flat tags (``train_loss``), read under
+the grouped ones (``metrics.grouped_tag``). Both are read with TensorBoard's
 ``EventAccumulator`` (no TensorFlow needed). A remote workdir's event files are first
 copied to a local temporary directory through ``etils.epath`` (any filesystem epath
 reads). A step written twice (a run resumed from an earlier checkpoint) keeps its last
@@ -18,18 +19,20 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
+from sam_jax import metrics
 from sam_jax.analysis import plots
 from sam_jax.analysis.context import Analysis, Context, Results
 from sam_jax.analysis.plots import Curve
 from sam_jax.checkpoints import loading
 
 EVENT_FILES = "events.out.tfevents*"
-TAGS = ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy")
+TAGS = ("train/loss", "train/accuracy", "eval/loss", "eval/accuracy")
 FIGURE = "training_curves.png"
 
 
 def read_scalars(logdir: epath.PathLike) -> dict[str, Curve]:
-  """``{tag: (steps, values)}`` of every scalar summary in the event files of ``logdir``.
+  """``{tag: (steps, values)}`` of every scalar summary in the event files of ``logdir``,
+  flat tags of older runs under their grouped names (``train_loss`` as ``train/loss``).
 
   Raises:
     ValueError: ``logdir`` holds no event files.
@@ -54,12 +57,12 @@ def _read_local(logdir: str) -> dict[str, Curve]:
   tags = acc.Tags()
   for tag in tags[event_accumulator.SCALARS]:
     for event in acc.Scalars(tag):
-      points.setdefault(tag, {})[event.step] = float(event.value)
+      points.setdefault(metrics.grouped_tag(tag), {})[event.step] = float(event.value)
   for tag in tags[event_accumulator.TENSORS]:
     for event in acc.Tensors(tag):
       value = tensor_util.make_ndarray(event.tensor_proto)
       if value.size == 1 and value.dtype.kind in "fiub":
-        points.setdefault(tag, {})[event.step] = float(value.reshape(()))
+        points.setdefault(metrics.grouped_tag(tag), {})[event.step] = float(value.reshape(()))
   return {tag: (np.array(sorted(p)), np.array([p[s] for s in sorted(p)]))
           for tag, p in sorted(points.items())}
 

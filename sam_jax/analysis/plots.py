@@ -143,9 +143,9 @@ def attention_overlays(path: epath.PathLike, images: np.ndarray,
 
 
 def training_curves(path: epath.PathLike, runs: Mapping[str, Mapping[str, Curve]]) -> str:
-  """Training loss, training error (1 - train_accuracy) and eval accuracy of each run."""
-  panels = (("train_loss", "training loss", False), ("train_accuracy", "training error", True),
-            ("eval_accuracy", "eval accuracy", False))
+  """Training loss, training error (1 - train/accuracy) and eval accuracy of each run."""
+  panels = (("train/loss", "training loss", False), ("train/accuracy", "training error", True),
+            ("eval/accuracy", "eval accuracy", False))
   fig = Figure(figsize=(4.2 * len(panels), 3.6))
   axes = fig.subplots(1, len(panels))
   for ax, (tag, title, error) in zip(axes, panels):

@@ -165,6 +165,7 @@ class Checkpoints:
                        ocp.StandardCheckpointHandler()),
         options=ocp.CheckpointManagerOptions(
             create=not read_only, read_only=read_only,
+            save_interval_steps=0 if read_only else 1,  # Orbax warns unless 0 when read-only.
             best_fn=_eval_accuracy, best_mode="max",  # best_fn: the metrics are written.
             preservation_policy=policies.AnyPreservationPolicy([
                 policies.LatestN(n=keep),
@@ -205,6 +206,8 @@ class Checkpoints:
       raise CheckpointSaveFailed(f"Saving the checkpoint of step {step} to {self.directory} "
                                  f"failed ({_last_line(e)}){self._remove_incomplete(step)}.") from e
     self._pending = step
+    logging.info("Saving the checkpoint of step %d to %s.", step,
+                 epath.Path(self.directory) / str(step))
 
   def check_saves(self) -> None:
     """Raises ``CheckpointSaveFailed`` if the last background save has failed."""
@@ -242,10 +245,13 @@ class Checkpoints:
     lowest = max(steps, key=lambda s: _negative_train_loss(metrics[s]))
     text = (f"Checkpoints kept in {self.directory}: steps {steps} (newest {steps[-1]}, lowest "
             f"training loss {lowest}")
-    evaluated = [s for s in steps if "eval_accuracy" in metrics[s]]
-    if evaluated:
-      text += f", best eval accuracy {max(evaluated, key=lambda s: _eval_accuracy(metrics[s]))}"
-    return text + ")."
+    best = self.best_eval_step()
+    return text + (f", best eval accuracy {best}" if best is not None else "") + ")."
+
+  def best_eval_step(self) -> int | None:
+    """The kept checkpoint with the highest eval accuracy; None if none has an eval."""
+    evaluated = {s: m for s in self.all_steps() if "eval_accuracy" in (m := self.metrics(s) or {})}
+    return max(evaluated, key=lambda s: _eval_accuracy(evaluated[s])) if evaluated else None
 
   def _read(self, step: int, target: Any, partial: bool) -> tuple[Any, list[str]]:
     """``target``'s arrays from ``step`` and what is wrong with them (empty: intact).

@@ -64,6 +64,8 @@ TRAINING = dict(
                           # (checkpoints.warm_start); "": from scratch.
     reinit_head=False,    # init_from: a fresh head even when the shapes match (new classes).
     nonfinite="stop",     # Or "skip": leave the state unchanged on a non-finite step.
+    accumulation_steps=1,  # Micro-batches per step (gradient accumulation): each device's
+                          # batch run in that many parts of whole SAM groups, one update.
     loss="softmax_xent",  # Or "sigmoid_xent" (the original ViT pipeline's; docs/paper.md).
     trainable="",         # Regex of the trained parameter paths ("^head/": a linear probe, the
                           # model in inference mode); "": every parameter, in training mode.

@@ -59,6 +59,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int) -> None:
   _choice(config, "sam.gsam.decompose", GSAM_DECOMPOSE)
   _positive_int(config, "sam.every_k_steps")
   _check_sam_kind(config)
+  _check_accumulation(config, num_devices)
   _choice(config, "optimizer.name", OPTIMIZERS)
   _choice(config, "optimizer.decay", DECAYS)
   if not 0 <= config.optimizer.warmup_steps < config.num_train_steps:
@@ -118,6 +119,33 @@ def _check_contrastive(config: ml_collections.ConfigDict) -> None:
     if not 0 <= value <= (1 if key.endswith("prob") else float("inf")):
       raise ValueError(f"config.contrastive.{key}={value!r} must be "
                        f"{'in [0, 1]' if key.endswith('prob') else '>= 0'}.")
+
+
+def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> None:
+  """``accumulation_steps`` k: micro-batches of whole SAM groups, one update from their mean."""
+  _positive_int(config, "accumulation_steps")
+  k = config.accumulation_steps
+  if k == 1:
+    return
+  if config.batch_size % (num_devices * k):
+    raise ValueError(f"config.batch_size={config.batch_size} must be divisible by the devices "
+                     f"times config.accumulation_steps ({num_devices} x {k}).")
+  m = config.batch_size if config.sam.sync == "global" else config.sam.m
+  refused = {
+      f"config.sam.kind={config.sam.kind!r} (its state follows each whole batch's gradient)":
+          config.sam.kind in ("looksam", "aesam"),
+      "config.sam.gsam.decompose='global' (it decomposes the whole batch's mean gradients)":
+          config.sam.kind == "gsam" and config.sam.gsam.decompose == "global",
+      f"a SAM group of m={m} examples (larger than a micro-batch of "
+      f"{config.batch_size // k}; set config.sam.m to at most that)":
+          m is not None and m > config.batch_size // k,
+      "config.contrastive (NT-Xent's negatives are the whole batch)":
+          bool(config.contrastive.method),
+  }
+  for reason, bad in refused.items():
+    if bad:
+      raise ValueError(f"config.accumulation_steps={k} cannot run {reason}; valid with "
+                       "accumulation: sam, asam, gsam (decompose='group'), msam, rho=0.")
 
 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:

@@ -36,6 +36,8 @@ def l2_in_loss(inner: optax.GradientTransformationExtraArgs, weight_decay: float
   def update_fn(updates, state, params=None, *, grad_fn=None, **extra):
     if params is None:
       raise ValueError("l2_in_loss: update() needs params (the penalty's gradient is wd * w).")
+    if extra.get("sam_gradient"):  # Its micro-batches' gradients held the penalty already.
+      return inner.update(updates, state, params, grad_fn=grad_fn, **extra)
     regularised_fn = None if grad_fn is None else (
         lambda p: penalty_gradient(grad_fn(p), p))
     return inner.update(penalty_gradient(updates, params), state, params,

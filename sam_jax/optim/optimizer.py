@@ -117,11 +117,15 @@ def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule,
 
 
 def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames = None,
-                     sync_axis_name: AxisNames = None
+                     sync_axis_name: AxisNames = None, gradient_only: bool = False
                      ) -> tuple[optax.GradientTransformationExtraArgs, optax.Schedule]:
   """The optimizer a config asks for, and its learning-rate schedule (for logging).
 
   ``axis_name``/``sync_axis_name``: see ``sam_jax.optim.sam_family.sharpness_aware``.
+  ``gradient_only``: the same chain with clipping and the base optimizer replaced by
+  ``optax.identity`` (the same state layout, left unchanged): ``update`` returns the
+  SAM-family gradient alone, what gradient accumulation takes on each micro-batch
+  (``optim.protocol``).
   """
   schedule = learning_rate_schedule(config.optimizer, config.num_train_steps)
   trainable = masks.path_mask(config.trainable) if config.trainable else None
@@ -129,6 +133,8 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
   inner = [base_optimizer(config.optimizer, schedule, decay_mask)]
   if config.optimizer.grad_clip_norm:
     inner.insert(0, optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
+  if gradient_only:
+    inner = [optax.identity() for _ in inner]
   tx = SAM_BUILDERS[config.sam.kind](
       config, schedule, inner, axis_name=axis_name, sync_axis_name=sync_axis_name,
       eps=config.sam.eps, every_k_steps=config.sam.every_k_steps)

@@ -6,7 +6,13 @@ through two things only:
 - the extra arguments of ``update``: ``grad_fn(params) -> grads`` (the gradient of the
   same loss, batch and dropout key at other parameters: SAM's second pass) and, for a
   step compiled for one branch of an every-k-th-step schedule, ``take_sam`` (a Python
-  bool fixed at trace time);
+  bool fixed at trace time); with gradient accumulation, ``sam_gradient=True``: the
+  incoming gradient is the mean over micro-batches of the chain's SAM-family part alone
+  (``optimizer.create_optimizer(..., gradient_only=True)``, run on each micro-batch with
+  ``grad_fn``), so the SAM-family transformation only averages it over its ``axis_name``
+  and advances its state, and a penalty already in it is not added again. LookSAM and
+  AE-SAM, whose state follows each whole batch's gradient, do not take it
+  (``config.validation`` refuses them with accumulation);
 - the point its one gradient is taken at, :func:`gradient_point`: the clean parameters
   w, unless a state in the chain implements ``GradientPointState`` (Momentum-SAM: w + e).
 """

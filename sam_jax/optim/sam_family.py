@@ -154,6 +154,10 @@ def sharpness_aware(perturbation: Perturbation,
       of a ``lax.cond`` on the count: compile one program per branch and call the
       right one (``sam_jax.training.train_step.make_train_step`` does; XLA:CPU runs convolution
       nets inside a conditional up to 11x slower).
+
+  ``update(..., sam_gradient=True)``: ``updates`` is this transformation's result already
+  (gradient accumulation: the mean over micro-batches of each one's output with ``axis_name``
+  restricted to the device), so it is only averaged over ``axis_name`` and the state advanced.
   """
   if every_k_steps < 1:
     raise ValueError(f"every_k_steps must be >= 1, got {every_k_steps!r}.")
@@ -163,7 +167,7 @@ def sharpness_aware(perturbation: Perturbation,
     del params
     return SharpnessAwareState(count=jnp.zeros((), jnp.int32), rho=jnp.zeros((), jnp.float32))
 
-  def sam_gradient(grads, params, grad_fn, count):
+  def sam_result(grads, params, grad_fn, count):
     synced, perturbed = group_gradients(perturbation, grads, params, grad_fn, rho_fn(count),
                                         sync_axis_name=sync_axis_name)
     if combine is None:
@@ -173,17 +177,22 @@ def sharpness_aware(perturbation: Perturbation,
     return combine(mean_over(perturbed, axis_name), mean_over(grads, axis_name))
 
   def update_fn(updates, state, params=None, *, grad_fn: GradFn | None = None,
-                take_sam: bool | None = None, **extra):
+                take_sam: bool | None = None, sam_gradient: bool = False, **extra):
     del extra
     count = optax.safe_increment(state.count)
     if plain:
       return mean_over(updates, axis_name), SharpnessAwareState(count, jnp.zeros((), jnp.float32))
+    if sam_gradient:  # ``updates`` is already this transformation's output on each device.
+      take = (True if every_k_steps == 1 else
+              state.count % every_k_steps == 0 if take_sam is None else take_sam)
+      return mean_over(updates, axis_name), SharpnessAwareState(
+          count, jnp.where(take, rho_fn(state.count), 0.0).astype(jnp.float32))
     rho_t = step_radius("sharpness-aware", rho_fn, state.count, params, grad_fn)
     if every_k_steps == 1:
-      return sam_gradient(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
+      return sam_result(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
     # take_sam None: one program, the branch chosen on the device from the count.
     take = state.count % every_k_steps == 0 if take_sam is None else take_sam
-    out = branch(take, lambda g: sam_gradient(g, params, grad_fn, state.count),
+    out = branch(take, lambda g: sam_result(g, params, grad_fn, state.count),
                  lambda g: mean_over(g, axis_name), updates)
     return out, SharpnessAwareState(count, jnp.where(take, rho_t, 0.0))
 

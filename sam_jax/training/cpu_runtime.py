@@ -26,6 +26,12 @@ glibc fixes a thread's arena at its first allocation, so ``configure()`` must ru
 before any other thread allocates: first thing in the process, before importing
 JAX, TensorFlow or clu. ``sam_jax.main`` does. From a shell the same settings are
 ``MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1`` (read at start).
+
+``skip_tpu_probe()``: with libtpu installed (to compile for TPUs) but no TPU chip present,
+JAX tries its TPU backend at start, fails and logs "Unable to initialize backend 'tpu'";
+unless ``JAX_PLATFORMS`` is set or an accelerator plugin is installed, it sets
+``JAX_PLATFORMS=cpu`` (JAX's documented platform choice), so JAX starts on the CPU without
+trying. Like ``configure()``, it runs before JAX is imported.
 """
 
 import ctypes
@@ -40,6 +46,7 @@ SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))
 TPU_PCI_VENDOR = "0x1ae0"  # Google's PCI vendor id, which TPU chips carry.
 OPT_OUT = "SAM_JAX_HEAP_REUSE"  # "0" leaves glibc's defaults.
 _applied = False
+_tpu_probe_skipped = False
 
 
 def runs_on_cpu() -> bool:
@@ -73,8 +80,20 @@ def configure() -> bool:
   return _applied
 
 
+def skip_tpu_probe() -> bool:
+  """Sets ``JAX_PLATFORMS=cpu`` where libtpu is installed without a TPU chip, no accelerator
+  plugin is installed and ``JAX_PLATFORMS`` is unset; True if it did."""
+  global _tpu_probe_skipped
+  if (not os.environ.get("JAX_PLATFORMS") and importlib.util.find_spec("libtpu")
+      and runs_on_cpu()):
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    _tpu_probe_skipped = True
+  return _tpu_probe_skipped
+
+
 def describe() -> str:
-  """One line for logs: whether the heap settings are in effect."""
+  """One line for logs: whether the heap settings are in effect, and the TPU probe skipped."""
+  probe = "; JAX_PLATFORMS=cpu (libtpu without a TPU chip)" if _tpu_probe_skipped else ""
   if _applied:
-    return "heap reuse on (mallopt M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1)"
-  return "heap reuse off (glibc defaults)"
+    return f"heap reuse on (mallopt M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD=-1){probe}"
+  return f"heap reuse off (glibc defaults){probe}"

@@ -29,7 +29,7 @@ import time
 from typing import Iterator
 
 from absl import logging
-from clu import metric_writers, metrics, parameter_overview, periodic_actions
+from clu import metric_writers, metrics, periodic_actions
 from flax import struct
 import jax
 import ml_collections
@@ -40,7 +40,7 @@ from sam_jax import parallel
 from sam_jax.checkpoints import checkpointing, warm_start
 from sam_jax.config import defaults, validation
 from sam_jax.data import input_pipeline
-from sam_jax.training import config_history, setup, train_step, workdir_lock
+from sam_jax.training import config_history, run_log, setup, train_step, workdir_lock
 
 
 @struct.dataclass
@@ -117,7 +117,7 @@ def _check_finite(metrics_of_step: dict, step: int, config, manager) -> None:
 
 def _check_skipped(summary: dict[str, float], step: int, config, manager) -> None:
   """Raises FloatingPointError if every step of the log window ending at ``step`` was skipped."""
-  if summary["train_skipped_steps"] >= 1.0:
+  if summary["train/skipped_steps"] >= 1.0:
     raise FloatingPointError(
         f"Every step of the {config.log_every_steps} up to step {step} was skipped (non-finite "
         f"loss or gradient): the run cannot progress. {manager.describe()}")
@@ -152,6 +152,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: bool):
   """``train_and_evaluate`` holding the workdir."""
+  started = time.time()
+  run_log.workdir(workdir)
   input_pipeline.check_readable(config)  # Every image both splits will read, before any step.
   run = setup.build(config, num_classes=num_classes)
   manager = checkpointing.Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -167,7 +169,7 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
     return state
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if jax.process_index() == 0:
-    parameter_overview.log_parameter_overview(state.params)
+    run_log.parameters(state.params, config.model.name, workdir)
   if run.eval_step is None:
     logging.info("Contrastive pretraining (config.contrastive.method=%r): the model outputs "
                  "projections, not logits, so there is no classification eval; a linear probe "
@@ -178,11 +180,14 @@ def _train(config, workdir: str, num_classes: int, lock, allow_config_changes: b
                run.groups, int(state.step), config.num_train_steps, run.mesh.size)
   signals = StopSignals()
   try:
-    return _loop(run, state, _Run(manager, writer, lock, signals))
+    state, last_eval = _loop(run, state, _Run(manager, writer, lock, signals))
   finally:
     signals.restore()
     writer.flush()
     manager.close()  # Waits for the last save; raises CheckpointSaveFailed if it failed.
+  logging.info("%s", run_log.summary(int(state.step), config.num_train_steps, last_eval, manager,
+                                     time.time() - started, workdir))  # Once all is saved.
+  return state
 
 
 def _start(run: setup.Setup, workdir: str, manager: checkpointing.Checkpoints,
@@ -211,8 +216,10 @@ class _Run:
   signals: StopSignals
 
 
-def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run) -> train_step.TrainState:
-  """Steps from ``state.step`` + 1 to the last (or a stop signal); returns the last state."""
+def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run
+          ) -> tuple[train_step.TrainState, tuple[int, dict[str, float]] | None]:
+  """Steps from ``state.step`` + 1 to the last (or a stop signal); returns the last state and
+  the last eval's (step, results), None if none ran."""
   config, manager = run.config, out.manager
   start_step = int(state.step)
   train_iter = input_pipeline.train_iterator(
@@ -220,7 +227,7 @@ def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run) -> train_st
       start_step=start_step)
   progress = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps,
                                              writer=out.writer, every_steps=config.log_every_steps)
-  window, since_save, previous = _Window(config), None, None
+  window, since_save, previous, last_eval = _Window(config), None, None, None
   for step in range(start_step + 1, config.num_train_steps + 1):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, step_metrics = run.train_step(state, parallel.shard_batch(next(train_iter), run.mesh))
@@ -237,6 +244,7 @@ def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run) -> train_st
     last = step == config.num_train_steps
     window.add(step_metrics, step, last, out.writer, manager)
     eval_results, eval_error = _evaluate(run, state, step, last, out.writer)
+    last_eval = (step, eval_results) if eval_results else last_eval
     stop = out.signals.received or manager.reached_preemption(step)
     if (step % config.checkpoint_every_steps == 0 or last or stop or eval_results
         or eval_error):
@@ -250,7 +258,7 @@ def _loop(run: setup.Setup, state: train_step.TrainState, out: _Run) -> train_st
       logging.warning("Stopped at step %d (%s) after saving; rerun to resume.", step,
                       stop if isinstance(stop, str) else "preemption")
       break
-  return state
+  return state, last_eval
 
 
 class _Window:
@@ -266,7 +274,7 @@ class _Window:
     self.total = accumulate_metrics(self.total, step_metrics)
     if step % config.log_every_steps and not last:
       return
-    summary = {f"train_{k}": v for k, v in self.total.compute().items()}
+    summary = metrics_lib.tagged("train", self.total.compute())
     now = time.time()
     summary["examples_per_sec"] = (config.batch_size * config.log_every_steps /
                                    max(now - self.start, 1e-9))
@@ -288,5 +296,5 @@ def _evaluate(run: setup.Setup, state: train_step.TrainState, step: int, last: b
     results = eval_metrics(run.eval_step, state, batches, run.mesh)
   except Exception as e:  # pylint: disable=broad-except
     return None, e
-  writer.write_scalars(step, {f"eval_{k}": v for k, v in results.items()})
+  writer.write_scalars(step, metrics_lib.tagged("eval", results))
   return results, None

@@ -110,7 +110,7 @@ def sam_groups(config: ml_collections.ConfigDict, num_devices: int) -> SamGroups
   m = config.sam.m
   if m is None and config.sam.sync == "global":
     m = config.batch_size
-  return train_step.sam_groups(m, config.batch_size, num_devices)
+  return train_step.sam_groups(m, config.batch_size, num_devices, config.accumulation_steps)
 
 
 def objective(config: ml_collections.ConfigDict) -> Objective:
@@ -165,9 +165,13 @@ def build(config: ml_collections.ConfigDict, devices: Sequence[Any] | None = Non
   every_k_steps = config.sam.every_k_steps if config.sam.rho > 0 else 1
   attack = PgdAttack.from_pixels(**config.adversarial_training)
   goal, trained = objective(config), trainable(config, shapes.params)
+  gradient_tx = None if groups.micro_batches == 1 else optim.create_optimizer(
+      config, axis_name=groups.group_axis_name, sync_axis_name=groups.sync_axis_name,
+      gradient_only=True)[0]
   step = train_step.make_train_step(
       model, tx, mesh, schedule, groups, skip_nonfinite=config.nonfinite == "skip",
-      every_k_steps=every_k_steps, attack=attack, objective=goal, trainable=trained)
+      every_k_steps=every_k_steps, attack=attack, objective=goal, trainable=trained,
+      gradient_tx=gradient_tx)
   eval_step = (None if config.contrastive.method
                else train_step.make_eval_step(model, mesh, loss=config.loss))
   return Setup(config=config, model=model, tx=tx, schedule=schedule, mesh=mesh, groups=groups,

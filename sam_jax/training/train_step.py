@@ -43,15 +43,24 @@ class SamGroups:
   the named axis ``"group"``, as if each were a device holding m examples; with one
   group per device there is no vmap, which XLA:CPU runs about 2% faster) or
   ``devices_per_group`` whole devices (the mesh axis ``"member"``), so the same m
-  means the same algorithm on any number of devices.
+  means the same algorithm on any number of devices. With ``micro_batches`` k > 1
+  (gradient accumulation) each device's batch is k micro-batches run one after
+  another, each of whole groups (the counts above are per micro-batch).
   """
   groups_per_device: int = 1
   devices_per_group: int = 1
+  micro_batches: int = 1
 
   @property
-  def axis_name(self) -> tuple:
-    """Axes the final gradient is averaged over: every group of every device."""
-    return (GROUP, DATA) if self.groups_per_device > 1 else DATA
+  def group_axis_name(self) -> str | None:
+    """The vmapped axis of one (micro-)batch's groups, if several."""
+    return GROUP if self.groups_per_device > 1 else None
+
+  @property
+  def axis_name(self) -> tuple | str:
+    """Axes the final gradient is averaged over: every group of every device (without
+    accumulation; with it, the groups of a micro-batch are averaged before, on the device)."""
+    return (GROUP, DATA) if self.groups_per_device > 1 and self.micro_batches == 1 else DATA
 
   @property
   def sync_axis_name(self) -> str | None:
@@ -59,20 +68,23 @@ class SamGroups:
     return "member" if self.devices_per_group > 1 else None
 
 
-def sam_groups(m: int | None, global_batch: int, num_devices: int) -> SamGroups:
-  """The grouping for m examples per perturbation (None: one group per device)."""
-  local = global_batch // num_devices
+def sam_groups(m: int | None, global_batch: int, num_devices: int,
+               micro_batches: int = 1) -> SamGroups:
+  """The grouping for m examples per perturbation (None: one group per device's
+  micro-batch), the global batch run as ``micro_batches`` micro-batches."""
+  local = global_batch // num_devices // micro_batches
   if m is None or m == local:
-    return SamGroups()
+    return SamGroups(micro_batches=micro_batches)
   if m <= 0 or (local % m if m < local else m % local or num_devices % (m // local)):
     valid = ({d for d in range(1, local + 1) if local % d == 0}
              | {local * k for k in range(1, num_devices + 1) if num_devices % k == 0})
+    per = "per-device batch" if micro_batches == 1 else f"per-device micro-batch of {micro_batches}"
     raise ValueError(
-        f"config.sam.m={m} must divide the per-device batch ({local}) or be the per-device "
-        f"batch times a divisor of the device count ({num_devices}), e.g. {sorted(valid)}.")
+        f"config.sam.m={m} must divide the {per} ({local}) or be it times a divisor of the "
+        f"device count ({num_devices}), e.g. {sorted(valid)}.")
   if m < local:
-    return SamGroups(groups_per_device=local // m)
-  return SamGroups(devices_per_group=m // local)
+    return SamGroups(groups_per_device=local // m, micro_batches=micro_batches)
+  return SamGroups(devices_per_group=m // local, micro_batches=micro_batches)
 
 
 @struct.dataclass
@@ -104,6 +116,7 @@ class StepSpec:
   skip_nonfinite: bool = False
   attack: PgdAttack | None = None
   trainable: masks.Mask | None = None  # None: every parameter, the model in training mode.
+  gradient_tx: optax.GradientTransformationExtraArgs | None = None  # Micro-batches' (below).
 
 
 def _forward(spec: StepSpec, state: TrainState) -> Forward:
@@ -131,9 +144,10 @@ def _attacked(attack: PgdAttack, state: TrainState, forward: Forward, point, bat
       lambda x: forward(point, x, jax.random.fold_in(rng, 1))[0], images, batch["label"], keys))
 
 
-def _group_step(spec: StepSpec, state: TrainState, batch: Batch, group_index: jax.Array,
-                extra: dict) -> tuple:
-  """One SAM group's (updates, opt_state, (metrics, new model state) averaged over groups)."""
+def _group_step(spec: StepSpec, tx: optax.GradientTransformationExtraArgs, axis_name,
+                state: TrainState, batch: Batch, group_index: jax.Array, extra: dict) -> tuple:
+  """One SAM group's (``tx``'s updates, opt_state, (metrics, new model state) averaged
+  over ``axis_name``)."""
   rng = jax.random.fold_in(jax.random.fold_in(state.rng, state.step), group_index)
   forward = _forward(spec, state)
   # The first pass: at w, or where the optimizer state moves it (``optim.gradient_point``;
@@ -152,32 +166,73 @@ def _group_step(spec: StepSpec, state: TrainState, batch: Batch, group_index: ja
   (loss, (objective_metrics, new_model_state)), grads = gradient(point)
   # The second (perturbed) pass: same batch, same dropout key, and the model state of the
   # incoming step; its own state updates are discarded.
-  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params,
-                                      grad_fn=lambda p: gradient(p)[1], **extra)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params,
+                                 grad_fn=lambda p: gradient(p)[1], **extra)
   step_metrics = {"loss": loss,  # The first pass's loss (at w, not at SAM's w + e).
                   **objective_metrics,  # "accuracy": the objective's.
                   "grad_norm": optax.tree.norm(grads)}  # Each group's clean gradient's, averaged.
-  return updates, opt_state, mean_over((step_metrics, new_model_state), spec.groups.axis_name)
+  return updates, opt_state, mean_over((step_metrics, new_model_state), axis_name)
+
+
+def _device_step(spec: StepSpec, tx: optax.GradientTransformationExtraArgs, axis_name,
+                 state: TrainState, batch: Batch, first_group: jax.Array, extra: dict) -> tuple:
+  """``_group_step`` of each SAM group of ``batch`` (vmapped over ``GROUP`` if several),
+  numbered from ``first_group``."""
+  n = spec.groups.groups_per_device
+  if n == 1:
+    return _group_step(spec, tx, axis_name, state, batch, first_group, extra)
+  grouped = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
+  return jax.vmap(lambda b: _group_step(spec, tx, axis_name, state, b,
+                                        first_group + jax.lax.axis_index(GROUP), extra),
+                  axis_name=GROUP, out_axes=None)(grouped)
+
+
+def _accumulated_step(spec: StepSpec, state: TrainState, batch: Batch, extra: dict) -> tuple:
+  """``tx``'s (updates, opt_state, (metrics, model state)) from this device's batch run as
+  k micro-batches one after another (``lax.scan``, one micro-batch's activations live).
+
+  Each micro-batch's groups take their own ascent and descent gradients through
+  ``spec.gradient_tx`` (the SAM-family gradient alone, averaged over the micro-batch's
+  groups); their mean over the k micro-batches is handed to ``tx`` as a finished SAM
+  gradient (``sam_gradient=True``, see ``optim.protocol``), which averages it over the
+  devices and updates once. Metrics and the model state (BatchNorm's running averages, linear
+  in the batch statistics) are the micro-batches' means: a step over k micro-batches of
+  whole groups equals the step over all of them at once, to float rounding.
+  """
+  k, n = spec.groups.micro_batches, spec.groups.groups_per_device
+  assert spec.gradient_tx is not None, "make_train_step sets gradient_tx with micro-batches."
+  micro = jax.tree.map(lambda x: x.reshape(k, -1, *x.shape[1:]), batch)
+  device_index = jax.lax.axis_index(DATA)
+
+  def body(total, inputs):
+    i, micro_batch = inputs
+    grads, _, measured = _device_step(spec, spec.gradient_tx, spec.groups.group_axis_name,
+                                      state, micro_batch, (device_index * k + i) * n, extra)
+    return jax.tree.map(jnp.add, total, grads), measured
+
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  total, measured = jax.lax.scan(body, zeros, (jnp.arange(k), micro))
+  grads = jax.tree.map(lambda g: g / k, total)
+  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params, sam_gradient=True,
+                                      **extra)
+  return updates, opt_state, mean_over(jax.tree.map(lambda x: x.mean(0), measured), DATA)
 
 
 def _train_step(state: TrainState, batch: Batch, *, spec: StepSpec,
                 extra: dict) -> tuple[TrainState, dict]:
-  """One step on this device's shard of the batch, vmapped over its SAM groups if several.
+  """One step on this device's shard of the batch: its SAM groups vmapped, its
+  micro-batches (if several) accumulated.
 
   ``extra``: the optimizer's extra ``update`` arguments fixed at trace time (``take_sam``).
   A step whose averaged loss or update is not finite is reported in ``metrics["finite"]``;
   with ``spec.skip_nonfinite`` it leaves the state unchanged (but for the step counter).
   """
-  device_index = jax.lax.axis_index(DATA)
-  n = spec.groups.groups_per_device
-  if n == 1:
-    updates, opt_state, (step_metrics, model_state) = _group_step(spec, state, batch,
-                                                                  device_index, extra)
+  if spec.groups.micro_batches > 1:
+    updates, opt_state, (step_metrics, model_state) = _accumulated_step(spec, state, batch, extra)
   else:
-    grouped = jax.tree.map(lambda x: x.reshape(n, -1, *x.shape[1:]), batch)
-    updates, opt_state, (step_metrics, model_state) = jax.vmap(
-        lambda b: _group_step(spec, state, b, device_index * n + jax.lax.axis_index(GROUP),
-                              extra), axis_name=GROUP, out_axes=None)(grouped)
+    first_group = jax.lax.axis_index(DATA) * spec.groups.groups_per_device
+    updates, opt_state, (step_metrics, model_state) = _device_step(
+        spec, spec.tx, spec.groups.axis_name, state, batch, first_group, extra)
   new_state = dataclasses.replace(
       state, step=state.step + 1, params=optax.apply_updates(state.params, updates),
       opt_state=opt_state, model_state=model_state or state.model_state)
@@ -198,7 +253,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
                     groups: SamGroups | None = None, *, skip_nonfinite: bool = False,
                     every_k_steps: int = 1, loss: str = "softmax_xent",
                     attack: PgdAttack | None = None, objective: Objective | None = None,
-                    trainable: masks.Mask | None = None):
+                    trainable: masks.Mask | None = None,
+                    gradient_tx: optax.GradientTransformationExtraArgs | None = None):
   """``step(state, batch) -> (state, metrics)``, jit-compiled, donating the old state.
 
   ``tx`` must average over ``groups.axis_name`` (see ``sam_jax.optim``; ``groups`` None:
@@ -213,10 +269,17 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformationExtraArgs,
   trained (``optim.masks``); the model then runs in inference mode (no dropout,
   BatchNorm on its running statistics, not updated), the others' gradients are zero and
   their backward pass is left out (``tx`` keeps them fixed: ``optim.freeze``).
+  ``gradient_tx``: with ``groups.micro_batches`` > 1, the SAM-family gradient alone
+  (``optim.create_optimizer(..., gradient_only=True)``, averaging over
+  ``groups.group_axis_name``), taken on each micro-batch (see ``_accumulated_step``).
   """
-  spec = StepSpec(model, tx, learning_rate_fn, SamGroups() if groups is None else groups,
+  groups = SamGroups() if groups is None else groups
+  if groups.micro_batches > 1 and gradient_tx is None:
+    raise ValueError("make_train_step: micro-batches need gradient_tx (the SAM gradient alone).")
+  spec = StepSpec(model, tx, learning_rate_fn, groups,
                   Supervised(loss) if objective is None else objective,
-                  skip_nonfinite=skip_nonfinite, attack=attack, trainable=trainable)
+                  skip_nonfinite=skip_nonfinite, attack=attack, trainable=trainable,
+                  gradient_tx=gradient_tx)
 
   def compiled(take_sam: bool | None):
     extra = {} if take_sam is None else {"take_sam": take_sam}
