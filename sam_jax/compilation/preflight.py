@@ -42,8 +42,8 @@ REMEDIES: dict[str, dict[str, Any]] = {
     "bf16": {"model.dtype": "bfloat16"},            # bf16 activations.
     "remat+bf16": {"model.remat": True, "model.dtype": "bfloat16"},
 }
-NOT_YET = ("gradient accumulation (micro-batches of whole SAM groups): not yet available in "
-           "the train step")
+# The remedy that keeps the algorithm: the fewest micro-batches (``accumulation_steps``) that fit.
+ACCUMULATION = "accumulation"
 
 
 def build(config: ml_collections.ConfigDict, devices: Devices) -> setup_lib.Setup:
@@ -106,7 +106,8 @@ def _step_and_args(setup: setup_lib.Setup, train: bool) -> tuple[Callable, tuple
 
 def compile_setup(setup: setup_lib.Setup, train: bool = True) -> programs.Program:
   """The train (or eval) step of ``setup`` compiled on abstract arguments."""
-  return programs.compile_program(*_step_and_args(setup, train), setup.mesh.devices.size)
+  return programs.compile_program(*_step_and_args(setup, train), setup.mesh.devices.size,
+                                  setup.groups.micro_batches if train else 1)
 
 
 def lowered_collectives(setup: setup_lib.Setup,
@@ -121,43 +122,77 @@ def with_overrides(config: ml_collections.ConfigDict,
   """A copy of ``config`` with the dotted keys of ``overrides`` set."""
   config = ml_collections.ConfigDict(config.to_dict())
   for key, value in overrides.items():
-    section, name = key.rsplit(".", 1)
-    config[section][name] = value
+    section, _, name = key.rpartition(".")
+    (config[section] if section else config)[name] = value
   return config
 
 
+def accumulation(config: ml_collections.ConfigDict, devices: Devices,
+                 report: Report) -> tuple[str, programs.Program] | None:
+  """The fewest micro-batches k whose train step fits, compiled: from the power of two at or
+  above the bytes the report's train step needs over the core's HBM (temporaries shrink about
+  as 1/k; smaller k are not compiled), doubling while it does not fit and the config accepts k
+  (micro-batches of whole SAM groups); the last one compiled, or None if none could be.
+  Its cost: k passes at 1/k of the batch, in its FLOPs and roofline (``programs``)."""
+  k, needed = 2 * config.accumulation_steps, report.train.total_bytes or 0
+  while k * report.peaks.hbm_bytes < needed * config.accumulation_steps:
+    k *= 2
+  found = None
+  while config.batch_size % (len(devices) * k) == 0:
+    try:
+      setup = build(with_overrides(config, {"accumulation_steps": k}), devices)
+    except ValueError:  # A micro-batch smaller than a SAM group, or a SAM kind that refuses.
+      break
+    found = (f"{ACCUMULATION} {k}", compile_setup(setup))
+    if report.fits(found[1]):
+      break
+    k *= 2
+  return found
+
+
 def preflight(config: ml_collections.ConfigDict, slice_name: str, *, config_name: str = "",
-              remedies: Sequence[str] = tuple(REMEDIES), evaluate: bool = True) -> Report:
-  """The ``Report`` of ``config`` on the slice ``slice_name`` (``topology.resolve``); if the
-  train step does not fit, each of ``remedies`` (``REMEDIES`` names) compiled too.
+              remedies: Sequence[str] = (*REMEDIES, ACCUMULATION), evaluate: bool = True,
+              num_devices: int | None = None, hbm_bytes: int | None = None) -> Report:
+  """The ``Report`` of ``config`` on the slice ``slice_name`` (``topology.resolve``), or on its
+  first ``num_devices`` devices (e.g. 1: one chip), judged against ``hbm_bytes`` per device
+  (default: the chip's share; less, e.g. a GPU's 80 GiB on a v5p chip's 95); if the train
+  step does not fit, each of ``remedies`` (``REMEDIES`` names, ``ACCUMULATION``) compiled too.
 
   Raises:
     ValueError: an unknown slice or remedy, or a config that cannot run on it (one line).
     topology.LibtpuMissing: libtpu is not installed.
   """
-  unknown = sorted(set(remedies) - set(REMEDIES))
+  unknown = sorted(set(remedies) - {*REMEDIES, ACCUMULATION})
   if unknown:
-    raise ValueError(f"unknown remedies {unknown}; valid: {list(REMEDIES)}.")
+    raise ValueError(f"unknown remedies {unknown}; valid: {[*REMEDIES, ACCUMULATION]}.")
   tpu_slice = topology.resolve(slice_name)
-  devices = topology.devices(tpu_slice)
+  slice_devices = topology.devices(tpu_slice)
+  if num_devices is not None and not 1 <= num_devices <= len(slice_devices):
+    raise ValueError(f"--devices={num_devices} must be 1 to {len(slice_devices)}, the devices "
+                     f"of {slice_name}.")
+  devices = slice_devices[:num_devices]
+  peaks = topology.device_peaks(tpu_slice, len(slice_devices))
+  if hbm_bytes is not None:
+    peaks = dataclasses.replace(peaks, hbm_bytes=hbm_bytes)
   setup = build(config, devices)
   config = setup.config
   state = setup.abstract_state()
   forward = model_flops.forward_flops(setup.model, {"params": state.params, **state.model_state},
                                       config.image_size)
   sam = config.sam.rho > 0
-  per_core = config.batch_size // len(devices)
   evaluated = evaluate and "eval" in setup.programs()
   report = Report(
-      config_name, tpu_slice, len(devices), topology.device_peaks(tpu_slice, len(devices)),
-      config.batch_size, sam, setup.groups, config.num_train_steps,
+      config_name, tpu_slice, len(devices), peaks, config.batch_size, sam, setup.groups,
+      config.num_train_steps,
       {"parameters": _bytes(state.params), "optimizer state": _bytes(state.opt_state),
        "other state": _bytes((state.model_state, state.step, state.rng))},
       _bytes(setup.abstract_batch(True)) // len(devices),
-      model_flops.train_flops_per_example(forward, sam) * per_core,
+      model_flops.train_flops_per_example(forward, sam) * config.batch_size // len(devices),
       compile_setup(setup), compile_setup(setup, False) if evaluated else None)
   if remedies and not report.fits(report.train):
-    report = dataclasses.replace(report, remedies={
-        name: compile_setup(build(with_overrides(config, o), devices))
-        for name, o in REMEDIES.items() if name in remedies})
+    found = {name: compile_setup(build(with_overrides(config, o), devices))
+             for name, o in REMEDIES.items() if name in remedies}
+    if ACCUMULATION in remedies:
+      found.update(filter(None, [accumulation(config, devices, report)]))
+    report = dataclasses.replace(report, remedies=found)
   return report

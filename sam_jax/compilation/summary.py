@@ -81,8 +81,10 @@ def _remedy_lines(report: preflight.Report) -> list[str]:
            + ("" if program.error else
               f", XLA FLOPs {program.flops:.3e}, step {1e3 * report.step_seconds(program):.1f} "
               "ms projected")
+           + (f" ({program.loop_trips} passes at 1/{program.loop_trips} of the batch)"
+              if program.loop_trips > 1 else "")
            for name, program in report.remedies.items()]
-  return lines + [f"  {preflight.NOT_YET}"]
+  return lines or ["  none compiled"]
 
 
 def format_report(report: preflight.Report) -> str:
