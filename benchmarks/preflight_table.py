@@ -8,6 +8,9 @@ Compiled: one row per ``benchmarks/preflight/CONFIG_SLICE_base|sam.json``, writt
 model's FLOPs per core per step, the roofline, the projected step and run (the roofline at
 ``preflight.CALIBRATED_EFFICIENCY``, recomputed here so that every row uses the current
 constant), the MFU that assumes, the collectives as compiled and the compile time here.
+Runs compiled for one device against a smaller memory (``--devices=1 --hbm_gib=80``) go to a
+table of their own: the memory of one step of the whole batch and the fewest micro-batches of
+gradient accumulation that fit.
 
 From the model (no compile, seconds each): every paper config on every slice of ``SLICES``,
 the state each core holds (parameters and Adam's moments, replicated), the model's FLOPs per
@@ -70,13 +73,40 @@ def _compiled_row(report: dict) -> str:
           f"{_collectives(train)} | {minutes} |")
 
 
+def _reports(one_device: bool) -> list[dict]:
+  """The compiled reports: of whole slices, or of one device (``--devices=1``)."""
+  reports = [json.loads(path.read_text()) for path in sorted(COMPILED.glob("*.json"))]
+  return [r for r in reports if (r["num_devices"] == 1) == one_device]
+
+
 def compiled_table() -> None:
   print("| config | slice | SAM | fits, GiB/core | XLA FLOPs/core/step | model FLOPs | "
         f"roofline ms (bound) | projected step, run (efficiency {EFFICIENCY}) | MFU | "
         "collectives as compiled (kind/devices xcount bytes) | compile min (train + eval) |")
   print("|" + "---|" * 11)
-  for path in sorted(COMPILED.glob("*.json")):
-    print(_compiled_row(json.loads(path.read_text())))
+  for report in _reports(one_device=False):
+    print(_compiled_row(report))
+
+
+def budget_table() -> None:
+  """One device judged against a smaller memory (``--hbm_gib``): the batch in one step, and
+  the fewest micro-batches that fit (the accumulation remedy)."""
+  print("| config | SAM | device, budget | one step of the batch | micro-batches k | GiB with k | "
+        f"step at k, run (efficiency {EFFICIENCY}) | compile min (k = 1, k) |")
+  print("|" + "---|" * 8)
+  for report in _reports(one_device=True):
+    budget, train = report["peaks"]["hbm_bytes"] / 2**30, report["derived"]["train"]
+    remedy = next((name for name in report["remedies"] if name.startswith("accumulation")), "")
+    fit = report["derived"].get(remedy, {})
+    k = remedy.split()[-1] if remedy else "none"
+    step = fit.get("roofline_seconds", 0) / EFFICIENCY
+    minutes = ", ".join(f"{p['compile_seconds'] / 60:.1f}"
+                        for p in (report["train"], report["remedies"].get(remedy)) if p)
+    print(f"| {pathlib.Path(report['config_name']).stem} | {'yes' if report['sam'] else 'no'} "
+          f"| {report['slice']['chip']['libtpu']} chip, {budget:.0f} GiB | "
+          f"{'>= ' if report['train']['error'] else ''}{train['total_bytes'] / 2**30:.1f} GiB | "
+          f"{k} | {fit.get('total_bytes', 0) / 2**30:.1f} | {step:.2f} s, "
+          f"{step * report['num_train_steps'] / 3600:.0f} h | {minutes} |")
 
 
 def model_table() -> None:
@@ -103,5 +133,7 @@ def model_table() -> None:
 
 if __name__ == "__main__":
   compiled_table()
+  print()
+  budget_table()
   print()
   model_table()

@@ -105,6 +105,23 @@ def test_a_step_of_k_micro_batches_counts_k_passes_in_less_memory():
   assert micro.memory["temp"] < whole.memory["temp"]
 
 
+def test_one_device_of_a_slice_judged_against_a_smaller_memory():
+  """``num_devices=1``: one v3 core's program (no collective over several devices), its
+  verdict against ``hbm_bytes`` rather than the core's 16 GiB; a device count the slice lacks
+  is refused in one line."""
+  config = _config(**{"sam.rho": 0.0, "batch_size": 8})
+  report = preflight.preflight(config, "v3-8", num_devices=1, hbm_bytes=2**20, remedies=(),
+                               evaluate=False)
+  assert report.num_devices == 1 and report.peaks.hbm_bytes == 2**20
+  assert all(c.group_size == 1 for c in report.train.program_collectives)
+  total = report.train.total_bytes
+  assert total is not None and total > 2**20 and not report.verdict
+  assert preflight.preflight(config, "v3-8", num_devices=1, hbm_bytes=total, remedies=(),
+                             evaluate=False).verdict
+  with pytest.raises(ValueError, match=r"--devices=9 must be 1 to 8, the devices of v3-8"):
+    preflight.preflight(config, "v3-8", num_devices=9)
+
+
 def test_the_calibrated_efficiency_is_the_compiled_roofline_over_big_visions_step():
   """big_vision's Mixer-B/16 (configs/mlp_mixer_i1k.py: 2h11m on v3-128, batch 4096, no SAM,
   300 epochs of 99% of ImageNet's train split) against this library's run compiled for it."""
