@@ -38,8 +38,9 @@ class Program:
   compile_seconds: float
   error: str | None = None        # XLA's message when it does not fit.
   memory: dict[str, int] = dataclasses.field(default_factory=dict)  # memory_analysis() bytes.
-  flops: float = 0.0
-  bytes_accessed: float = 0.0
+  flops: float = 0.0              # XLA's, its micro-batch loop counted ``loop_trips`` times.
+  bytes_accessed: float = 0.0     # Likewise.
+  loop_trips: int = 1             # Micro-batches (gradient accumulation).
   collectives: tuple[Collective, ...] = ()          # Of the executable.
   program_collectives: tuple[Collective, ...] = ()  # As lowered, before XLA's passes.
 
@@ -73,8 +74,13 @@ def lowered_collectives(lowered, num_devices: int) -> tuple[Collective, ...]:
   return tuple(collectives(lowered.as_text(dialect="hlo"), num_devices))
 
 
-def compile_program(step: Callable, args: tuple[Any, ...], num_devices: int) -> Program:
+def compile_program(step: Callable, args: tuple[Any, ...], num_devices: int,
+                    loop_trips: int = 1) -> Program:
   """``step`` (a ``jax.jit`` function) compiled on the abstract ``args``.
+
+  XLA's cost analysis counts a loop's body once (measured on a v3 compile: a ``lax.scan`` of
+  4 matmuls counts as one), so a step of ``loop_trips`` micro-batches has its FLOPs and bytes
+  multiplied by them: an upper bound, the update outside the loop counted that many times too.
 
   Raises:
     jax.errors.JaxRuntimeError: a compile error other than running out of memory.
@@ -87,10 +93,13 @@ def compile_program(step: Callable, args: tuple[Any, ...], num_devices: int) -> 
   except jax.errors.JaxRuntimeError as e:
     if "RESOURCE_EXHAUSTED" not in str(e):
       raise
-    return Program(time.perf_counter() - start, error=str(e).strip(), program_collectives=asked)
+    return Program(time.perf_counter() - start, error=str(e).strip(), loop_trips=loop_trips,
+                   program_collectives=asked)
   seconds = time.perf_counter() - start
   cost = _cost(compiled)
-  return Program(seconds, memory=_memory(compiled), flops=float(cost.get("flops", 0.0)),
-                 bytes_accessed=float(cost.get("bytes accessed", 0.0)),
+  return Program(seconds, memory=_memory(compiled),
+                 flops=loop_trips * float(cost.get("flops", 0.0)),
+                 bytes_accessed=loop_trips * float(cost.get("bytes accessed", 0.0)),
+                 loop_trips=loop_trips,
                  collectives=tuple(collectives(compiled.as_text(), num_devices)),
                  program_collectives=asked)

@@ -59,8 +59,8 @@ def _compute_lines(report: preflight.Report) -> list[str]:
       f"  bytes accessed                {train.bytes_accessed:.3e}",
       f"  roofline per step             {1e3 * roofline:.1f} ms ({bound}-bound at "
       f"{peaks.flops / 1e12:.1f} TFLOP/s, {peaks.hbm_bandwidth / 1e9:.0f} GB/s per core)",
-      f"  projected step                {1e3 * step:.1f} ms (model FLOPs at the calibrated "
-      f"MFU {preflight.CALIBRATED_MFU:.3f}, or the roofline if slower; docs/scale.md)",
+      f"  projected step                {1e3 * step:.1f} ms (the roofline at the calibrated "
+      f"efficiency {preflight.CALIBRATED_EFFICIENCY}, a measured run's; docs/scale.md)",
       f"  projected run                 {_duration(step * report.num_train_steps)} for "
       f"{report.num_train_steps:,} steps, assuming MFU {100 * report.mfu(train):.0f}%",
       f"  compile time here             {train.compile_seconds:.0f} s"]
@@ -81,8 +81,10 @@ def _remedy_lines(report: preflight.Report) -> list[str]:
            + ("" if program.error else
               f", XLA FLOPs {program.flops:.3e}, step {1e3 * report.step_seconds(program):.1f} "
               "ms projected")
+           + (f" ({program.loop_trips} passes at 1/{program.loop_trips} of the batch)"
+              if program.loop_trips > 1 else "")
            for name, program in report.remedies.items()]
-  return lines + [f"  {preflight.NOT_YET}"]
+  return lines or ["  none compiled"]
 
 
 def format_report(report: preflight.Report) -> str:
@@ -115,6 +117,6 @@ def to_dict(report: preflight.Report) -> dict[str, Any]:
     return out
 
   programs_ = {"train": report.train, "eval": report.eval, **report.remedies}
-  return {**dataclasses.asdict(report), "calibrated_mfu": preflight.CALIBRATED_MFU,
+  return {**dataclasses.asdict(report), "calibrated_efficiency": preflight.CALIBRATED_EFFICIENCY,
           "fits": report.verdict,
           "derived": {k: derived(p) for k, p in programs_.items() if p is not None}}
