@@ -84,6 +84,15 @@ def test_verdict_states_the_rule_and_picks_the_cheap_kind_with_the_largest_share
   assert "Provisional" not in _section(report, rows)
 
 
+def test_a_kind_whose_cost_no_row_measured_is_undecided(report):
+  """A row measured after resuming a finished run (resumed at the last step) has no cost."""
+  rows = _rows() + [_row("mixer", 0, 0.46, 5.0, 2.0, "looksam", alpha=0.2, resumed=8000)]
+  verdict = next(p for p in _section(report, rows).split("\n\n") if p.startswith("**Verdict.**"))
+  assert ("Mixer: undecided: LookSAM (alpha 0.2) keeps 50% of SAM's gain or more, at a cost per "
+          "step no row has measured yet") in verdict
+  assert "LookSAM (alpha 0.2) 120% at a cost not yet measured" in verdict
+
+
 def _apply(config, command: str):
   """``config`` with the command's ``--config.KEY=VALUE`` overrides, each cast to the key's type."""
   for key, value in re.findall(r"--config\.(\S+)=(\S+)", command):

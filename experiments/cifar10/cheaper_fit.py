@@ -135,10 +135,16 @@ def verdict(lines: dict[str, list[Line]]) -> str:
     kinds = [x for x in ls if x.label not in ("base", "SAM")]
     if not kinds:
       continue
-    cost = lambda x: float(np.nanmean(x.cost))
-    summary = ", ".join(f"{x.label} {100 * x.share:.0f}% at {cost(x):.2f}x" for x in kinds)
+    cost = lambda x: float(np.nanmean(x.cost)) if np.isfinite(x.cost).any() else np.nan
+    summary = ", ".join(f"{x.label} {100 * x.share:.0f}% at " + (
+        f"{cost(x):.2f}x" if np.isfinite(cost(x)) else "a cost not yet measured") for x in kinds)
     within = [x for x in kinds if x.share >= MOST and cost(x) <= BUDGET]
-    if within:
+    unknown = [x for x in kinds if x.share >= MOST and not np.isfinite(cost(x))]
+    if unknown and not within:
+      out.append(f"{NAMES[m]}: undecided: {', '.join(x.label for x in unknown)} keeps "
+                 f"{100 * MOST:.0f}% of SAM's gain or more, at a cost per step no row has "
+                 f"measured yet (rows measured after resuming a finished run) ({summary}).")
+    elif within:
       best = max(within, key=lambda x: x.share)
       out.append(f"{NAMES[m]}: **{best.label}** keeps {100 * best.share:.0f}% of SAM's gain "
                  f"({best.gain.mean():+.1f} of {best.sam_gain.mean():+.1f} points) at "
