@@ -25,6 +25,7 @@ import contextlib
 import json
 import math
 import threading
+import time
 from typing import Any
 
 from absl import logging
@@ -39,6 +40,7 @@ from sam_jax import parallel
 from sam_jax.checkpoints import integrity
 
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
+REMOVE_TRIES, REMOVE_PAUSE = 5, 0.5  # A failed save's temporary directory (_remove_incomplete).
 LATEST, DAMAGED = "checkpoints", "checkpoints_damaged"  # Subdirectories of the workdir.
 CONFIG_FILE = "config.json"  # The run's completed config, in the workdir.
 CRC_KEY = "crc32"  # Of the step's Orbax custom metadata.
@@ -118,10 +120,12 @@ def _negative_train_loss(metrics: dict) -> float:
 
 
 def _last_line(error: BaseException) -> str:
-  """The error's type and last line; a long one keeps its start and its end (the cause, e.g.
-  "File too large", closes TensorStore's messages after long paths)."""
+  """The error's type and last line without TensorStore's spec (a page of JSON); a long one
+  keeps its start and its end (the cause, e.g. "File too large", closes TensorStore's
+  messages after long paths)."""
   lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-  line = f"{type(error).__name__}: {lines[-1] if lines else ''}"
+  last = lines[-1].split(" [tensorstore_spec=")[0] if lines else ""
+  line = f"{type(error).__name__}: {last}"
   return line if len(line) <= 500 else f"{line[:200]} ... {line[-280:]}"
 
 
@@ -226,15 +230,26 @@ class Checkpoints:
                                  f"failed ({_last_line(e)}){self._remove_incomplete(step)}.") from e
 
   def _remove_incomplete(self, step: int) -> str:
-    """Removes what a failed save of ``step`` left (its temporary directory); says so."""
+    """Removes what a failed save of ``step`` left (its temporary directory); says so.
+
+    The save's other writes may still be landing there when its first error surfaces (a
+    removal then meets "Directory not empty"): it waits for the manager, and tries the
+    removal up to ``REMOVE_TRIES`` times, ``REMOVE_PAUSE`` seconds apart.
+    """
     incomplete = epath.Path(self.directory) / f"{step}{TMP_SUFFIX}"
     if jax.process_index() != 0 or not incomplete.exists():
       return ""
-    try:
-      incomplete.rmtree()
-    except OSError as e:
-      return f"; its incomplete {incomplete.name} is left (harmless: resuming skips it; {e})"
-    return f"; removed its incomplete {incomplete.name}"
+    with contextlib.suppress(Exception):  # The save's error, reported by the caller.
+      self._manager.wait_until_finished()
+    error = None
+    for _ in range(REMOVE_TRIES):
+      try:
+        incomplete.rmtree()
+        return f"; removed its incomplete {incomplete.name}"
+      except OSError as e:
+        error = e
+        time.sleep(REMOVE_PAUSE)
+    return f"; its incomplete {incomplete.name} is left (harmless: resuming skips it; {error})"
 
   def describe(self) -> str:
     """The kept checkpoints: newest, lowest training loss, best eval accuracy."""
