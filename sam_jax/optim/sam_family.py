@@ -182,16 +182,15 @@ def sharpness_aware(perturbation: Perturbation,
     count = optax.safe_increment(state.count)
     if plain:
       return mean_over(updates, axis_name), SharpnessAwareState(count, jnp.zeros((), jnp.float32))
+    # take_sam None: one program, the branch chosen on the device from the count.
+    take = (True if every_k_steps == 1 else
+            state.count % every_k_steps == 0 if take_sam is None else take_sam)
     if sam_gradient:  # ``updates`` is already this transformation's output on each device.
-      take = (True if every_k_steps == 1 else
-              state.count % every_k_steps == 0 if take_sam is None else take_sam)
       return mean_over(updates, axis_name), SharpnessAwareState(
-          count, jnp.where(take, rho_fn(state.count), 0.0).astype(jnp.float32))
+          count, jnp.where(take, rho_fn(state.count), 0.0))
     rho_t = step_radius("sharpness-aware", rho_fn, state.count, params, grad_fn)
     if every_k_steps == 1:
       return sam_result(updates, params, grad_fn, state.count), SharpnessAwareState(count, rho_t)
-    # take_sam None: one program, the branch chosen on the device from the count.
-    take = state.count % every_k_steps == 0 if take_sam is None else take_sam
     out = branch(take, lambda g: sam_result(g, params, grad_fn, state.count),
                  lambda g: mean_over(g, axis_name), updates)
     return out, SharpnessAwareState(count, jnp.where(take, rho_t, 0.0))
