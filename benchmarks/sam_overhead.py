@@ -99,8 +99,6 @@ def _compiled(key: str, run: setup.Setup, state, batch):
   """The variant's step compiled for ``state`` and ``batch``, and its memory (the largest of
   its programs)."""
   fn = run.train_step
-  if key.endswith("_cond"):  # The one program training does not build (it alternates two).
-    fn = train_step.make_train_step(run.model, run.tx, run.mesh, run.schedule)
   if isinstance(fn, train_step.AlternatingStep):  # Each program compiled once.
     fn.sam_step, fn.plain_step = (p.lower(state, batch).compile()
                                   for p in (fn.sam_step, fn.plain_step))
@@ -118,7 +116,8 @@ def measure(name: str, variant: str, batch_size: int, repeats: int,
   steps, states, memory, cycle = {}, {}, {}, {}
   for key, (sam_section, per_timing) in VARIANTS.items():
     config = _config(name, variant, batch_size, image_size, **sam_section)
-    run = setup.build(config, jax.devices()[:1])
+    # "_cond": the one program training does not build (it alternates two).
+    run = setup.build(config, jax.devices()[:1], alternate=not key.endswith("_cond"))
     state = parallel.replicate(run.init_state(jax.random.PRNGKey(0)), run.mesh)
     sharded = parallel.shard_batch(batch, run.mesh)
     fn, memory[key] = _compiled(key, run, state, sharded)

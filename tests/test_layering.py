@@ -157,7 +157,7 @@ def test_valid_choices_match_what_the_library_builds():
   from sam_jax.training import setup
   from sam_jax import metrics
   import jax
-  assert set(defaults.SAM_KINDS) == set(optimizer.SAM_BUILDERS)
+  assert set(defaults.SAM_KINDS) == set(optimizer.sam_builders())
   assert set(validation.OPTIMIZERS) == set(optimizer.BASE_OPTIMIZERS)
   assert set(validation.HESSIAN_METHODS) == set(hessian.METHODS)
   assert set(validation.GSAM_DECOMPOSE) == set(DECOMPOSE)

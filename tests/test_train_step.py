@@ -244,12 +244,14 @@ def test_per_device_sam_adds_compute_not_communication():
 def test_every_k_steps_alternating_programs_equal_the_one_with_a_cond(kind):
   """k=3: two compiled steps, chosen on the host, give the lax.cond program's states."""
   model, batches = TinyNet(batch_norm=True), [_batch(seed=s) for s in range(5)]
-  run = _build(_config(kind=kind, every_k_steps=3, looksam=dict(alpha=0.7)), 2, model)
+  config = _config(kind=kind, every_k_steps=3, looksam=dict(alpha=0.7))
+  run = _build(config, 2, model)
   init = jax.device_get(run.init_state(jax.random.PRNGKey(0)))
   alternating = run.train_step
   assert isinstance(alternating, train_step.AlternatingStep)
-  # The reference, which no config builds: one program, the optimizer's own lax.cond.
-  cond = train_step.make_train_step(run.model, run.tx, run.mesh, run.schedule)
+  # The reference, which training does not run: one program, the optimizer's own lax.cond.
+  cond = setup.build(config, jax.devices()[:2], model=model, alternate=False).train_step
+  assert not isinstance(cond, train_step.AlternatingStep)
   states, rhos = {}, {}
   for name, step in (("cond", cond), ("alternating", alternating)):
     state, rhos[name] = parallel.replicate(init, run.mesh), []

@@ -21,8 +21,9 @@ import ml_collections
 from ml_collections.config_dict import placeholder
 
 # Each SAM kind -> its own options, ``config.sam.<kind>``, at their defaults (a kind without
-# options has none). Adding a kind: its entry here and its builder in
-# ``sam_jax.optim.optimizer.SAM_BUILDERS`` (tests/test_layering.py checks both name the same).
+# options has none). Adding a kind: its entry here and its module in ``sam_jax/optim`` (its
+# ``KIND`` and ``from_config``, found by ``optimizer.sam_builders``; tests/test_layering.py
+# checks both name the same kinds).
 SAM_KINDS: dict[str, dict[str, Any]] = {
     "sam": {},
     "asam": dict(eta=0.01),                   # T = |w| + eta.

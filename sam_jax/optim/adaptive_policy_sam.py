@@ -27,10 +27,12 @@ for ViT and Mixer only. All devices decide alike: z_t is the norm of the average
 gradient (over ``axis_name``).
 """
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.optim import sam_family as sam_lib
@@ -105,3 +107,15 @@ def aesam(rho: float | optax.Schedule, num_train_steps: int, *, delta: float,
                                  state.sam_steps + take.astype(jnp.int32))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+KIND = "aesam"  # config.sam.kind; its options: config.sam.aesam.
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], *, every_k_steps: int,
+                **common: Any) -> optax.GradientTransformationExtraArgs:
+  """AE-SAM as ``config.sam`` asks, chained before ``inner`` (``optimizer.SamBuilder``)."""
+  del schedule, every_k_steps  # 1: validated (AE-SAM decides each step itself).
+  return optax.chain(aesam(config.sam.rho, config.num_train_steps, **config.sam.aesam, **common),
+                     *inner)

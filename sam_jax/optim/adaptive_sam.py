@@ -11,8 +11,12 @@ normalisation scales) selects them; every other leaf (biases, the class token an
 position embedding) uses T = 1, as in plain SAM.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.optim import masks
@@ -45,3 +49,14 @@ def asam(rho: float | optax.Schedule, *, eta: float, eps: float = 1e-12,
     raise ValueError(f"asam: eta must be >= 0, got {eta!r}.")
   return sam_lib.sharpness_aware(asam_perturbation(eta, eps, mask), rho, axis_name=axis_name,
                                  sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)
+
+
+KIND = "asam"  # config.sam.kind; its options: config.sam.asam.
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], **common: Any
+                ) -> optax.GradientTransformationExtraArgs:
+  """ASAM as ``config.sam`` asks, chained before ``inner`` (``optimizer.SamBuilder``)."""
+  del schedule
+  return optax.chain(asam(config.sam.rho, eta=config.sam.asam.eta, **common), *inner)

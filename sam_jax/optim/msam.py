@@ -34,10 +34,12 @@ extra epoch at the end, ``main.py``). m-sharpness has no meaning here: the ascen
 uses the global momentum, the same for every device and group.
 """
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.optim import sam_family as sam_lib
@@ -101,3 +103,16 @@ def momentum_sam(inner: optax.GradientTransformation, rho: float | optax.Schedul
     return updates, MomentumSamState(count, rho_fn(state.count), scale, inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+KIND = "msam"  # config.sam.kind.
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], *, eps: float,
+                axis_name: AxisNames, sync_axis_name: AxisNames, every_k_steps: int
+                ) -> optax.GradientTransformationExtraArgs:
+  """Momentum-SAM of scale ``config.sam.rho`` wrapped around ``inner``
+  (``optimizer.SamBuilder``)."""
+  del schedule, sync_axis_name, every_k_steps  # No SAM groups, no second pass.
+  return momentum_sam(optax.chain(*inner), config.sam.rho, eps=eps, axis_name=axis_name)

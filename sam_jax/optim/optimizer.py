@@ -6,7 +6,8 @@
 The SAM-family transformation comes first, so clipping and the base optimizer see the final,
 device-averaged SAM gradient, and weight decay and momentum act at the clean parameters.
 Momentum-SAM wraps clipping and the base optimizer instead: its ascent reads the base
-optimizer's momentum. The config is a completed one (``sam_jax.config.defaults.complete``),
+optimizer's momentum. ``config.sam.kind`` picks the kind's module (``sam_builders``: each
+kind's module names its ``KIND`` and builds from the config). The config is a completed one (``sam_jax.config.defaults.complete``),
 checked by ``sam_jax.config.validation``: every key is read as it is.
 With ``optimizer.weight_decay_in_loss`` the decay is instead an L2 penalty in the loss
 (``l2_penalty.l2_in_loss`` around the whole chain), as in google-research/sam: part of
@@ -15,16 +16,17 @@ With ``config.trainable`` (a regex of parameter paths; "" trains all) the whole 
 wrapped in ``freeze.freeze`` and the decay acts on the trained kernels only.
 """
 
+import functools
+import importlib
+import pathlib
+import pkgutil
+from collections.abc import Sequence
+from typing import Protocol
+
 import ml_collections
 import optax
 
 from sam_jax.optim import freeze, l2_penalty, masks
-from sam_jax.optim.adaptive_policy_sam import aesam
-from sam_jax.optim.adaptive_sam import asam
-from sam_jax.optim.msam import momentum_sam
-from sam_jax.optim.periodic_sam import looksam
-from sam_jax.optim.sam_family import sam
-from sam_jax.optim.surrogate_gap_sam import gsam
 from sam_jax.parallel import AxisNames
 
 
@@ -66,48 +68,32 @@ def _sgd(opt: ml_collections.ConfigDict, schedule: optax.Schedule, decay_mask: m
 BASE_OPTIMIZERS = {"adamw": _adamw, "sgd": _sgd}
 
 
-def _sam(config, schedule, inner, **common):
-  del schedule
-  return optax.chain(sam(config.sam.rho, **common), *inner)
+class SamBuilder(Protocol):
+  """A SAM kind's ``from_config``: the whole optimizer for ``config`` (its kind).
+
+  The SAM-family transformation chained before the transformations ``inner`` (clipping,
+  the base optimizer) in one flat chain (the state layout checkpoints hold), or, for
+  Momentum-SAM, wrapped around them. It reads ``config.sam`` and its own options
+  ``config.sam.<kind>`` (their defaults: ``sam_jax.config.defaults.SAM_KINDS``).
+  """
+
+  def __call__(self, config: ml_collections.ConfigDict, schedule: optax.Schedule,
+               inner: Sequence[optax.GradientTransformation], *, axis_name: AxisNames,
+               sync_axis_name: AxisNames, eps: float, every_k_steps: int
+               ) -> optax.GradientTransformationExtraArgs: ...
 
 
-def _asam(config, schedule, inner, **common):
-  del schedule
-  return optax.chain(asam(config.sam.rho, eta=config.sam.asam.eta, **common), *inner)
-
-
-def _gsam(config, schedule, inner, **common):
-  own = config.sam.gsam
-  return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=own.rho_min,
-                          lr_max=config.optimizer.learning_rate,
-                          lr_min=config.optimizer.end_learning_rate, alpha=own.alpha,
-                          decompose=own.decompose, **common), *inner)
-
-
-def _looksam(config, schedule, inner, **common):
-  del schedule
-  return optax.chain(looksam(config.sam.rho, alpha=config.sam.looksam.alpha, **common),
-                     *inner)
-
-
-def _aesam(config, schedule, inner, *, every_k_steps, **common):
-  del schedule, every_k_steps  # 1: validated (AE-SAM decides each step itself).
-  return optax.chain(aesam(config.sam.rho, config.num_train_steps, **config.sam.aesam, **common),
-                     *inner)
-
-
-def _msam(config, schedule, inner, *, eps, axis_name, sync_axis_name, every_k_steps):
-  del schedule, sync_axis_name, every_k_steps  # No SAM groups, no second pass.
-  return momentum_sam(optax.chain(*inner), config.sam.rho, eps=eps, axis_name=axis_name)
-
-
-# config.sam.kind -> (config, schedule, inner, axis_name=, sync_axis_name=, eps=, every_k_steps=)
-# -> the whole optimizer: the SAM-family transformation chained before the transformations
-# ``inner`` (clipping, the base optimizer) in one flat chain (the state layout checkpoints
-# hold), or, for Momentum-SAM, wrapped around them. Each reads its own options from
-# ``config.sam.<kind>`` (their defaults: ``sam_jax.config.defaults.SAM_KINDS``).
-SAM_BUILDERS = {"sam": _sam, "asam": _asam, "gsam": _gsam, "looksam": _looksam,
-                "aesam": _aesam, "msam": _msam}
+@functools.cache
+def sam_builders() -> dict[str, SamBuilder]:
+  """config.sam.kind -> its builder: every module of this package that names a ``KIND``
+  and defines ``from_config`` (a ``SamBuilder``). A new kind is that module and its
+  defaults in ``config.defaults.SAM_KINDS``."""
+  found = {}
+  for info in pkgutil.iter_modules([str(pathlib.Path(__file__).parent)]):
+    module = importlib.import_module(f"{__package__}.{info.name}")
+    if hasattr(module, "KIND"):
+      found[module.KIND] = module.from_config
+  return found
 
 
 def base_optimizer(opt: ml_collections.ConfigDict, schedule: optax.Schedule,
@@ -135,7 +121,7 @@ def create_optimizer(config: ml_collections.ConfigDict, *, axis_name: AxisNames 
     inner.insert(0, optax.clip_by_global_norm(config.optimizer.grad_clip_norm))
   if gradient_only:
     inner = [optax.identity() for _ in inner]
-  tx = SAM_BUILDERS[config.sam.kind](
+  tx = sam_builders()[config.sam.kind](
       config, schedule, inner, axis_name=axis_name, sync_axis_name=sync_axis_name,
       eps=config.sam.eps, every_k_steps=config.sam.every_k_steps)
   if config.optimizer.weight_decay_in_loss:

@@ -25,10 +25,12 @@ step on the host's schedule is ``update(..., take_sam=True/False)``: one compile
 program per branch, alternated by ``sam_jax.training.train_step.AlternatingStep``.
 """
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.optim import sam_family as sam_lib
@@ -103,3 +105,15 @@ def looksam(rho: float | optax.Schedule, *, alpha: float, every_k_steps: int,
     return out, LookSamState(count, jnp.where(take_sam, rho_t, 0.0), direction)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+KIND = "looksam"  # config.sam.kind; its options: config.sam.looksam (its k: sam.every_k_steps).
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], **common: Any
+                ) -> optax.GradientTransformationExtraArgs:
+  """LookSAM as ``config.sam`` asks, chained before ``inner`` (``optimizer.SamBuilder``)."""
+  del schedule
+  return optax.chain(looksam(config.sam.rho, alpha=config.sam.looksam.alpha, **common),
+                     *inner)

@@ -23,10 +23,12 @@ SAM on the global batch; a sub-axis gives groups of devices. Each entry of eithe
 list is a name or a tuple of mesh axis names, reduced one entry after another.
 """
 
-from typing import Callable, NamedTuple
+from collections.abc import Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.parallel import AxisNames, mean_over
@@ -211,3 +213,14 @@ def sam(rho: float | optax.Schedule, *, axis_name: AxisNames = None,
   check_eps("sam", eps)
   return sharpness_aware(sam_perturbation(eps), rho, axis_name=axis_name,
                          sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)
+
+
+KIND = "sam"  # config.sam.kind (its builder: from_config; optimizer.sam_builders finds both).
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], **common: Any
+                ) -> optax.GradientTransformationExtraArgs:
+  """SAM of radius ``config.sam.rho`` chained before ``inner`` (``optimizer.SamBuilder``)."""
+  del schedule
+  return optax.chain(sam(config.sam.rho, **common), *inner)

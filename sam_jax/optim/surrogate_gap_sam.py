@@ -20,8 +20,12 @@ from the worker's gradients, its ``train.py`` then takes ``pmean``); ``"global"`
 decomposes the device-averaged g and g_p once. With one group they coincide.
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+import ml_collections
 import optax
 
 from sam_jax.optim import sam_family as sam_lib
@@ -80,3 +84,18 @@ def gsam(learning_rate_fn: optax.Schedule, *, rho_max: float, rho_min: float, lr
       sam_lib.sam_perturbation(eps), rho, combine=surrogate_gap_combine(alpha, eps),
       combine_per_group=decompose == "group", axis_name=axis_name,
       sync_axis_name=sync_axis_name, every_k_steps=every_k_steps)
+
+
+KIND = "gsam"  # config.sam.kind; its options: config.sam.gsam.
+
+
+def from_config(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                inner: Sequence[optax.GradientTransformation], **common: Any
+                ) -> optax.GradientTransformationExtraArgs:
+  """GSAM as ``config.sam`` asks (rho follows ``schedule``), chained before ``inner``
+  (``optimizer.SamBuilder``)."""
+  own = config.sam.gsam
+  return optax.chain(gsam(schedule, rho_max=config.sam.rho, rho_min=own.rho_min,
+                          lr_max=config.optimizer.learning_rate,
+                          lr_min=config.optimizer.end_learning_rate, alpha=own.alpha,
+                          decompose=own.decompose, **common), *inner)

@@ -137,12 +137,16 @@ def trainable(config: ml_collections.ConfigDict, params: Any) -> masks.Mask | No
 
 
 def build(config: ml_collections.ConfigDict, devices: Sequence[Any] | None = None, *,
-          num_classes: int | None = None, model: nn.Module | None = None) -> Setup:
+          num_classes: int | None = None, model: nn.Module | None = None,
+          alternate: bool = True) -> Setup:
   """The ``Setup`` of a completed config (``config.defaults.complete``) on ``devices``.
 
   ``num_classes``: the head's width (None: ``config.num_classes``, which must then be
   set; the loop passes the dataset's). ``model``: a module to train instead of
-  ``config.model``'s (tests of small networks).
+  ``config.model``'s (tests of small networks). ``alternate``: with SAM every k-th step
+  only, compile the SAM and the plain step apart and alternate them on the host (what
+  training runs); False: one program in which the optimizer chooses by its own
+  ``lax.cond`` (the reference the tests compare against, and the cost alternation avoids).
 
   Raises:
     ValueError: the config is invalid for this many devices (``config.validation``),
@@ -162,7 +166,7 @@ def build(config: ml_collections.ConfigDict, devices: Sequence[Any] | None = Non
                                         sync_axis_name=groups.sync_axis_name)
   shapes = jax.eval_shape(lambda: train_step.init_state(
       model, tx, jax.random.PRNGKey(config.seed), config.image_size))
-  every_k_steps = config.sam.every_k_steps if config.sam.rho > 0 else 1
+  every_k_steps = config.sam.every_k_steps if config.sam.rho > 0 and alternate else 1
   attack = PgdAttack.from_pixels(**config.adversarial_training)
   goal, trained = objective(config), trainable(config, shapes.params)
   gradient_tx = None if groups.micro_batches == 1 else optim.create_optimizer(
