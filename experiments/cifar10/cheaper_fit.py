@@ -27,6 +27,7 @@ import pathlib
 import numpy as np
 
 from sam_jax.analysis import plots
+from sam_jax.config import defaults
 
 from claims import by_seed  # pylint: disable=g-bad-import-order  (experiments/cifar10/)
 from rows import KINDS, NAMES, kind, setting, stat, table
