@@ -33,7 +33,6 @@ cpu_runtime.configure()  # Before JAX starts threads, as sam_jax.main.
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import argparse
-import importlib.util
 import os
 import statistics
 import time
@@ -47,15 +46,11 @@ from sam_jax.config import defaults
 from sam_jax.data import input_pipeline
 from sam_jax.training import loop, setup
 
-STUDY_CONFIG = os.path.join(os.path.dirname(__file__), "..", "experiments", "cifar10",
-                            "config.py")
+import study_config as study  # pylint: disable=g-bad-import-order  (benchmarks/study_config.py)
 
 
 def study_config(model: str, data_dir: str, rho: float) -> Any:
-  spec = importlib.util.spec_from_file_location("study_config", STUDY_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(model)
+  config = study.get_config(model)
   config.data_dir, config.sam.rho = data_dir, rho
   return defaults.complete(config)
 

@@ -16,7 +16,8 @@ trained with the other models' optimizer, ``rows.is_control``). The ``short`` re
 note on underfitting) gets its main comparison, sweep and budget. Rows of the cheaper SAM
 kinds (``kind`` looksam, msam, aesam; short regime) get their own table against base and
 SAM on the cheaper-SAM page; their fit-regime rows get ``cheaper_fit.section``
-(``tables:cheap-fit``).
+(``tables:cheap-fit``), with the step costs measured side by side in
+``results/fit/step_cost/step_cost.json`` (``benchmarks/sam_overhead.py --study``).
 """
 
 import collections
@@ -337,7 +338,8 @@ def main() -> None:
                   for regime, rs in rows.items()],
            CHEAPER_PAGE: [("cheap", cheaper(rows["short"]))] if "short" in rows else []}
   fit = [r for r in rows.get("fit", []) if not is_control(r)]
-  parts[CHEAPER_PAGE].append(("cheap-fit", cheaper_fit.section(fit, groups(fit, chosen_rho(fit)))))
+  parts[CHEAPER_PAGE].append(("cheap-fit", cheaper_fit.section(
+      fit, groups(fit, chosen_rho(fit)), cheaper_fit.load_costs(cheaper_fit.STEP_COST))))
   for path, texts in parts.items():
     page = pathlib.Path(path).read_text()
     for marker, text in texts:
