@@ -246,7 +246,7 @@ def control_table(g: dict, control: dict) -> str:
   """The ResNet (or any model) with its own optimizer and with the other one, base and SAM."""
   lines = []
   for m in MODELS:
-    for own, groups_ in ((True, g), (False, control)):
+    for groups_ in (g, control):  # Its own optimizer, then the other one.
       for label in ("base", "SAM"):
         if (m, label) in control and (m, label) in groups_:
           rs = groups_[(m, label)]

@@ -90,7 +90,8 @@ def main() -> None:
                          re.S)
     if not pattern.search(doc):
       raise ValueError(f"{DOC} has no markers for the setting {setting!r}.")
-    doc = pattern.sub(lambda m: m.group(1) + table(setting_rows) + "\n" + m.group(2), doc)
+    text = table(setting_rows)
+    doc = pattern.sub(lambda m, t=text: m.group(1) + t + "\n" + m.group(2), doc)
     figure(setting, setting_rows)
   all_rows = rows()
   cpu = sum(r["train_cpu_seconds"] + r.get("eval_cpu_seconds", 0.0) for r in all_rows) / 3600
