@@ -47,6 +47,8 @@ from sam_jax.models import conv_matmul
 from sam_jax.optim import optimizer
 from sam_jax.training import loop, setup
 
+from machine import cpu_model  # pylint: disable=g-bad-import-order  (benchmarks/machine.py)
+
 CONVOLUTIONS = ("matmul", "xla")
 TIMM_NAMES = {("vit", "S/16"): "vit_small_patch16_224", ("resnet", "50"): "resnet50"}
 Step = Callable[[Any], Any]
@@ -230,12 +232,6 @@ def measure(torch: TorchWorker, name: str, variant: str, batch_size: int,
       "ours CPU s/step": med("ours", "cpu_seconds"), "PyTorch CPU s/step": med("torch", "cpu_seconds"),
       "load (1 min)": os.getloadavg()[0],
   }
-
-
-def cpu_model() -> str:
-  with open("/proc/cpuinfo") as f:
-    return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")),
-                "unknown")
 
 
 def main():

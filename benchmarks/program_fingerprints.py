@@ -20,10 +20,8 @@ import ml_collections
 import test_configs
 import test_setup
 
-from sam_jax.config import defaults
+from sam_jax.config import defaults, validation
 from sam_jax.training import setup
-
-PLAIN_EVERY_STEP = ("msam", "aesam")  # Kinds validation keeps at every_k_steps = 1.
 
 
 def digest(config: ml_collections.ConfigDict) -> dict[str, str]:
@@ -36,7 +34,7 @@ def main() -> None:
   for name, arg in test_configs.CASES:
     print(name, arg, digest(test_setup._tiny(name, arg)), flush=True)  # pylint: disable=protected-access
   for kind in defaults.SAM_KINDS:
-    for every in (1,) if kind in PLAIN_EVERY_STEP else (1, 2):
+    for every in (1,) if kind in validation.SELF_PACED_KINDS else (1, 2):
       config = test_setup._tiny("default", None)  # pylint: disable=protected-access
       config.sam.kind, config.sam.rho, config.sam.every_k_steps = kind, 0.05, every
       print("kind", kind, every, digest(config), flush=True)

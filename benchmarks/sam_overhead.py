@@ -41,8 +41,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
-import re
 import shlex
 import sys
 import time
@@ -60,6 +58,7 @@ from sam_jax.config import defaults
 from sam_jax.optim import sam
 from sam_jax.training import setup, train_step
 
+import machine  # pylint: disable=g-bad-import-order  (benchmarks/machine.py)
 import study_config  # pylint: disable=g-bad-import-order  (benchmarks/study_config.py)
 
 RHO, MSAM_RHO, NEVER = 0.05, 3.0, 1e30  # MSAM: its authors' scale (see optim/msam.py).
@@ -262,9 +261,7 @@ def measure_study(model: str, steps: int, blocks: int) -> dict[str, dict]:
 
 def _machine() -> dict:
   """The CPU model, its cores, the XLA flags and the JAX version."""
-  cpuinfo = pathlib.Path("/proc/cpuinfo").read_text()
-  names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, flags=re.M)
-  return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
+  return {"cpu": machine.cpu_model(), "cores": os.cpu_count(),
           "usable_cores": len(os.sched_getaffinity(0)), "jax": jax.__version__,
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": str(jax.devices()[0])}
 

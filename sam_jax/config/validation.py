@@ -23,6 +23,7 @@ OPTIMIZERS = ("adamw", "sgd")
 DECAYS = ("linear", "cosine", "constant")
 HESSIAN_METHODS = ("lanczos", "power")
 MAX_RANDAUGMENT_MAGNITUDE = 30.0  # sam_jax.data.randaugment.MAX_MAGNITUDE.
+SELF_PACED_KINDS = ("msam", "aesam")  # SAM kinds that decide their own steps: every_k_steps 1.
 NUMPY_DATASETS = ("digits",)  # Read without tf.data: no config.augment, no second view.
 CONTRASTIVE_METHODS = ("", "simclr")  # "": supervised (training.loop.objective).
 REQUIRED = ("seed", "dataset", "image_size", "batch_size", "eval_batch_size", "num_train_steps",
@@ -151,7 +152,7 @@ def _check_accumulation(config: ml_collections.ConfigDict, num_devices: int) -> 
 def _check_sam_kind(config: ml_collections.ConfigDict) -> None:
   """The keys of the cheaper SAM kinds (LookSAM, Momentum-SAM, AE-SAM)."""
   kind, sam = config.sam.kind, config.sam
-  if kind in ("msam", "aesam") and sam.every_k_steps != 1:
+  if kind in SELF_PACED_KINDS and sam.every_k_steps != 1:
     raise ValueError(f"config.sam.every_k_steps={sam.every_k_steps} must be 1 for "
                      f"config.sam.kind={kind!r}, which decides its own steps.")
   if kind == "msam" and config.optimizer.name == "sgd" and not config.optimizer.momentum:
