@@ -49,7 +49,7 @@ def test_all_analyses_and_figures(workdir, tmp_path):
   mesh = parallel.create_mesh(jax.devices()[:1])  # Multi-device: see test_hessian.
   summary = runner.run(loaded, None, str(tmp_path), mesh)
   assert json.load(open(tmp_path / "analysis.json")) == json.loads(json.dumps(summary))
-  for label, result in summary["runs"].items():
+  for result in summary["runs"].values():
     assert set(registry.ANALYSES) <= set(result) and result["step"] == STEPS
     assert list(result["block_hessian"]["lambda_max"]) == [
         "embedding", "block_0/attention", "block_0/mlp", "head"]

@@ -90,7 +90,7 @@ def _mlp_problem():
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), batch["y"][:, None], 1))
 
   flat, unravel = ravel_pytree(params)
-  dense = np.mean([np.asarray(jax.hessian(lambda x: loss(unravel(x), b))(flat), np.float64)
+  dense = np.mean([np.asarray(jax.hessian(lambda x, b=b: loss(unravel(x), b))(flat), np.float64)
                    for b in batches], axis=0)
   return loss, params, batches, dense
 

@@ -53,10 +53,10 @@ def test_matches_optax_contrib_sam_opaque(base):
   for step in range(6):
     batch = batches[step % len(batches)]
     g = jax.grad(loss)(p_ours, batch)
-    u, s_ours = ours.update(g, s_ours, p_ours, grad_fn=lambda p: jax.grad(loss)(p, batch))
+    u, s_ours = ours.update(g, s_ours, p_ours, grad_fn=lambda p, batch=batch: jax.grad(loss)(p, batch))
     p_ours = optax.apply_updates(p_ours, u)
     g = jax.grad(loss)(p_ref, batch)
-    u, s_ref = ref.update(g, s_ref, p_ref, grad_fn=lambda p, _: jax.grad(loss)(p, batch))
+    u, s_ref = ref.update(g, s_ref, p_ref, grad_fn=lambda p, _, batch=batch: jax.grad(loss)(p, batch))
     p_ref = optax.apply_updates(p_ref, u)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), p_ours, p_ref)
   # And SAM really changed the trajectory relative to the base optimizer.
